@@ -1,0 +1,1 @@
+"""Broker adapters: each implements the engine's Broker and MarketData ports."""

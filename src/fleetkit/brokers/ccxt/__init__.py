@@ -1,0 +1,1 @@
+"""Real exchanges through ccxt: the live broker adapter and real prices for paper trading."""

@@ -1,0 +1,35 @@
+"""`fleet bot run NAME`: one bot alone — what a container or a systemd unit runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fleetkit.cli.app import app
+from fleetkit.cli.options import ConfigOption, DbOption
+
+bot_app = typer.Typer(help="Run a single bot.", no_args_is_help=True)
+app.add_typer(bot_app, name="bot")
+
+
+@bot_app.command("run")
+def run(name: Annotated[str, typer.Argument(help="the bot's name in the config")],
+        config: ConfigOption = None, db: DbOption = None) -> None:
+    """Run one bot in the foreground until SIGINT/SIGTERM (reconciles on boot)."""
+    import threading
+
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.connections import connection_factory
+    from fleetkit.runtime.logs import configure_logging
+    from fleetkit.runtime.runner import BotRunner
+    from fleetkit.runtime.signals import stop_signals
+    from fleetkit.runtime.wiring import database_url
+
+    loaded = load_config(config)
+    configure_logging()
+    stop = threading.Event()
+    runner = BotRunner(loaded, name, database_url(loaded, db),
+                       connection_factory(loaded), stop=stop)
+    with stop_signals(stop):
+        runner.run()

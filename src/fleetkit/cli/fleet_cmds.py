@@ -1,0 +1,281 @@
+"""Fleet commands: init, up, status, halt, resume, strategies."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fleetkit.cli.app import app, fail
+from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
+
+if TYPE_CHECKING:
+    from fleetkit.core.controls import Control, TradingState
+
+# Command bodies import what they need: `fleet bot run` loads this module too, and a fleet
+# is many bot processes whose start-up time and memory add up.
+
+def actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+@app.command()
+def init(path: Annotated[Path, typer.Argument(help="where to write it")] = Path("fleet.yaml"),
+         force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")]
+         = False) -> None:
+    """Write the demo fleet's config to PATH so you can edit it."""
+    from fleetkit.config.loader import demo_config_text
+
+    if path.exists() and not force:
+        fail(f"{path} already exists: pass --force to overwrite it")
+    path.write_text(demo_config_text(), encoding="utf-8")
+    typer.echo(f"wrote {path} — edit it, then run: fleet up --config {path}")
+
+
+@app.command()
+def up(config: ConfigOption = None, db: DbOption = None,
+       run_for: Annotated[float | None, typer.Option(
+           "--for", min=1, help="stop cleanly after this many seconds")] = None,
+       live: Annotated[bool | None, typer.Option(
+           "--live/--no-live",
+           help="live status table (default: on when output is a terminal)",
+           show_default=False)] = None) -> None:
+    """Run the fleet in the foreground: sandbox broker, one process per bot, a supervisor."""
+    import threading
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from fleetkit.cli.render import fleet_table, summary_line
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.fleet import FleetOptions, preflight, run_fleet
+    from fleetkit.runtime.logs import configure_logging
+    from fleetkit.runtime.signals import stop_signals
+    from fleetkit.store.status import FleetView
+
+    loaded = load_config(config)
+    preflight(loaded)  # say what is wrong before announcing anything
+    logs = loaded.home / "logs"
+    configure_logging(log_file=logs / "fleet.log")
+    console = Console()
+    stop = threading.Event()
+    typer.echo(f"fleetkit: starting {len(loaded.config.bots)} bots from {loaded.source}; "
+               f"data and logs in {loaded.home}"
+               + (f"; stopping after {run_for:g}s" if run_for else "") + " — Ctrl-C to stop",
+               err=True)
+    if live is None:
+        live = sys.stdout.isatty()
+    with stop_signals(stop):
+        if live:
+            with Live(console=console, refresh_per_second=1, screen=False) as screen:
+                def show(view: FleetView) -> None:
+                    screen.update(fleet_table(view, title="fleet up — Ctrl-C to stop"))
+
+                run_fleet(loaded, FleetOptions(run_for, db, show), stop)
+        else:
+            import time
+
+            last = [time.time()]  # first summary after 30 s, once bots have reported
+
+            def log_line(view: FleetView) -> None:
+                if view.at.timestamp() - last[0] >= 30:
+                    typer.echo(summary_line(view))
+                    last[0] = view.at.timestamp()
+
+            run_fleet(loaded, FleetOptions(run_for, db, log_line), stop)
+    typer.echo("fleetkit: fleet stopped", err=True)
+
+
+@app.command()
+def status(config: ConfigOption = None, db: DbOption = None,
+           as_json: JsonOption = False) -> None:
+    """Every bot: state, market, strategy, positions, today's P&L, heartbeat age."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from fleetkit.cli.render import fleet_table
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.wiring import database_url
+    from fleetkit.store.database import open_database
+    from fleetkit.store.status import fleet_view
+
+    loaded = load_config(config)
+    database = open_database(database_url(loaded, db), must_exist=True)
+    try:
+        view = fleet_view(database.engine, datetime.now(UTC), loaded.config.runtime.stale_after_s)
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps(view.as_json(), indent=2))
+        return
+    if not view.bots:
+        typer.echo("no bots registered yet: start the fleet with `fleet up`")
+        return
+    Console().print(fleet_table(view))
+
+
+@app.command()
+def halt(bot: Annotated[str | None, typer.Argument(help="the bot to halt")] = None,
+         all_bots: Annotated[bool, typer.Option("--all", help="halt the whole fleet")] = False,
+         reason: Annotated[str, typer.Option("--reason", "-r", help="why (kept in the audit)")]
+         = "", reduce_only: Annotated[bool, typer.Option(
+             "--reduce-only", help="only allow orders that shrink positions")] = False,
+         config: ConfigOption = None, db: DbOption = None) -> None:
+    """The kill switch: stop a bot (or --all) from sending orders, persisted and audited."""
+    from fleetkit.core.controls import TradingState
+
+    name = _target(bot, all_bots)
+    if not reason.strip():
+        fail("--reason is required: say why, it goes into the audit trail")
+    state = TradingState.REDUCING if reduce_only else TradingState.HALTED
+    previous = _set_state(config, db, name, state, reason.strip())
+    scope = "the fleet" if name is None else f"bot {name}"
+    again = " (it already was; reason updated)" if previous.state is state else ""
+    typer.echo(f"{scope} is now {state.value.upper()}{again}: {reason.strip()} "
+               "— checked before every order; resting orders are cancelled")
+
+
+@app.command()
+def resume(bot: Annotated[str | None, typer.Argument(help="the bot to resume")] = None,
+           all_bots: Annotated[bool, typer.Option("--all", help="lift the fleet-wide halt")]
+           = False, reason: Annotated[str, typer.Option("--reason", "-r")] = "operator resume",
+           config: ConfigOption = None, db: DbOption = None) -> None:
+    """Lift a halt on one bot (or the fleet-wide one with --all); audited.
+
+    A bot halted because its ledger and its broker disagreed stays halted while they still
+    do: fix the cause, or `fleet reconcile BOT --adopt-broker --reason ...` first."""
+    from fleetkit.core.controls import TradingState
+
+    name = _target(bot, all_bots)
+    if name is not None:
+        _refuse_while_mismatched(config, db, name)
+    previous = _set_state(config, db, name, TradingState.ACTIVE, reason)
+    scope = "the fleet" if name is None else f"bot {name}"
+    if previous.state is TradingState.ACTIVE:
+        typer.echo(f"{scope} was not halted; nothing changed")
+    else:
+        typer.echo(f"{scope} resumed (was {previous.state.value}: {previous.reason})")
+
+
+def _refuse_while_mismatched(config: Path | None, db: str | None, name: str) -> None:
+    from fleetkit.cli.reconcile_cmd import _Session
+    from fleetkit.config.loader import load_config
+    from fleetkit.core.controls import HaltSource
+    from fleetkit.runtime.wiring import database_url
+    from fleetkit.store.database import open_database
+    from fleetkit.store.fleet import FleetStore
+    from fleetkit.store.ledger import SqlLedger
+
+    loaded = load_config(config)
+    database = open_database(database_url(loaded, db), must_exist=True)
+    try:
+        bot_id = FleetStore(database.engine).bot(name).id
+        control = SqlLedger(database.engine, database.fleet_tag()).controls(bot_id).bot
+        if control.source is not HaltSource.RECONCILIATION:
+            return
+        with _Session(loaded, name, database) as reconciler:
+            result = reconciler.inspect()
+    finally:
+        database.dispose()
+    if not result.clean:
+        summary = "; ".join(d.describe() for d in result.differences[:3])
+        fail(f"bot {name} still differs from its broker ({summary}): fix that, or run "
+             f"`fleet reconcile {name} --adopt-broker --reason ...`, then resume")
+
+
+def _target(bot: str | None, all_bots: bool) -> str | None:
+    if all_bots and bot:
+        fail("give a bot name or --all, not both")
+    if not all_bots and not bot:
+        fail("name a bot, or pass --all for the whole fleet")
+    return None if all_bots else bot
+
+
+def _set_state(config: Path | None, db: str | None, name: str | None, state: TradingState,
+               reason: str) -> Control:
+    from datetime import UTC, datetime
+
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.wiring import database_url
+    from fleetkit.store.database import open_database
+    from fleetkit.store.fleet import FleetStore
+
+    loaded = load_config(config)
+    database = open_database(database_url(loaded, db), must_exist=True)
+    try:
+        return FleetStore(database.engine).set_state(name, state, reason, actor(),
+                                                     datetime.now(UTC))
+    finally:
+        database.dispose()
+
+
+@app.command()
+def strategies(as_json: JsonOption = False) -> None:
+    """The built-in strategies and their parameters."""
+    from fleetkit.strategy.base import registered
+
+    specs = registered()
+    if as_json:
+        typer.echo(json.dumps({name: {"summary": s.summary,
+                                      "params": s.params_model.model_json_schema()}
+                               for name, s in specs.items()}, indent=2))
+        return
+    for name, spec in sorted(specs.items()):
+        fields = ", ".join(f"{k}={_shown(f.default)}"
+                           for k, f in spec.params_model.model_fields.items())
+        typer.echo(f"{name:<20} {spec.summary}\n{'':<20} params: {fields or '(none)'}")
+
+
+def _shown(value: object) -> str:
+    from enum import IntEnum
+
+    if isinstance(value, IntEnum):
+        return f"{int(value)} ({value.name})"
+    return repr(value)
+
+
+@app.command()
+def events(bot: Annotated[str | None, typer.Argument(help="only this bot's events")] = None,
+           kind: Annotated[str | None, typer.Option(
+               help="only kinds starting with this, e.g. control, risk, order, reconcile")]
+           = None,
+           limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many")] = 50,
+           config: ConfigOption = None, db: DbOption = None, as_json: JsonOption = False
+           ) -> None:
+    """The audit trail, newest first: halts and resumes, denials, fills, mismatches, restarts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.wiring import database_url
+    from fleetkit.store.audit import recent_events
+    from fleetkit.store.database import open_database
+    from fleetkit.store.fleet import FleetStore
+
+    loaded = load_config(config)
+    database = open_database(database_url(loaded, db), must_exist=True)
+    try:
+        bot_id = None if bot is None else FleetStore(database.engine).bot(bot).id
+        found = recent_events(database.engine, bot_id=bot_id, kind=kind, limit=limit)
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps([e.as_json() for e in found], indent=2))
+        return
+    table = Table(show_lines=False)
+    for column in ("when (UTC)", "bot", "kind", "severity", "message", "by"):
+        table.add_column(column, no_wrap=column != "message")
+    for event in found:
+        table.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", event.bot or "(fleet)", event.kind,
+                      event.severity, event.message, event.actor or "")
+    Console().print(table)

@@ -1,0 +1,77 @@
+"""Rich tables for the fleet: what `fleet status` and the live view of `fleet up` print."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rich.table import Table
+from rich.text import Text
+
+from fleetkit.store.status import BotView, FleetView
+
+STATE_STYLE = {"ACTIVE": "green", "HALTED": "bold red", "REDUCING": "yellow", "STALE": "yellow",
+               "STOPPED": "dim"}
+_ORDER = {"HALTED": 0, "STALE": 1, "REDUCING": 2, "STOPPED": 3, "ACTIVE": 4}
+
+
+def money(value: Decimal, places: int = 2) -> str:
+    return f"{value:,.{places}f}"
+
+
+def _pnl(value: Decimal) -> Text:
+    style = "green" if value > 0 else "red" if value < 0 else ""
+    return Text(money(value), style=style)
+
+
+def _positions(bot: BotView) -> str:
+    if not bot.positions:
+        return "flat"
+    return ", ".join(f"{p.instrument.split(':', 1)[1]} {p.quantity.normalize():f}"
+                     for p in bot.positions)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.0f}h"
+
+
+# Real money must stand out in a table of paper bots.
+MODE_STYLE = {"live": "bold red", "paper": "yellow", "sandbox": "dim"}
+
+
+def fleet_table(view: FleetView, title: str | None = None) -> Table:
+    counts = " ".join(f"{state.lower()}={n}" for state, n in sorted(view.counts().items()))
+    fleet = "" if view.fleet_state == "active" else f"  FLEET {view.fleet_state.upper()}: " \
+        f"{view.fleet_reason}"
+    caption = (f"{len(view.bots)} bots ({counts})  today's P&L ${money(view.daily_pnl_usd)}"
+               f"{fleet}  {view.at:%Y-%m-%d %H:%M:%S} UTC")
+    table = Table(title=title, caption=caption, expand=False, pad_edge=False)
+    for column, justify in (("bot", "left"), ("market", "left"), ("mode", "left"),
+                            ("strategy", "left"),
+                            ("state", "left"), ("positions", "left"), ("P&L today", "right"),
+                            ("ccy", "left"), ("orders", "right"), ("beat", "right"),
+                            ("detail", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "detail")  # type: ignore[arg-type]
+    for bot in sorted(view.bots, key=lambda b: (_ORDER.get(b.state, 9), b.name)):
+        detail = bot.reason if bot.state in ("HALTED", "REDUCING", "STALE") else bot.detail
+        table.add_row(bot.name, bot.market, Text(bot.mode, style=MODE_STYLE.get(bot.mode, "")),
+                      bot.strategy,
+                      Text(bot.state, style=STATE_STYLE.get(bot.state, "")), _positions(bot),
+                      _pnl(bot.daily_pnl), bot.currency,
+                      f"{bot.orders_today}" + (f" ({bot.open_orders} open)" if bot.open_orders
+                                              else ""),
+                      _age(bot.heartbeat_age_s), detail[:60])
+    return table
+
+
+def summary_line(view: FleetView) -> str:
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(view.counts().items()))
+    orders = sum(b.orders_today for b in view.bots)
+    fills = sum(b.fills_today for b in view.bots)
+    return (f"{view.at:%H:%M:%S} fleet: {len(view.bots)} bots ({counts}); orders today {orders}, "
+            f"fills {fills}; P&L today ${money(view.daily_pnl_usd)}")

@@ -1,0 +1,1 @@
+"""Deployment generated from the fleet config: Docker Compose and systemd."""

@@ -1,0 +1,223 @@
+"""`fleet deploy compose`: a Docker Compose project for the fleet — PostgreSQL, a one-shot
+migration, the sandbox broker, one service per bot — generated from the fleet config.
+
+The password never appears in a generated file: it lives in `secrets/db_password` (the
+operator creates it), postgres reads it through POSTGRES_PASSWORD_FILE and every fleet
+process through `database.password_file` in the config copy, both as a Compose secret.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Any
+
+import yaml
+
+from fleetkit.config.loader import LoadedConfig, parse_config
+from fleetkit.config.models import BotSettings
+from fleetkit.deploy.files import Bundle, GeneratedFile
+from fleetkit.deploy.spec import (
+    DASHBOARD_PORT,
+    METRICS_PORT,
+    Process,
+    bot_env_file,
+    config_source_text,
+    fleet_processes,
+    needs_broker,
+    needs_internet,
+    one_line,
+    require_bots,
+    source_name,
+)
+
+GENERATOR = "fleet deploy compose"
+DEFAULT_IMAGE = "fleetkit:latest"
+DB_USER = DB_NAME = "fleet"
+DB_SECRET = "db_password"  # noqa: S105 - the secret's name; its value is never ours
+SECRET_PATH = f"/run/secrets/{DB_SECRET}"
+DATABASE_URL = f"postgresql://{DB_USER}@postgres:5432/{DB_NAME}"
+CONFIG_DIR = "/etc/fleet"
+HOME = "/var/lib/fleet"
+PENDING_PROFILE = "pending"
+SHARED = "x-fleet-service"
+INTERNAL, OUTSIDE = "internal", "outside"  # networks: private to the fleet / with a way out
+ENVIRONMENT = {"FLEET_CONFIG": f"{CONFIG_DIR}/fleet.yaml", "FLEET_HOME": HOME,
+               "FLEET_LOG_FORMAT": "json"}
+HEALTHY = {"condition": "service_healthy"}
+MIGRATED = {"condition": "service_completed_successfully"}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML: no anchors or aliases, even for repeated values."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _short_lists_inline(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    inline = all(isinstance(item, str | int) for item in data) and len(str(data)) <= 60
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=inline)
+
+
+_Dumper.add_representer(list, _short_lists_inline)
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=100)
+
+
+def compose_bundle(loaded: LoadedConfig, *, image: str = DEFAULT_IMAGE) -> Bundle:
+    require_bots(loaded)
+    config = loaded.config
+    database = ("# The database password is the Compose secret secrets/db_password: never here.",)
+    files = [GeneratedFile("docker-compose.yml", compose_text(loaded, image)),
+             GeneratedFile("config/fleet.yaml", compose_config_text(loaded))]
+    files += [GeneratedFile(f"env/{bot.name}.env", bot_env_file(config, bot, GENERATOR, database),
+                            mode=0o600, operator_edits=True) for bot in config.bots]
+    return Bundle(GENERATOR, tuple(files), operator_files=(f"secrets/{DB_SECRET}",))
+
+
+def compose_config_text(loaded: LoadedConfig) -> str:
+    """The user's config with the database and broker addresses of the Compose project.
+
+    A copy rather than the user's file mounted as is: inside Compose the database is the
+    `postgres` service and the broker is `broker`, which the user's file cannot know.
+    """
+    raw = yaml.safe_load(config_source_text(loaded)) or {}
+    database = {k: v for k, v in (raw.get("database") or {}).items()
+                if k not in ("url", "password_file")}
+    raw["database"] = {**database, "url": DATABASE_URL, "password_file": SECRET_PATH}
+    port = loaded.config.sandbox.port
+    raw["sandbox"] = {**(raw.get("sandbox") or {}), "host": "0.0.0.0",  # noqa: S104 - in a container
+                      "url": f"http://broker:{port}"}
+    header = "\n".join([
+        f"# A copy of {source_name(loaded)} for Docker Compose, written by `{GENERATOR}`:",
+        "# the database is the postgres service (password from the secret), the sandbox broker",
+        "# the broker service. Edit your own config and regenerate rather than this copy.",
+        "# What it names relative to itself (plugins, calendars.overrides_file) goes next to it,",
+        "# in the directory mounted at /etc/fleet.",
+        ""])
+    text = header + _dump(raw)
+    parse_config(text, "the generated config/fleet.yaml")  # still valid, or it is our bug
+    return text
+
+
+def compose_text(loaded: LoadedConfig, image: str) -> str:
+    config = loaded.config
+    fleet = one_line(config.fleet.name)
+    lines = [
+        f"# Docker Compose for fleet {fleet!r} ({len(config.bots)} bots), written by "
+        f"`{GENERATOR}`",
+        f"# from {source_name(loaded)}. Edit the config and regenerate rather than editing "
+        "this file.",
+        "#",
+        "# Before the first `docker compose up -d` (see docs/deploy.md):",
+        f"#   1. build the image from the fleetkit source tree:  docker build -t {image} .",
+        "#   2. create the database password, read by postgres and every fleet process:",
+        "#        mkdir -m 700 -p secrets && openssl rand -hex 24 > secrets/db_password",
+        "#        chmod 644 secrets/db_password    # readable inside the containers",
+        "#   3. fill in env/<bot>.env for bots that need credentials (live bots).",
+        "# Then: docker compose up -d; the fleet's status: docker compose run --rm migrate status",
+        "",
+        "# What every fleetkit container shares, merged into each of them below.",
+        f"{SHARED}: &{SHARED}",
+        *[f"  {line}" for line in _dump(_fleet_service(image)).splitlines()],
+        "",
+        "services:",
+    ]
+    for comment, name, spec, shared in _services(loaded):
+        lines += [f"  # {line}" for c in comment for line in textwrap.wrap(c, 94)]
+        lines += [f"  {name}:", *([f"    <<: *{SHARED}"] if shared else []),
+                  *[f"    {line}" for line in _dump(spec).splitlines()]]
+    lines.append(_dump({
+        "networks": {INTERNAL: {"internal": True}, OUTSIDE: {}},
+        "volumes": {"pgdata": {}, "fleet-home": {}},
+        "secrets": {DB_SECRET: {"file": f"./secrets/{DB_SECRET}"}},
+    }).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+Service = tuple[list[str], str, dict[str, Any], bool]  # comment, name, spec, shares x-fleet
+
+
+def _services(loaded: LoadedConfig) -> list[Service]:
+    config = loaded.config
+    services: list[Service] = [
+        (["PostgreSQL: the fleet's one database, on the private network only."],
+         "postgres", _postgres(), False)]
+    # Inside its container a process must listen on every interface to be reachable at
+    # all; what leaves the host is decided by `ports` (none, or 127.0.0.1 only).
+    every = "0.0.0.0"  # noqa: S104
+    for process in fleet_processes(config, broker_args=("--host", every),
+                                   dashboard_host=every):
+        note = [f"NOTE: {process.off} (profile {PENDING_PROFILE})."] if process.off else []
+        services.append(([f"{process.description[0].upper()}{process.description[1:]}.", *note],
+                         process.name, _process(process, config.sandbox.port), True))
+    stop_grace = f"{math.ceil(config.runtime.stop_timeout_s) + 5}s"
+    services += [([f"bot {bot.name}: {bot.mode}, {bot.market}, {bot.strategy}."],
+                  f"bot-{bot.name}", _bot(bot, stop_grace), True) for bot in config.bots]
+    return services
+
+
+def _postgres() -> dict[str, Any]:
+    return {
+        "image": "postgres:15",
+        "environment": {"POSTGRES_USER": DB_USER, "POSTGRES_DB": DB_NAME,
+                        "POSTGRES_PASSWORD_FILE": SECRET_PATH},
+        "secrets": [DB_SECRET],
+        "volumes": ["pgdata:/var/lib/postgresql/data"],
+        "healthcheck": {"test": ["CMD", "pg_isready", "-U", DB_USER, "-d", DB_NAME],
+                        "interval": "5s", "timeout": "5s", "retries": 12, "start_period": "10s"},
+        "restart": "unless-stopped",
+        "networks": [INTERNAL],
+    }
+
+
+def _fleet_service(image: str) -> dict[str, Any]:
+    """What every fleetkit container shares: image, config, home, secret, hardening."""
+    return {
+        "image": image,
+        "environment": dict(ENVIRONMENT),
+        "volumes": [f"./config:{CONFIG_DIR}:ro", f"fleet-home:{HOME}"],
+        "secrets": [DB_SECRET],
+        "read_only": True,
+        "tmpfs": ["/tmp"],  # noqa: S108 - the container's own, private /tmp
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+    }
+
+
+def _process(process: Process, broker_port: int) -> dict[str, Any]:
+    # Jobs may reach exchanges, the notifier Telegram; the dashboard has a published port.
+    outside = process.name in ("scheduler", "notifier", "dashboard")
+    spec: dict[str, Any] = {"command": list(process.args),
+                            "networks": [INTERNAL, OUTSIDE] if outside else [INTERNAL]}
+    spec["restart"] = "no" if process.oneshot else "unless-stopped"
+    spec["depends_on"] = {"postgres": dict(HEALTHY)} if process.oneshot else \
+        {"postgres": dict(HEALTHY), "migrate": dict(MIGRATED)}
+    if process.off:
+        spec["profiles"] = [PENDING_PROFILE]
+    if process.name == "broker":
+        probe = ("import urllib.request as u; "
+                 f"u.urlopen('http://127.0.0.1:{broker_port}/v1/health', timeout=3)")
+        spec["healthcheck"] = {"test": ["CMD", "python", "-c", probe], "interval": "5s",
+                               "timeout": "5s", "retries": 12, "start_period": "10s"}
+    if process.name == "dashboard":
+        spec["ports"] = [f"127.0.0.1:{DASHBOARD_PORT}:{DASHBOARD_PORT}"]  # this host only
+    if process.name == "metrics":
+        spec["ports"] = [f"127.0.0.1:{METRICS_PORT}:{METRICS_PORT}"]  # Prometheus on this host
+    return spec
+
+
+def _bot(bot: BotSettings, stop_grace: str) -> dict[str, Any]:
+    networks = [INTERNAL, OUTSIDE] if needs_internet(bot) else [INTERNAL]  # exchanges
+    spec: dict[str, Any] = {"command": ["bot", "run", bot.name], "networks": networks}
+    spec["env_file"] = [f"env/{bot.name}.env"]
+    spec["restart"] = "unless-stopped"
+    spec["stop_grace_period"] = stop_grace
+    spec["depends_on"] = {"postgres": dict(HEALTHY), "migrate": dict(MIGRATED)}
+    if needs_broker(bot):
+        spec["depends_on"]["broker"] = dict(HEALTHY)
+    return spec

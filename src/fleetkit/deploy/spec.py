@@ -1,0 +1,132 @@
+"""What every deployment runs, whatever runs it: the fleet's processes, each bot's
+environment file (names only, never values) and the config they all read."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetkit.config.loader import LoadedConfig, demo_config_text
+from fleetkit.config.models import BotSettings, FleetConfig
+from fleetkit.core.errors import ConfigError
+
+# runtime.connections reads it; deploy may not import runtime (a test keeps the two equal).
+LIVE_CONFIRM_ENV = "FLEET_LIVE_CONFIRM"
+DASHBOARD_PORT = 8501
+METRICS_PORT = 9108
+MISSING_NOTE = ("`fleet {command}` is not in this fleetkit yet: generated so the deployment "
+                "is complete when it lands, but not started by default")
+NO_JOBS_NOTE = ("the config has no enabled jobs and `fleet scheduler run` refuses an empty "
+                "schedule: generated, but not started by default (add jobs and regenerate)")
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """One long-running (or one-shot) fleet process besides the bots."""
+
+    name: str  # service / unit name: migrate, broker, scheduler ...
+    description: str
+    args: tuple[str, ...]  # after `fleet`
+    oneshot: bool = False
+    command_missing: bool = False  # its command is not in this fleetkit yet
+    off: str | None = None  # why it is generated but not started by default
+
+    @property
+    def command(self) -> str:
+        return " ".join(itertools.takewhile(lambda a: not a.startswith("-"), self.args))
+
+
+def _missing(name: str, description: str, args: tuple[str, ...]) -> Process:
+    process = Process(name, description, args, command_missing=True)
+    return dataclasses.replace(process, off=MISSING_NOTE.format(command=process.command))
+
+
+def fleet_processes(config: FleetConfig, *, broker_args: tuple[str, ...] = (),
+                    dashboard_host: str = "127.0.0.1") -> tuple[Process, ...]:
+    """Everything that runs beside the bots, in start order."""
+    has_jobs = any(job.enabled for job in config.jobs)
+    return (
+        Process("migrate", "database migrations (one-shot)", ("db", "upgrade"), oneshot=True),
+        Process("broker", "sandbox broker", ("broker", "serve", *broker_args)),
+        Process("scheduler", "scheduled jobs (each period runs once, fleet-wide)",
+                ("scheduler", "run"), off=None if has_jobs else NO_JOBS_NOTE),
+        Process("metrics", "Prometheus metrics for the whole fleet (local only)",
+                ("metrics", "serve", "--host", dashboard_host, "--port", str(METRICS_PORT))),
+        _missing("notifier", "notification outbox sender", ("notify", "run")),
+        _missing("dashboard", "dashboard (local only)",
+                 ("dashboard", "--host", dashboard_host, "--port", str(DASHBOARD_PORT))),
+    )
+
+
+def require_bots(loaded: LoadedConfig) -> None:
+    if not loaded.config.bots:
+        raise ConfigError(f"{loaded.source}: no bots configured — add some under `bots:`")
+
+
+def config_source_text(loaded: LoadedConfig) -> str:
+    """The config's text as the user wrote it (the demo's for the built-in fleet)."""
+    path = loaded.source_path
+    if path is None:
+        return demo_config_text()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def source_name(loaded: LoadedConfig) -> str:
+    """The config's file name for headers: no absolute path, so output does not depend on
+    where the config happens to live."""
+    path = loaded.source_path
+    return loaded.source if path is None else Path(path).name
+
+
+def one_line(text: str) -> str:
+    """User text made safe for a comment or a unit's Description: one printable line."""
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
+def needs_broker(bot: BotSettings) -> bool:
+    return bot.mode == "sandbox"
+
+
+def needs_internet(bot: BotSettings) -> bool:
+    return bot.mode != "sandbox"
+
+
+def bot_env_file(config: FleetConfig, bot: BotSettings, generator: str,
+                 database_lines: tuple[str, ...]) -> str:
+    """The bot's environment: only the NAMES of what it needs, values left for the operator."""
+    where = bot.market if bot.exchange is None else f"{bot.market} on {bot.exchange}"
+    lines = [f"# Environment of bot {bot.name} ({bot.mode}, {where}) — written by `{generator}`.",
+             "# Yours once you fill it in: regenerating keeps an edited file (delete it to get",
+             "# a fresh one). It may hold secrets: keep it private (mode 600), out of git.",
+             *database_lines]
+    if bot.mode == "sandbox":
+        lines.append("# A sandbox bot needs no credentials.")
+    elif bot.mode == "paper":
+        lines.append("# A paper bot reads public prices only: it needs no credentials.")
+    else:
+        lines += _live_lines(config, bot)
+    return "\n".join(lines) + "\n"
+
+
+def _live_lines(config: FleetConfig, bot: BotSettings) -> list[str]:
+    name = str(bot.exchange)
+    venue = config.exchanges[name]
+    c = venue.credentials
+    lines = [f"# Credentials of exchange {name} (the names come from fleet.yaml, "
+             f"exchanges.{name}.credentials):"]
+    lines += [f"{env}=" for env in (c.api_key_env, c.secret_env, c.password_env) if env]
+    lines += [f"# the {what} is read from the file {path}: make it readable by this bot "
+              "(mount it into the container)"
+              for what, path in (("api key", c.api_key_file), ("secret", c.secret_file),
+                                 ("password", c.password_file)) if path]
+    if not venue.testnet:
+        lines += [f"# REAL MONEY: {name} is not a testnet. The bot refuses to trade until "
+                  f"{LIVE_CONFIRM_ENV} names it",
+                  f"# (and live.enabled is true in fleet.yaml): {LIVE_CONFIRM_ENV}={bot.name}",
+                  f"{LIVE_CONFIRM_ENV}="]
+    return lines

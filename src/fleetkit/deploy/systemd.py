@@ -1,0 +1,305 @@
+"""`fleet deploy systemd`: units for one host — a bot template (`fleet-bot@NAME`), the broker,
+a one-shot migration, the fleet's other processes and a `fleet.target` — with restart,
+resource limits and hardening, plus env files and an install script.
+
+Each host runs what is enabled into the target, so several hosts can share one database,
+each running a subset of the bots (a bot's lease in the database stops a second copy).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from dataclasses import dataclass
+
+from fleetkit.config.loader import LoadedConfig
+from fleetkit.deploy.files import Bundle, GeneratedFile
+from fleetkit.deploy.spec import (
+    Process,
+    bot_env_file,
+    config_source_text,
+    fleet_processes,
+    needs_broker,
+    one_line,
+    require_bots,
+    source_name,
+)
+
+GENERATOR = "fleet deploy systemd"
+Section = tuple[str, list[tuple[str, str]]]
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
+_CALENDAR = re.compile(r"^[A-Za-z0-9*:/,.~ -]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemdOptions:
+    prefix: str = "fleet"
+    user: str = "fleet"
+    home: str = "/var/lib/fleet"
+    fleet_bin: str = "/opt/fleetkit/bin/fleet"
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.prefix):
+            raise ValueError(f"--prefix {self.prefix!r}: lowercase letters, digits and '-', "
+                             "starting with a letter")
+        if not _USER.match(self.user):
+            raise ValueError(f"--user {self.user!r} is not a system user name")
+        for option, path in (("--home", self.home), ("--fleet-bin", self.fleet_bin)):
+            if not _PATH.match(path) or "/.." in path or path == "/":
+                raise ValueError(f"{option} {path!r}: an absolute path of letters, digits, "
+                                 "'.', '_', '-' and '/'")
+
+    @property
+    def etc(self) -> str:
+        """Where the config and env files live on the host."""
+        return f"/etc/{self.prefix}"
+
+    @property
+    def target(self) -> str:
+        return f"{self.prefix}.target"
+
+    def unit(self, name: str) -> str:
+        return f"{self.prefix}-{name}.service"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """A job the scheduler would run, as a systemd timer plus a one-shot service."""
+
+    name: str
+    on_calendar: str  # systemd calendar expression, e.g. "daily" or "*-*-* 02:30:00"
+    args: tuple[str, ...]  # after `fleet`
+    description: str
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"job name {self.name!r}: lowercase letters, digits and '-'")
+        if not _CALENDAR.match(self.on_calendar):
+            raise ValueError(f"job {self.name}: {self.on_calendar!r} is not a calendar expression")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    memory_max: str
+    cpu_quota: str
+    tasks_max: int
+
+
+BOT_LIMITS = Limits("512M", "50%", 64)
+PROCESS_LIMITS = Limits("1G", "100%", 128)
+
+
+def render_unit(sections: list[Section], comments: tuple[str, ...] = ()) -> str:
+    out = [f"# {line}" for c in comments for line in textwrap.wrap(c, 96)]
+    for name, entries in sections:
+        if out:
+            out.append("")
+        out.append(f"[{name}]")
+        out += [f"{key}={value}" for key, value in entries]
+    return "\n".join(out) + "\n"
+
+
+def systemd_bundle(loaded: LoadedConfig, options: SystemdOptions,
+                   jobs: tuple[ScheduledJob, ...] = ()) -> Bundle:
+    """Jobs come from the config once it has them; the code path is here and tested."""
+    require_bots(loaded)
+    config = loaded.config
+    header = _header(loaded)
+    units = [_bot_template(loaded, options, header), _target(loaded, options, header)]
+    units += [_process_unit(loaded, options, p, header) for p in fleet_processes(config)]
+    for job in jobs:
+        units += job_units(options, job, header)
+    database = (f"# The database: FLEET_DB_URL in {options.etc}/fleet.env, or database.url in "
+                "fleet.yaml.",)
+    files = sorted(units, key=lambda f: f.path)
+    files += [GeneratedFile("fleet.yaml", config_source_text(loaded)),
+              GeneratedFile("fleet.env", _shared_env(options), 0o600, operator_edits=True),
+              GeneratedFile("install.sh", install_script(loaded, options), 0o755)]
+    files += [GeneratedFile(f"bots/{bot.name}.env",
+                            bot_env_file(config, bot, GENERATOR, database), 0o600,
+                            operator_edits=True) for bot in config.bots]
+    return Bundle(GENERATOR, tuple(files))
+
+
+def _header(loaded: LoadedConfig) -> tuple[str, ...]:
+    return (f"Written by `{GENERATOR}` from {source_name(loaded)}: edit the config and "
+            "regenerate,",
+            "or override with `systemctl edit` drop-ins rather than editing this file.")
+
+
+def _unit_section(description: str, options: SystemdOptions, *, after: tuple[str, ...] = (),
+                  wants: tuple[str, ...] = ()) -> Section:
+    database = ("network-online.target", "postgresql.service")
+    return ("Unit", [
+        ("Description", description),
+        ("After", " ".join((*database, *after))),
+        ("Wants", " ".join((*database, *wants))),
+        ("PartOf", options.target),
+        # Never give up restarting: a database outage at boot can outlast any burst limit.
+        ("StartLimitIntervalSec", "0"),
+    ])
+
+
+def _service_section(options: SystemdOptions, exec_args: str, env_files: tuple[str, ...],
+                     limits: Limits, *, oneshot: bool = False, remain_after_exit: bool = True,
+                     stop_timeout_s: float = 8.0) -> Section:
+    entries = [("Type", "oneshot" if oneshot else "exec")]
+    if oneshot and remain_after_exit:
+        # Units ordered after it start once it has succeeded, and it counts as done.
+        entries.append(("RemainAfterExit", "yes"))
+    entries += [
+        ("User", options.user),
+        ("Group", options.user),
+        ("WorkingDirectory", options.home),
+        ("Environment", f"FLEET_HOME={options.home} FLEET_CONFIG={options.etc}/fleet.yaml "
+                        "FLEET_LOG_FORMAT=json PYTHONUNBUFFERED=1"),
+        *[("EnvironmentFile", f) for f in env_files],
+        ("ExecStart", f"{options.fleet_bin} {exec_args}"),
+        ("SyslogIdentifier", "%N"),
+    ]
+    if oneshot:
+        entries.append(("TimeoutStartSec", "300"))
+    else:
+        entries += [("Restart", "on-failure"), ("RestartSec", "5"),
+                    ("TimeoutStopSec", str(math.ceil(stop_timeout_s) + 5))]
+    entries += [
+        ("MemoryMax", limits.memory_max),
+        ("CPUQuota", limits.cpu_quota),
+        ("TasksMax", str(limits.tasks_max)),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("ReadWritePaths", options.home),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("LockPersonality", "yes"),
+        ("UMask", "0027"),
+    ]
+    return ("Service", entries)
+
+
+def _install(options: SystemdOptions) -> Section:
+    return ("Install", [("WantedBy", options.target)])
+
+
+def _bot_template(loaded: LoadedConfig, options: SystemdOptions,
+                  header: tuple[str, ...]) -> GeneratedFile:
+    migrate, broker = options.unit("migrate"), options.unit("broker")
+    sections = [
+        _unit_section(f"{one_line(loaded.config.fleet.name)} bot %i", options,
+                      after=(migrate, broker), wants=(migrate,)),
+        _service_section(options, "bot run %i",
+                         (f"-{options.etc}/fleet.env", f"{options.etc}/bots/%i.env"),
+                         BOT_LIMITS, stop_timeout_s=loaded.config.runtime.stop_timeout_s),
+        _install(options),
+    ]
+    comments = (*header, f"One bot per instance: systemctl enable --now "
+                         f"{options.prefix}-bot@NAME.service")
+    return GeneratedFile(f"units/{options.prefix}-bot@.service", render_unit(sections, comments))
+
+
+def _process_unit(loaded: LoadedConfig, options: SystemdOptions, process: Process,
+                  header: tuple[str, ...]) -> GeneratedFile:
+    fleet = one_line(loaded.config.fleet.name)
+    after = () if process.oneshot else (options.unit("migrate"),)
+    sections = [
+        _unit_section(f"{fleet} {process.description}", options, after=after, wants=after),
+        _service_section(options, " ".join(process.args), (f"-{options.etc}/fleet.env",),
+                         PROCESS_LIMITS, oneshot=process.oneshot,
+                         stop_timeout_s=loaded.config.runtime.stop_timeout_s),
+        _install(options),
+    ]
+    comments = (*header, *((f"NOTE: {process.off}.",) if process.off else ()))
+    return GeneratedFile(f"units/{options.unit(process.name)}", render_unit(sections, comments))
+
+
+def _target(loaded: LoadedConfig, options: SystemdOptions,
+            header: tuple[str, ...]) -> GeneratedFile:
+    sections: list[Section] = [
+        ("Unit", [("Description", f"{one_line(loaded.config.fleet.name)} trading fleet")]),
+        ("Install", [("WantedBy", "multi-user.target")]),
+    ]
+    comments = (*header, "This host runs what is enabled into this target (systemctl enable "
+                         "UNIT): see install.sh.")
+    return GeneratedFile(f"units/{options.target}", render_unit(sections, comments))
+
+
+def job_units(options: SystemdOptions, job: ScheduledJob,
+              header: tuple[str, ...] = ()) -> list[GeneratedFile]:
+    """A scheduled job as a timer and the one-shot service it starts. Persistent: a run
+    missed while the host was down happens at the next boot."""
+    service = options.unit(job.name)
+    timer = service.removesuffix(".service") + ".timer"
+    service_sections = [
+        _unit_section(job.description, options, after=(options.unit("migrate"),)),
+        _service_section(options, " ".join(job.args), (f"-{options.etc}/fleet.env",),
+                         # Not "active" after its run, or the timer could never start it again.
+                         PROCESS_LIMITS, oneshot=True, remain_after_exit=False),
+    ]
+    timer_sections: list[Section] = [
+        ("Unit", [("Description", f"{job.description} (timer)"), ("PartOf", options.target)]),
+        ("Timer", [("OnCalendar", job.on_calendar), ("Persistent", "true"),
+                   ("Unit", service)]),
+        _install(options),
+    ]
+    return [GeneratedFile(f"units/{service}", render_unit(service_sections, header)),
+            GeneratedFile(f"units/{timer}", render_unit(timer_sections, header))]
+
+
+def _shared_env(options: SystemdOptions) -> str:
+    return "\n".join([
+        f"# Environment of every fleet process on this host, installed as {options.etc}/"
+        "fleet.env",
+        "# (mode 600, read by systemd as root). Yours once you fill it in: regenerating keeps it.",
+        "# The database: set database.url (and password_file) in fleet.yaml, or the whole URL",
+        "# here — a URL with its password belongs here, never in fleet.yaml. For example:",
+        "# FLEET_DB_URL=postgresql://fleet:PASSWORD@127.0.0.1:5432/fleet",
+    ]) + "\n"
+
+
+def install_script(loaded: LoadedConfig, options: SystemdOptions) -> str:
+    """Copies everything into place (never over env files the operator filled in) and says
+    what to enable; DRY_RUN=1 only prints."""
+    o = options
+    bots = " ".join(b.name for b in loaded.config.bots)
+    broker = any(needs_broker(b) for b in loaded.config.bots)
+    enable = [o.unit(p.name) for p in fleet_processes(loaded.config)
+              if not p.off and (p.name != "broker" or broker)]
+    return "\n".join([
+        "#!/bin/sh",
+        f"# Installs the units written by `{GENERATOR}` from {source_name(loaded)}.",
+        "# Run as root from this directory: sh install.sh    (DRY_RUN=1 sh install.sh only "
+        "prints)",
+        "set -eu",
+        'cd "$(dirname "$0")"',
+        'run() { echo "+ $*"; [ "${DRY_RUN:-0}" = 1 ] || "$@"; }',
+        f"id -u {o.user} >/dev/null 2>&1 || run useradd --system --user-group --home-dir "
+        f"{o.home} --shell /usr/sbin/nologin {o.user}",
+        f"run install -d -o {o.user} -g {o.user} -m 0750 {o.home}",
+        f"run install -d -m 0755 {o.etc}",
+        f"run install -d -m 0700 {o.etc}/bots",
+        f"cmp -s fleet.yaml {o.etc}/fleet.yaml || run install -b -m 0644 fleet.yaml "
+        f"{o.etc}/fleet.yaml  # the old one kept as fleet.yaml~",
+        f"[ -e {o.etc}/fleet.env ] || run install -m 0600 fleet.env {o.etc}/fleet.env",
+        f"for bot in {bots}; do",
+        f'  [ -e "{o.etc}/bots/$bot.env" ] || '
+        f'run install -m 0600 "bots/$bot.env" "{o.etc}/bots/$bot.env"',
+        "done",
+        "run install -m 0644 units/* /etc/systemd/system/",
+        "run systemctl daemon-reload",
+        f'echo "Installed. Set the database in {o.etc}/fleet.env or {o.etc}/fleet.yaml, fill '
+        f'in {o.etc}/bots/*.env,"',
+        'echo "then enable what this host runs (each host a subset of the bots, if you like):"',
+        f'echo "  systemctl enable --now {" ".join(enable)}"',
+        f"echo '  for bot in {bots}; do systemctl enable --now {o.prefix}-bot@$bot.service; "
+        "done'",
+        f'echo "  systemctl enable --now {o.target}"',
+    ]) + "\n"

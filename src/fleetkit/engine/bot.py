@@ -1,0 +1,183 @@
+"""TradingBot: one bot's per-bar path — strategy -> trader -> execution — shared by the live
+runner and the backtester, so what was tested is exactly what trades.
+
+It keeps the bot's position and in-flight quantities in memory between ledger refreshes
+(a backtest replays a million bars and must not query per bar); anything that matters
+after a restart goes through the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from fleetkit.core.errors import StrategyError
+from fleetkit.core.instruments import Instrument
+from fleetkit.core.market_data import Bar
+from fleetkit.core.numbers import ZERO
+from fleetkit.core.orders import Order
+from fleetkit.core.signals import Signal
+from fleetkit.engine.execution import Execution, ExecutionEngine
+from fleetkit.engine.ports import BotState, Clock, InstrumentState, Ledger, SignalRecord
+from fleetkit.engine.trader import Trader
+from fleetkit.strategy.base import Strategy, StrategyContext
+
+
+@dataclass(slots=True)
+class InstrumentSlot:
+    """One instrument a bot trades, with its own strategy instance and trader."""
+
+    instrument: Instrument
+    strategy: Strategy
+    trader: Trader
+
+
+class TradingBot:
+    def __init__(self, slots: Mapping[str, InstrumentSlot], engine: ExecutionEngine,
+                 ledger: Ledger, clock: Clock, *, record_signals: bool = True) -> None:
+        self.bot = engine.bot
+        self.slots = dict(slots)
+        self.engine = engine
+        self._ledger = ledger
+        self._clock = clock
+        self._record_signals = record_signals
+        self.state = BotState()
+        self._position: dict[str, Decimal] = {}
+        self._open: dict[str, Decimal] = {}
+        self._any_open = False
+        self._contexts = {key: StrategyContext(slot.instrument) for key, slot in slots.items()}
+
+    # --- ledger views -------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read persisted state and positions (at boot, and after any sync)."""
+        self.state = self._ledger.load_state(self.bot.id)
+        self.refresh()
+
+    def refresh(self) -> None:
+        positions = self._ledger.positions(self.bot.id)
+        self._position = {key: p.quantity for key, p in positions.items()}
+        open_quantity: dict[str, Decimal] = {}
+        for order in self._ledger.open_orders(self.bot.id):
+            open_quantity[order.instrument] = (open_quantity.get(order.instrument, ZERO)
+                                               + order.signed_remaining)
+        self._open = open_quantity
+        self._any_open = any(open_quantity.values())
+
+    def save(self) -> None:
+        for key, state in self.state.instruments.items():
+            try:
+                json.dumps(state.strategy_state)
+            except (TypeError, ValueError) as exc:
+                name = self.slots[key].strategy.name if key in self.slots else "?"
+                raise StrategyError(f"strategy {name} left state that is not JSON: {exc}") from exc
+        self._ledger.save_state(self.bot.id, self.state, self._clock.now())
+
+    @property
+    def has_open_orders(self) -> bool:
+        return self._any_open
+
+    def position(self, key: str) -> Decimal:
+        return self._position.get(key, ZERO)
+
+    def forget_signal(self, key: str) -> None:
+        """Make the trader act on the next signal even if it repeats the last one (used when
+        the order for the last one turned out never to have reached the broker)."""
+        self.state.of(key).last_signal = None
+
+    # --- the per-bar path -----------------------------------------------------------------
+
+    def warm_up(self, key: str, bars: list[Bar], *, advance: bool = False) -> None:
+        """Replay bars through the strategy to rebuild its indicators; the state it writes
+        meanwhile is scratch and thrown away, and nothing is traded. `advance` moves the
+        bot's bar cursor past them (bars skipped while catching up or halted)."""
+        slot = self.slots[key]
+        scratch = StrategyContext(slot.instrument, self.position(key), {}, warming_up=True)
+        for bar in bars:
+            self._call(slot, bar, scratch)
+        if advance and bars:
+            self.state.of(key).last_bar_ts = bars[-1].ts
+
+    def on_bar(self, key: str, bar: Bar) -> Execution | None:
+        """Feed one bar and act on its signal. Bars that must not trade (catching up after
+        downtime, or while halted) go through `warm_up` instead, so a strategy never records
+        a decision ("entered today") that was not acted on."""
+        return self._step(self.slots[key], self.state.of(key), self._contexts[key], key, bar)
+
+    def replay(self, key: str, bars: Iterable[Bar],
+               after: Callable[[Bar, Execution | None], None] | None = None) -> None:
+        """on_bar over many bars with the lookups hoisted out of the loop (backtests).
+
+        `after(bar, execution)` runs only after bars that executed an order or while orders
+        are open (a backtest's matching pass), so quiet bars cost nothing extra.
+        """
+        slot, state, ctx = self.slots[key], self.state.of(key), self._contexts[key]
+        step = self._step
+        if after is None:
+            for bar in bars:
+                step(slot, state, ctx, key, bar)
+            return
+        for bar in bars:
+            execution = step(slot, state, ctx, key, bar)
+            if execution is not None or self._any_open:
+                after(bar, execution)
+
+    def _step(self, slot: InstrumentSlot, state: InstrumentState, ctx: StrategyContext,
+              key: str, bar: Bar) -> Execution | None:
+        ctx.position = position = self._position.get(key, ZERO)
+        ctx.state = state.strategy_state
+        try:
+            signal = slot.strategy.on_bar(bar, ctx)
+        except Exception as exc:  # any bug in user code isolates this bot only
+            raise _strategy_error(slot, bar, exc) from exc
+        state.last_bar_ts = bar.ts
+        if signal is None:
+            return None
+        if signal.__class__ is not Signal and not isinstance(signal, Signal):
+            raise _bad_signal(slot, signal)
+        decision = slot.trader.decide(signal, bar.close, position, self._open.get(key, ZERO),
+                                      state.last_signal)
+        if not decision.changed:
+            return None
+        state.last_signal = decision.key
+        state.target_quantity = decision.target
+        if decision.intent is None:
+            if self._record_signals:
+                self._ledger.record_signal(self.bot.id, key, bar.ts, signal, self._clock.now())
+            return None
+        record = SignalRecord(key, bar.ts, signal) if self._record_signals else None
+        execution = self.engine.execute(decision.intent, record)
+        if execution.order is not None:
+            self._count(key, execution.order)
+        return execution
+
+    def _count(self, key: str, order: Order) -> None:
+        """Move the cached position and in-flight quantity by what this new order did, with
+        no read-back; every cycle still refreshes them from the ledger."""
+        sign = order.side.sign
+        self._position[key] = self._position.get(key, ZERO) + order.filled_quantity * sign
+        if order.status.is_open:
+            self._open[key] = self._open.get(key, ZERO) + order.signed_remaining
+            self._any_open = True
+
+    @staticmethod
+    def _call(slot: InstrumentSlot, bar: Bar, ctx: StrategyContext) -> Signal | None:
+        try:
+            signal = slot.strategy.on_bar(bar, ctx)
+        except Exception as exc:  # any bug in user code isolates this bot only
+            raise _strategy_error(slot, bar, exc) from exc
+        if signal is not None and not isinstance(signal, Signal):
+            raise _bad_signal(slot, signal)
+        return signal
+
+
+def _strategy_error(slot: InstrumentSlot, bar: Bar, exc: Exception) -> StrategyError:
+    return StrategyError(f"strategy {slot.strategy.name} raised on {slot.instrument.key} at "
+                         f"{bar.ts.isoformat()}: {exc!r}")
+
+
+def _bad_signal(slot: InstrumentSlot, signal: object) -> StrategyError:
+    return StrategyError(f"strategy {slot.strategy.name} returned {type(signal).__name__}, "
+                         "expected Signal or None")

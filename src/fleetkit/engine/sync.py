@@ -1,0 +1,144 @@
+"""OrderSync: bring the ledger in line with the broker (law 2), never the other way round.
+
+On boot and every few minutes: resolve PENDING orders by looking them up (never resend),
+apply fills missed since the persisted cursor (each at most once), refresh open orders,
+then compare positions and open orders. A difference that survives one re-sync halts the
+bot with the reason persisted; nothing is traded until an operator acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from fleetkit.core.controls import HaltSource, TradingState
+from fleetkit.core.orders import Fill, OrderStatus
+from fleetkit.engine.execution import BotIdentity
+from fleetkit.engine.ports import Broker, Clock, Event, Ledger, OrderReport
+from fleetkit.engine.reconcile import Difference, reconcile
+
+NEVER_RECEIVED = "never reached the broker (lookup by client order id found nothing)"
+
+
+@dataclass(slots=True)
+class SyncReport:
+    resolved: int = 0
+    voided_instruments: set[str] = field(default_factory=set)
+    applied: list[Fill] = field(default_factory=list)
+    duplicates: int = 0
+    refused: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences and not self.refused
+
+
+class OrderSync:
+    """`unknown_after_s`: how long a PENDING order the broker does not know is given before
+    it is declared never received (a slow request may still be on its way)."""
+
+    def __init__(self, bot: BotIdentity, ledger: Ledger, broker: Broker, clock: Clock,
+                 lot_sizes: Mapping[str, Decimal], *, unknown_after_s: float = 15.0) -> None:
+        self._bot = bot
+        self._ledger = ledger
+        self._broker = broker
+        self._clock = clock
+        self._lot_sizes = lot_sizes
+        self._unknown_after_s = unknown_after_s
+
+    def resolve_pending(self, report: SyncReport) -> int:
+        """Settle orders written ahead whose broker answer was never recorded; returns how
+        many are still unresolved.
+
+        Found at the broker: its answer is recorded. Not found: declared never received only
+        once `unknown_after_s` has passed since it was written — even at boot, because a
+        request from a process killed mid-send can still reach the broker after it died.
+        """
+        unresolved = 0
+        for order in self._ledger.open_orders(self._bot.id):
+            if order.status is not OrderStatus.PENDING:
+                continue
+            found = self._broker.lookup(order.client_order_id)
+            now = self._clock.now()
+            if found is not None:
+                self._ledger.record_report(self._bot.id, order, found, now)
+                report.resolved += 1
+                continue
+            age_s = (now - order.created_at).total_seconds()
+            if age_s >= self._unknown_after_s:
+                self._ledger.mark_order(self._bot.id, order, OrderStatus.CANCELLED,
+                                        NEVER_RECEIVED, now)
+                report.resolved += 1
+                report.voided_instruments.add(order.instrument)
+            else:
+                unresolved += 1
+        return unresolved
+
+    def sync_fills(self, report: SyncReport) -> None:
+        cursor = self._ledger.fills_cursor(self._bot.id)
+        while True:
+            page = self._broker.fills_since(cursor)
+            result = self._ledger.apply_fills(self._bot.id, page.fills, page.cursor,
+                                              self._clock.now())
+            report.applied.extend(result.applied)
+            report.duplicates += result.duplicates
+            report.refused += len(result.refused)
+            cursor = page.cursor
+            if not page.more or not page.fills:
+                return
+
+    def refresh_open_orders(self) -> dict[str, OrderReport]:
+        """Update ledger orders the broker has moved on (filled, cancelled elsewhere)."""
+        at_broker = {r.client_order_id: r for r in self._broker.open_orders()}
+        for order in self._ledger.open_orders(self._bot.id):
+            if order.status is OrderStatus.PENDING or order.client_order_id in at_broker:
+                continue
+            final = self._broker.lookup(order.client_order_id)
+            if final is not None:
+                self._ledger.record_report(self._bot.id, order, final, self._clock.now())
+        return at_broker
+
+    def differences(self) -> list[Difference]:
+        ledger_positions = {k: p.quantity for k, p in self._ledger.positions(self._bot.id).items()
+                            if p.quantity != 0}
+        broker_positions = {p.instrument: p.quantity for p in self._broker.positions()}
+        # PENDING orders are settled by lookup before reconciling, never compared here.
+        ledger_open = [(o.client_order_id, o.instrument)
+                       for o in self._ledger.open_orders(self._bot.id)
+                       if o.status is not OrderStatus.PENDING]
+        broker_open = [(r.client_order_id, r.instrument) for r in self._broker.open_orders()]
+        return reconcile(ledger_positions, broker_positions, ledger_open, broker_open,
+                         self._lot_sizes)
+
+    def run(self, *, halt_on_difference: bool = True) -> SyncReport:
+        """Reconcile. Call once no PENDING order is left (the runner waits for that): an
+        order in flight would otherwise show up as a position difference."""
+        report = SyncReport()
+        self.resolve_pending(report)
+        self.sync_fills(report)
+        self.refresh_open_orders()
+        self.sync_fills(report)
+        differences = self.differences()
+        if differences:
+            # A fill can land between reading the two sides; one re-sync settles that.
+            self.sync_fills(report)
+            self.refresh_open_orders()
+            differences = self.differences()
+        report.differences = differences
+        if differences and halt_on_difference:
+            self._halt(differences)
+        return report
+
+    def _halt(self, differences: list[Difference]) -> None:
+        now = self._clock.now()
+        summary = "; ".join(d.describe() for d in differences[:5])
+        more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
+        reason = f"reconciliation mismatch: {summary}{more}"
+        self._ledger.record_event(self._bot.id, Event(
+            "reconcile.mismatch", reason, "critical", "reconciliation",
+            {"differences": [d.describe() for d in differences]}), now)
+        if self._ledger.controls(self._bot.id).bot.state is not TradingState.HALTED:
+            self._ledger.set_control(self._bot.id, TradingState.HALTED, reason,
+                                     HaltSource.RECONCILIATION, "reconciler", now)

@@ -1,0 +1,1 @@
+"""Health and metrics: what the fleet exposes to monitoring."""

@@ -1,0 +1,1 @@
+"""Backtests: replay a strategy through the live engine on a tape of bars."""

@@ -1,0 +1,115 @@
+"""Waiting out a dead database or broker: back off with jitter, say so, resume by itself."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from collections.abc import Callable
+
+from fleetkit.core.errors import (
+    BadBrokerReplyError,
+    DatabaseUnavailableError,
+    FleetError,
+    TransientBrokerError,
+)
+from fleetkit.engine.ports import Clock, Event
+from fleetkit.runtime.logs import BoundLogger
+from fleetkit.store.database import Database, ping
+
+MAX_BACKOFF_S = 30.0
+
+
+def backoff_delays(initial_s: float = 0.5, maximum_s: float = MAX_BACKOFF_S,
+                   rng: random.Random | None = None) -> Callable[[], float]:
+    """Exponential backoff with "equal jitter": half fixed, half random, so a fleet of bots
+    that lost the same broker does not come back in lockstep."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    attempt = 0
+
+    def next_delay() -> float:
+        nonlocal attempt
+        base: float = min(maximum_s, initial_s * 2.0 ** attempt)
+        attempt += 1
+        return base / 2 + rng.uniform(0, base / 2)
+
+    return next_delay
+
+
+Sleep = Callable[[float], bool]
+"""Wait this many seconds; True means "stop requested" (a threading.Event's wait)."""
+
+Beat = Callable[[str, str], None]
+"""Write a heartbeat: (status, detail)."""
+
+
+class Outage:
+    """`beat` keeps the heartbeat (and with it the bot's lease) fresh while the broker is
+    away, so a long broker outage reads as "paused", not as a hung process to be killed."""
+
+    def __init__(self, log: BoundLogger, sleep: Sleep, clock: Clock,
+                 record: Callable[[Event], None] | None = None,
+                 beat: Beat | None = None) -> None:
+        self._log = log
+        self._sleep = sleep
+        self._clock = clock
+        self.record = record
+        self._beat = beat
+
+    def wait_for_database(self, exc: DatabaseUnavailableError, database: Database) -> None:
+        """No order can be written, so none is sent; wait until the database answers."""
+        started = self._clock.now()
+        message = f"database unreachable, trading paused: {exc}"
+        self._log.error(message, action="db.unavailable")
+        print(f"fleetkit: {message}", file=sys.stderr, flush=True)
+        # A write, not a read: readers get through a SQLite file another process has locked.
+        if not self._wait(lambda: ping(database, write=True), DatabaseUnavailableError):
+            return  # asked to stop: nothing recovered, nothing to announce
+        downtime = (self._clock.now() - started).total_seconds()
+        self._log.warning("database back, resuming", action="db.recovered", downtime_s=downtime)
+        self._emit(Event("db.recovered", f"database was unreachable for {downtime:.0f}s "
+                         f"({exc}); trading resumed after reconciliation", "warning"))
+
+    def wait_for_broker(self, exc: FleetError, probe: Callable[[], None]) -> None:
+        started = self._clock.now()
+        self._log.error(f"broker unreachable, trading paused: {exc}", action="broker.unavailable")
+        self._emit(Event("broker.unavailable", f"broker unreachable: {exc}", "error"))
+        since = f"{started:%H:%M:%S} UTC"
+        if not self._wait(probe, TransientBrokerError, BadBrokerReplyError,
+                          on_retry=lambda: self._heartbeat(f"broker unreachable since {since}; "
+                                                           "retrying with backoff")):
+            return
+        downtime = (self._clock.now() - started).total_seconds()
+        self._log.warning("broker back, reconciling", action="broker.recovered",
+                          downtime_s=downtime)
+        self._emit(Event("broker.recovered", f"broker was unreachable for {downtime:.0f}s; "
+                         "reconciled and resumed", "warning"))
+
+    def _wait(self, probe: Callable[[], None], *retry_on: type[BaseException],
+              on_retry: Callable[[], None] = lambda: None) -> bool:
+        """Probe after each backoff pause until it passes (True) or a stop is asked (False)."""
+        delays = backoff_delays()
+        while True:
+            on_retry()
+            if self._sleep(delays()):
+                return False
+            try:
+                probe()
+                return True
+            except retry_on:
+                continue
+
+    def _heartbeat(self, detail: str) -> None:
+        if self._beat is None:
+            return
+        with contextlib.suppress(DatabaseUnavailableError):  # noticed once the broker is back
+            self._beat("paused", detail)
+
+    def _emit(self, event: Event) -> None:
+        if self.record is None:
+            return
+        try:
+            self.record(event)
+        except DatabaseUnavailableError:
+            self._log.warning("could not record event: database unavailable",
+                              action="event.lost_db", kind=event.kind)

@@ -1,0 +1,129 @@
+"""Wiring the sandbox venue: prices + calendars + book -> venue -> HTTP service."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+from datetime import UTC, datetime
+
+from fleetkit.brokers.sandbox.config import VenueConfig
+from fleetkit.brokers.sandbox.faults import FaultConfig
+from fleetkit.brokers.sandbox.prices import InventedPrices
+from fleetkit.brokers.sandbox.service import SandboxService
+from fleetkit.brokers.sandbox.sqlbook import SqlBook
+from fleetkit.brokers.sandbox.venue import SandboxVenue
+from fleetkit.config.loader import LoadedConfig
+from fleetkit.config.models import FleetConfig
+from fleetkit.core.errors import ConfigError, FleetError
+from fleetkit.engine.ports import Clock
+from fleetkit.runtime.calendar_watch import market_calendars
+from fleetkit.runtime.clock import WallClock
+from fleetkit.runtime.logs import get_logger
+from fleetkit.runtime.wiring import database_url, sandbox_catalog, sandbox_database_url
+from fleetkit.store.database import Database, open_database
+from fleetkit.store.fleet import FleetStore, Heartbeat
+
+log = get_logger("sandbox")
+
+
+def venue_config(config: FleetConfig) -> VenueConfig:
+    s = config.sandbox
+    try:
+        return VenueConfig(seed=s.seed, fee_bps=s.fee_bps, slippage_bps=s.slippage_bps,
+                           latency_ms=s.latency_ms,
+                           partial_fill_probability=s.partial_fill_probability,
+                           time_mode=s.time_mode)
+    except ValueError as exc:
+        raise ConfigError(f"sandbox: {exc}") from None
+
+
+def fault_config(config: FleetConfig) -> FaultConfig:
+    """`sandbox.faults` as the service's FaultConfig (all off unless the config says so)."""
+    try:
+        return FaultConfig.from_mapping(config.sandbox.faults.model_dump())
+    except ValueError as exc:
+        raise ConfigError(f"sandbox.faults: {exc}") from None
+
+
+def build_venue(loaded: LoadedConfig, clock: Clock | None = None,
+                book_url: str | None = None) -> SandboxVenue:
+    config = loaded.config
+    calendars = market_calendars(loaded)  # holidays from the override files too
+    prices = InventedPrices(config.sandbox.seed, sandbox_catalog(config), calendars)
+    book = SqlBook(book_url or sandbox_database_url(loaded))
+    return SandboxVenue(prices, book, clock or WallClock(), venue_config(config),
+                        sessions=calendars)
+
+
+def serve_sandbox(loaded: LoadedConfig, stop: threading.Event, *, host: str | None = None,
+                  port: int | None = None, fleet_db: str | None = None) -> None:
+    settings = loaded.config.sandbox
+    host = host or settings.host
+    _warn_if_exposed(host)
+    faults = fault_config(loaded.config)
+    venue = build_venue(loaded)
+    # The fleet database for heartbeats: --db, FLEET_DB_URL, or the config's own database
+    # (with its password file) — not a default SQLite file nobody else reads.
+    heartbeat = _Heartbeat(fleet_db or os.environ.get("FLEET_DB_URL")
+                           or (database_url(loaded) if loaded.config.database.url else None))
+    service = SandboxService(venue, host, port if port is not None else settings.port,
+                             faults=faults)
+    try:
+        service.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port or settings.port}: {exc.strerror} — "
+                          "is another broker running? set sandbox.port or --port") from None
+    log.info("sandbox broker serving", action="broker.serve", url=service.url,
+             time_mode=settings.time_mode, seed=settings.seed)
+    if faults.active:
+        log.warning("sandbox fault injection is on", action="broker.faults",
+                    **{k: v for k, v in faults.to_dict().items() if v and k != "garbage_kinds"})
+    try:
+        while not stop.is_set():
+            heartbeat.beat("serving", service.url)
+            stop.wait(loaded.config.runtime.heartbeat_interval_s)
+    finally:
+        service.stop()
+        heartbeat.beat("stopped", "stopped cleanly")
+        heartbeat.close()
+        log.info("sandbox broker stopped", action="broker.stop")
+
+
+def _warn_if_exposed(host: str) -> None:
+    try:
+        loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        loopback = False
+    if not loopback:
+        log.warning("the sandbox has no authentication and listens beyond loopback; "
+                    "keep it on a private network", action="broker.exposed", host=host)
+
+
+class _Heartbeat:
+    """The broker's heartbeat in the fleet database, when there is one to write to."""
+
+    def __init__(self, url: str | None) -> None:
+        self._database: Database | None = None
+        self._started = datetime.now(UTC)
+        if url:
+            try:
+                self._database = open_database(url, application_name="fleet-broker")
+            except FleetError as exc:
+                log.warning("no heartbeats: fleet database unavailable", action="broker.beat",
+                            error=str(exc))
+
+    def beat(self, status: str, detail: str) -> None:
+        if self._database is None:
+            return
+        try:
+            FleetStore(self._database.engine).beat(Heartbeat(
+                "broker", "broker", None, status, detail, os.getpid(), socket.gethostname(),
+                self._started, datetime.now(UTC), 0))
+        except FleetError as exc:
+            log.warning("heartbeat not written", action="broker.beat", error=str(exc))
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.dispose()

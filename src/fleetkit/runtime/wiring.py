@@ -1,0 +1,187 @@
+"""Turning config into parts: instruments, limits, sizing, and a bot ready to trade.
+
+Only this layer knows both the config and the concrete adapters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from fleetkit.brokers.sandbox.catalog import load_catalog, parse_catalog
+from fleetkit.brokers.sandbox.pricing import SandboxInstrument
+from fleetkit.config.loader import LoadedConfig
+from fleetkit.config.models import BotSettings, FleetConfig
+from fleetkit.core.errors import ConfigError
+from fleetkit.core.instruments import Instrument, instrument_key, market
+from fleetkit.core.market_data import interval_seconds
+from fleetkit.engine.bot import InstrumentSlot, TradingBot
+from fleetkit.engine.execution import BotIdentity, ExecutionEngine
+from fleetkit.engine.ports import Broker, Clock, Ledger, MarketData
+from fleetkit.engine.trader import Sizing, Trader
+from fleetkit.risk.rails import RiskLimits
+from fleetkit.strategy.base import build_strategy
+
+
+def sandbox_catalog(config: FleetConfig) -> dict[str, SandboxInstrument]:
+    catalog = load_catalog()
+    if config.sandbox.instruments:
+        try:
+            extra = parse_catalog({_entry_key(e): _entry_body(e)
+                                   for e in config.sandbox.instruments})
+        except ValueError as exc:
+            raise ConfigError(f"sandbox.instruments: {exc}") from None
+        catalog.update(extra)
+    return catalog
+
+
+def _entry_key(entry: Mapping[str, object]) -> str:
+    try:
+        return instrument_key(str(entry["market"]), str(entry["symbol"]))
+    except KeyError as exc:
+        raise ConfigError(f"sandbox.instruments: every entry needs market and symbol "
+                          f"(missing {exc.args[0]})") from None
+
+
+def _entry_body(entry: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in entry.items() if k not in ("market", "symbol")}
+
+
+def bot_instruments(bot: BotSettings, catalog: Mapping[str, SandboxInstrument]
+                    ) -> dict[str, Instrument]:
+    found: dict[str, Instrument] = {}
+    for symbol in bot.symbols:
+        key = instrument_key(bot.market, symbol)
+        entry = catalog.get(key)
+        if entry is None:
+            known = sorted(k.split(":", 1)[1] for k in catalog if k.startswith(f"{bot.market}:"))
+            raise ConfigError(f"bot {bot.name}: {symbol!r} is not an instrument the sandbox "
+                              f"knows on {bot.market} (known: {', '.join(known)}); add it under "
+                              "sandbox.instruments")
+        found[key] = entry.instrument
+    return found
+
+
+def validate_instruments(config: FleetConfig) -> None:
+    """Sandbox bots' symbols against the catalog; exchange bots' are checked against the
+    exchange's markets when they connect."""
+    catalog = sandbox_catalog(config)
+    for bot in config.bots:
+        if bot.exchange is None:
+            bot_instruments(bot, catalog)
+
+
+def bot_limits(config: FleetConfig, bot: BotSettings) -> RiskLimits:
+    base = config.risk
+    over = bot.risk
+    return RiskLimits(
+        max_order_value_usd=over.max_order_value_usd or base.max_order_value_usd,
+        max_position_value_usd=over.max_position_value_usd or base.max_position_value_usd,
+        price_collar_pct=over.price_collar_pct or base.price_collar_pct,
+        max_price_age_s=over.max_price_age_s or base.max_price_age_s,
+        daily_loss_limit_usd=over.daily_loss_limit_usd or base.daily_loss_limit_usd,
+        fleet_daily_loss_limit_usd=config.fleet_risk.daily_loss_limit_usd,
+    )
+
+
+def usd_per_unit(config: FleetConfig, currency: str) -> Decimal:
+    try:
+        return config.fx_usd[currency]
+    except KeyError:
+        raise ConfigError(f"fx_usd has no rate for {currency}: add `{currency}: <USD per unit>` "
+                          "under fx_usd") from None
+
+
+def bot_currency(bot: BotSettings) -> str:
+    """What the bot's P&L is counted in: its market's currency, or its symbols' quote."""
+    return bot.quote_currency or market(bot.market).currency
+
+
+def bot_sizing(config: FleetConfig, bot: BotSettings) -> Sizing:
+    d = config.defaults
+    currency = bot_currency(bot)
+    return Sizing(
+        position_size_usd=bot.position_size_usd or d.position_size_usd,
+        usd_per_unit=usd_per_unit(config, currency),
+        allow_short=d.allow_short if bot.allow_short is None else bot.allow_short,
+        order_type=bot.order_type or d.order_type,
+        limit_offset_bps=(d.limit_offset_bps if bot.limit_offset_bps is None
+                          else bot.limit_offset_bps),
+    )
+
+
+def bar_interval_s(config: FleetConfig, bot: BotSettings) -> int:
+    return interval_seconds(bot.bar_interval or config.defaults.bar_interval)
+
+
+def bot_identity(bot: BotSettings, bot_id: int) -> BotIdentity:
+    return BotIdentity(bot_id, bot.name, bot.market, bot_currency(bot))
+
+
+def describe_bot(config: FleetConfig, bot: BotSettings) -> dict[str, object]:
+    """What `fleet status` and the dashboard show about a bot's setup (no secrets here)."""
+    return {"symbols": bot.symbols, "params": bot.params,
+            "bar_interval": bot.bar_interval or config.defaults.bar_interval,
+            "position_size_usd": str(bot.position_size_usd or config.defaults.position_size_usd),
+            "mode": bot.mode, "exchange": bot.exchange}
+
+
+@dataclass(frozen=True, slots=True)
+class BotParts:
+    bot: TradingBot
+    engine: ExecutionEngine
+    instruments: dict[str, Instrument]
+    interval_s: int
+    limits: RiskLimits
+
+
+def build_bot(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: Ledger,
+              broker: Broker, market_data: MarketData, clock: Clock,
+              instruments: Mapping[str, Instrument], *, record_signals: bool = True
+              ) -> BotParts:
+    identity = bot_identity(settings, bot_id)
+    instruments = dict(instruments)
+    limits = bot_limits(config, settings)
+    engine = ExecutionEngine(identity, ledger, broker, market_data, clock, limits, config.fx_usd)
+    sizing = bot_sizing(config, settings)
+    slots = {key: InstrumentSlot(inst, build_strategy(settings.strategy, settings.params),
+                                 Trader(inst, sizing))
+             for key, inst in instruments.items()}
+    trading_bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals)
+    return BotParts(trading_bot, engine, instruments, bar_interval_s(config, settings), limits)
+
+
+def database_url(loaded: LoadedConfig, override: str | None = None) -> str:
+    """--db, else FLEET_DB_URL (with FLEET_DB_PASSWORD_FILE, if set), else the config (with
+    its password file), else SQLite. The password file lets each bot's unit or container
+    connect as its own role (docs/isolation.md) without a password in its environment."""
+    if override:
+        return override
+    from_env = os.environ.get("FLEET_DB_URL")
+    if from_env:
+        return _with_password(from_env, os.environ.get("FLEET_DB_PASSWORD_FILE"),
+                              "FLEET_DB_PASSWORD_FILE")
+    settings = loaded.config.database
+    if settings.url:
+        return _with_password(settings.url, settings.password_file)
+    return f"sqlite:///{loaded.home / 'fleet.db'}"
+
+
+def sandbox_database_url(loaded: LoadedConfig) -> str:
+    return loaded.config.sandbox.database_url or f"sqlite:///{loaded.home / 'sandbox.db'}"
+
+
+def _with_password(url: str, password_file: str | None,
+                   what: str = "database.password_file") -> str:
+    if not password_file:
+        return url
+    try:
+        password = Path(password_file).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{what} {password_file}: {exc.strerror}") from None
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)

@@ -1,0 +1,41 @@
+"""INSERT ... ON CONFLICT DO UPDATE / DO NOTHING for both SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table
+
+
+def upsert(conn: Connection, table: Table, values: Mapping[str, Any],
+           key: Sequence[str]) -> None:
+    """Insert `values`, or update the row with the same `key` columns to them."""
+    statement = _insert(conn, table).values(**values)
+    changes = {name: statement.excluded[name] for name in values if name not in key}
+    if changes:
+        statement = statement.on_conflict_do_update(index_elements=list(key), set_=changes)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(key))
+    conn.execute(statement)
+
+
+def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any],
+                     key: Sequence[str]) -> bool:
+    """Insert `values` unless a row with the same `key` columns (a unique constraint)
+    exists; True if this call inserted it. Atomic on both backends, so of two writers
+    racing for one key exactly one gets True — and, unlike catching IntegrityError, the
+    loser's PostgreSQL transaction stays usable."""
+    # RETURNING rather than rowcount: psycopg reports no rowcount for this INSERT.
+    statement = _insert(conn, table).values(**values).on_conflict_do_nothing(
+        index_elements=list(key)).returning(*(table.c[name] for name in key))
+    return conn.execute(statement).first() is not None
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    # Imported here so a process on SQLite never loads the PostgreSQL dialect, and vice versa.
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module  # type: ignore[no-redef]
+    return module.insert(table)

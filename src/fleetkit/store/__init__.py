@@ -1,0 +1,1 @@
+"""The fleet database: tables, migrations and the repositories that read and write them."""

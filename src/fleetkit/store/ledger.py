@@ -1,0 +1,514 @@
+"""SqlLedger: the engine's Ledger port on the fleet database. One method, one transaction;
+every event written in the transaction of the change it describes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from fleetkit.core.controls import Control, Controls, HaltSource, TradingState
+from fleetkit.core.errors import BadBrokerReplyError
+from fleetkit.core.ledger import (
+    PnlTotals,
+    Position,
+    apply_fill,
+    day_start_net,
+    fill_refusal,
+    order_after_fill,
+    pnl_totals,
+    status_from_report,
+)
+from fleetkit.core.market_data import Quote
+from fleetkit.core.numbers import ZERO
+from fleetkit.core.orders import Fill, Order, OrderIntent, OrderStatus
+from fleetkit.core.signals import Signal
+from fleetkit.engine.ports import (
+    Admission,
+    BotState,
+    Event,
+    FillResult,
+    OrderReport,
+    PnlSnapshot,
+    RiskInputs,
+    SignalRecord,
+)
+from fleetkit.risk.rails import Decision, HaltScope
+from fleetkit.sqlutil.engine import read_transaction, write_transaction
+from fleetkit.sqlutil.upsert import upsert
+from fleetkit.store import statements as sql
+from fleetkit.store.rows import control_from_row, insert_event, jsonable, order_from_row
+from fleetkit.store.schema import (
+    bot_controls,
+    bot_pnl,
+    bot_state,
+    fleet_controls,
+    orders,
+    pnl_snapshots,
+    position_adjustments,
+    positions,
+)
+
+OPEN_STATUSES = sql.OPEN_STATUSES
+_DUPLICATE = "duplicate"
+
+
+def utc_day(now: datetime) -> str:
+    return now.astimezone(UTC).date().isoformat()
+
+
+class SqlLedger:
+    """Implements engine.ports.Ledger. `fleet_tag` makes client order ids unique across
+    databases that might share one broker account."""
+
+    def __init__(self, engine: Engine, fleet_tag: str) -> None:
+        self._engine = engine
+        self._tag = fleet_tag
+
+    # --- controls -------------------------------------------------------------------
+
+    def controls(self, bot_id: int) -> Controls:
+        with read_transaction(self._engine) as conn:
+            return read_controls(conn, bot_id)
+
+    def set_control(self, bot_id: int | None, state: TradingState, reason: str,
+                    source: HaltSource, actor: str, now: datetime) -> None:
+        with write_transaction(self._engine) as conn:
+            write_control(conn, bot_id, state, reason, source, actor, now)
+
+    # --- orders and fills -----------------------------------------------------------
+
+    def positions(self, bot_id: int) -> dict[str, Position]:
+        with read_transaction(self._engine) as conn:
+            return {p.instrument: p for p, _ in _marked_positions(conn, bot_id)}
+
+    def open_orders(self, bot_id: int) -> list[Order]:
+        with read_transaction(self._engine) as conn:
+            return [order_from_row(r) for r in conn.execute(sql.OPEN_ORDERS, {"b_bot": bot_id})]
+
+    def write_ahead(self, bot_id: int, intent: OrderIntent, signal_id: int | None,
+                    now: datetime) -> Order:
+        with write_transaction(self._engine) as conn:
+            return self._write_ahead(conn, bot_id, intent, signal_id, now)
+
+    def admit(self, bot_id: int, intent: OrderIntent, signal: SignalRecord | None,
+              usd_per_unit: Decimal, now: datetime,
+              decide: Callable[[RiskInputs], Decision]) -> Admission:
+        with write_transaction(self._engine) as conn:
+            decision = decide(_risk_inputs(conn, bot_id, intent.instrument, usd_per_unit, now))
+            signal_id = None if signal is None else _insert_signal(conn, bot_id, signal, now)
+            if not decision.allowed:
+                _record_denial(conn, bot_id, intent, decision, now)
+                return Admission(decision, None, signal_id)
+            return Admission(decision, self._write_ahead(conn, bot_id, intent, signal_id, now),
+                             signal_id)
+
+    def _write_ahead(self, conn: Connection, bot_id: int, intent: OrderIntent,
+                     signal_id: int | None, now: datetime) -> Order:
+        order_id: int = conn.execute(sql.INSERT_ORDER, {
+            "bot_id": bot_id, "client_order_id": f"wa-{uuid4().hex}", "broker_order_id": None,
+            "instrument": intent.instrument, "side": intent.side.value,
+            "order_type": intent.order_type.value, "quantity": intent.quantity,
+            "limit_price": intent.limit_price, "reference_price": intent.reference_price,
+            "status": OrderStatus.PENDING.value, "filled_quantity": ZERO,
+            "average_fill_price": None, "reason": intent.reason, "signal_id": signal_id,
+            "created_at": now, "updated_at": now}).scalar_one()
+        # Derived from the row id, so it exists only once the row does: the id a broker
+        # will see is durable before the order can possibly be sent.
+        client_order_id = f"fk{self._tag}-{bot_id}-{order_id}"
+        conn.execute(sql.SET_CLIENT_ORDER_ID, {"b_id": order_id, "b_cid": client_order_id})
+        return Order(order_id, bot_id, client_order_id, intent.instrument, intent.side,
+                     intent.order_type, intent.quantity, intent.limit_price,
+                     OrderStatus.PENDING, ZERO, None, None, now, now, intent.reason)
+
+    def record_report(self, bot_id: int, order: Order, report: OrderReport,
+                      now: datetime) -> Order:
+        if report.client_order_id != order.client_order_id or report.instrument != order.instrument:
+            raise BadBrokerReplyError(
+                f"broker answered for {report.client_order_id}/{report.instrument} when asked "
+                f"about {order.client_order_id}/{order.instrument}")
+        with write_transaction(self._engine) as conn:
+            # The caller read or wrote this order just now and is the only process writing
+            # this bot's rows (its lease), so no re-read is needed here.
+            current = order
+            for fill in report.fills:
+                outcome = _apply_one_fill(conn, bot_id, fill, now, current, write_order=False)
+                if isinstance(outcome, Order):
+                    current = outcome
+            status = status_from_report(current.status, report.status, current.filled_quantity,
+                                        current.quantity)
+            reason = report.reason or current.reason
+            conn.execute(sql.SET_ORDER_PROGRESS, {
+                "b_id": order.id, "b_filled": current.filled_quantity,
+                "b_average": current.average_fill_price, "b_status": status.value,
+                "b_broker_id": report.broker_order_id, "b_reason": reason, "b_now": now})
+            if status is OrderStatus.REJECTED:
+                insert_event(conn, bot_id=bot_id, kind="order.rejected", severity="warning",
+                             message=f"{order.client_order_id} rejected: {reason}", now=now,
+                             data={"client_order_id": order.client_order_id})
+            return Order(current.id, bot_id, current.client_order_id, current.instrument,
+                         current.side, current.order_type, current.quantity,
+                         current.limit_price, status, current.filled_quantity,
+                         current.average_fill_price, report.broker_order_id, current.created_at,
+                         now, reason)
+
+    def record_rejection(self, bot_id: int, order: Order, reason: str, now: datetime) -> Order:
+        return self.mark_order(bot_id, order, OrderStatus.REJECTED, reason, now)
+
+    def mark_order(self, bot_id: int, order: Order, status: OrderStatus, reason: str,
+                   now: datetime) -> Order:
+        """Set a terminal status the broker confirmed out of band (rejected, never received)."""
+        with write_transaction(self._engine) as conn:
+            current = _order(conn, order.id)
+            if current.status.is_terminal:
+                return current
+            conn.execute(update(orders).where(orders.c.id == order.id).values(
+                status=status.value, reason=reason, updated_at=now))
+            insert_event(conn, bot_id=bot_id, kind=f"order.{status.value}", severity="warning",
+                         message=f"{order.client_order_id} {status.value}: {reason}", now=now,
+                         data={"client_order_id": order.client_order_id,
+                               "instrument": order.instrument})
+            return _order(conn, order.id)
+
+    def apply_fills(self, bot_id: int, fills_in: Sequence[Fill], cursor: str | None,
+                    now: datetime) -> FillResult:
+        applied: list[Fill] = []
+        refused: list[tuple[Fill, str]] = []
+        duplicates = 0
+        with write_transaction(self._engine) as conn:
+            for fill in fills_in:
+                outcome = _apply_one_fill(conn, bot_id, fill, now, None)
+                if isinstance(outcome, Order):
+                    applied.append(fill)
+                elif outcome == _DUPLICATE:
+                    duplicates += 1
+                else:
+                    refused.append((fill, outcome))
+            _store_cursor(conn, bot_id, cursor, now)
+        return FillResult(tuple(applied), duplicates, tuple(refused))
+
+    def fills_cursor(self, bot_id: int) -> str | None:
+        with read_transaction(self._engine) as conn:
+            cursor: str | None = conn.execute(
+                select(bot_state.c.fills_cursor).where(bot_state.c.bot_id == bot_id)
+            ).scalar_one_or_none()
+            return cursor
+
+    # --- operator corrections (fleet reconcile --adopt-broker) -------------------------
+
+    def adjust_position(self, bot_id: int, instrument: str, quantity: Decimal,
+                        average_price: Decimal, reason: str, actor: str, now: datetime) -> None:
+        """Set a position to what the broker holds, keeping realized P&L and fees, with the
+        before and after recorded and an event, in one transaction."""
+        with write_transaction(self._engine) as conn:
+            row = conn.execute(sql.POSITION, {"b_bot": bot_id, "b_instrument": instrument}
+                               ).first()
+            m = row._mapping if row is not None else None
+            before_qty = m["quantity"] if m else ZERO
+            before_avg = m["average_price"] if m else ZERO
+            conn.execute(sql.upsert_position(conn), {
+                "bot_id": bot_id, "instrument": instrument, "quantity": quantity,
+                "average_price": average_price if quantity != ZERO else ZERO,
+                "realized_pnl": m["realized_pnl"] if m else ZERO,
+                "fees": m["fees"] if m else ZERO, "mark_price": m["mark_price"] if m else None,
+                "mark_ts": m["mark_ts"] if m else None, "updated_at": now})
+            conn.execute(insert(position_adjustments).values(
+                bot_id=bot_id, instrument=instrument, quantity_before=before_qty,
+                quantity_after=quantity, average_price_before=before_avg,
+                average_price_after=average_price, reason=reason, actor=actor, created_at=now))
+            insert_event(conn, bot_id=bot_id, kind="reconcile.adjusted", severity="warning",
+                         actor=actor, now=now,
+                         message=f"{instrument}: ledger position {before_qty} set to the "
+                                 f"broker's {quantity} by {actor}: {reason}",
+                         data={"instrument": instrument, "before": before_qty,
+                               "after": quantity, "reason": reason})
+
+    def adopt_order(self, bot_id: int, report: OrderReport, reason: str, actor: str,
+                    now: datetime) -> Order:
+        """Take an order only the broker knows into the ledger, so its fills apply."""
+        with write_transaction(self._engine) as conn:
+            order_id: int = conn.execute(sql.INSERT_ORDER, {
+                "bot_id": bot_id, "client_order_id": report.client_order_id,
+                "broker_order_id": report.broker_order_id, "instrument": report.instrument,
+                "side": report.side.value, "order_type": report.order_type.value,
+                "quantity": report.quantity, "limit_price": report.limit_price,
+                "reference_price": report.limit_price or report.average_fill_price or ZERO,
+                "status": report.status.value, "filled_quantity": report.filled_quantity,
+                "average_fill_price": report.average_fill_price,
+                "reason": f"adopted from the broker by {actor}: {reason}", "signal_id": None,
+                "created_at": now, "updated_at": now}).scalar_one()
+            insert_event(conn, bot_id=bot_id, kind="reconcile.adopted_order",
+                         severity="warning", actor=actor, now=now,
+                         message=f"order {report.client_order_id} ({report.side} "
+                                 f"{report.quantity} {report.instrument}) known only to the "
+                                 f"broker adopted by {actor}: {reason}",
+                         data={"client_order_id": report.client_order_id})
+            return _order(conn, order_id)
+
+    # --- audit ------------------------------------------------------------------------
+
+    def record_denial(self, bot_id: int, intent: OrderIntent, decision: Decision,
+                      now: datetime) -> None:
+        with write_transaction(self._engine) as conn:
+            _record_denial(conn, bot_id, intent, decision, now)
+
+    def record_event(self, bot_id: int | None, event: Event, now: datetime) -> None:
+        with write_transaction(self._engine) as conn:
+            insert_event(conn, bot_id=bot_id, kind=event.kind, message=event.message, now=now,
+                         severity=event.severity, code=event.code, data=event.data)
+
+    def record_signal(self, bot_id: int, instrument: str, bar_ts: datetime, signal: Signal,
+                      now: datetime) -> int | None:
+        with write_transaction(self._engine) as conn:
+            return _insert_signal(conn, bot_id, SignalRecord(instrument, bar_ts, signal), now)
+
+    # --- state ------------------------------------------------------------------------
+
+    def load_state(self, bot_id: int) -> BotState:
+        with read_transaction(self._engine) as conn:
+            raw = conn.execute(select(bot_state.c.state).where(bot_state.c.bot_id == bot_id)
+                               ).scalar_one_or_none()
+        return BotState.from_json(raw or {})
+
+    def save_state(self, bot_id: int, state: BotState, now: datetime) -> None:
+        with write_transaction(self._engine) as conn:
+            exists = conn.execute(select(bot_state.c.bot_id).where(bot_state.c.bot_id == bot_id)
+                                  ).first()
+            if exists:
+                conn.execute(update(bot_state).where(bot_state.c.bot_id == bot_id).values(
+                    state=jsonable(state.to_json()), updated_at=now))
+            else:
+                conn.execute(insert(bot_state).values(bot_id=bot_id, state=state.to_json(),
+                                                      fills_cursor=None, updated_at=now))
+
+    # --- P&L and risk inputs ------------------------------------------------------------
+
+    def risk_inputs(self, bot_id: int, instrument: str, usd_per_unit: Decimal,
+                    now: datetime) -> RiskInputs:
+        with read_transaction(self._engine) as conn:
+            return _risk_inputs(conn, bot_id, instrument, usd_per_unit, now)
+
+    def mark(self, bot_id: int, marks: Mapping[str, Quote], usd_per_unit: Decimal,
+             now: datetime) -> PnlSnapshot:
+        day = utc_day(now)
+        with write_transaction(self._engine) as conn:
+            for key, quote in marks.items():
+                conn.execute(update(positions).where(
+                    positions.c.bot_id == bot_id, positions.c.instrument == key
+                ).values(mark_price=quote.price, mark_ts=quote.ts))
+            totals = pnl_totals(_marked_positions(conn, bot_id))
+            previous = conn.execute(select(bot_pnl).where(bot_pnl.c.bot_id == bot_id)).first()
+            if previous is None:
+                start = ZERO
+            else:
+                m = previous._mapping
+                start = day_start_net(m["day"], m["day_start_net"], _row_net(m), day)
+            snapshot = _snapshot(day, totals, start, usd_per_unit)
+            upsert(conn, bot_pnl, {
+                "bot_id": bot_id, "day": day, "day_start_net": start,
+                "realized": totals.realized, "unrealized": totals.unrealized,
+                "fees": totals.fees, "daily": snapshot.daily, "daily_usd": snapshot.daily_usd,
+                "usd_per_unit": usd_per_unit, "updated_at": now}, key=["bot_id"])
+            conn.execute(insert(pnl_snapshots).values(
+                bot_id=bot_id, ts=now, day=day, realized=totals.realized,
+                unrealized=totals.unrealized, fees=totals.fees, daily=snapshot.daily))
+        return snapshot
+
+
+# --- helpers shared by the methods above (all run inside the caller's transaction) -------
+
+
+def _snapshot(day: str, totals: PnlTotals, start: Decimal, usd_per_unit: Decimal) -> PnlSnapshot:
+    daily = totals.net - start
+    return PnlSnapshot(day, totals.realized, totals.unrealized, totals.fees, daily,
+                       daily * usd_per_unit)
+
+
+def _row_net(m: Any) -> Decimal:
+    net: Decimal = m["realized"] + m["unrealized"] - m["fees"]
+    return net
+
+
+def _order(conn: Connection, order_id: int) -> Order:
+    return order_from_row(conn.execute(sql.ORDER_BY_ID, {"b_id": order_id}).one())
+
+
+def read_controls(conn: Connection, bot_id: int) -> Controls:
+    fleet, bot = Control(), Control()
+    for row in conn.execute(sql.CONTROLS, {"b_bot": bot_id}):
+        if row.scope == "fleet":
+            fleet = control_from_row(row)
+        else:
+            bot = control_from_row(row)
+    return Controls(fleet, bot)
+
+
+def write_control(conn: Connection, bot_id: int | None, state: TradingState, reason: str,
+                  source: HaltSource, actor: str, now: datetime) -> None:
+    """Set the fleet switch (bot_id None) or a bot's switch, with its audit event."""
+    values: dict[str, Any] = {"state": state.value, "reason": reason, "source": source.value,
+                              "changed_by": actor, "changed_at": now}
+    if bot_id is None:
+        upsert(conn, fleet_controls, {"id": 1, **values}, key=["id"])
+    else:
+        upsert(conn, bot_controls, {"bot_id": bot_id, **values}, key=["bot_id"])
+    scope = "fleet" if bot_id is None else "bot"
+    severity = "info" if state is TradingState.ACTIVE else "critical"
+    insert_event(conn, bot_id=bot_id, kind=f"control.{state.value}", severity=severity,
+                 code=source.value, actor=actor, now=now,
+                 message=f"{scope} {state.value} by {actor} ({source.value}): {reason}",
+                 data={"scope": scope, "state": state, "reason": reason, "source": source})
+
+
+def _record_denial(conn: Connection, bot_id: int, intent: OrderIntent, decision: Decision,
+                   now: datetime) -> None:
+    code = decision.reason.value if decision.reason else None
+    insert_event(conn, bot_id=bot_id, kind="risk.denied", severity="warning", code=code,
+                 message=f"{intent.side} {intent.quantity} {intent.instrument} denied: "
+                         f"{decision.detail}",
+                 now=now, data={"instrument": intent.instrument, "side": intent.side,
+                                "quantity": intent.quantity, "price": intent.price_for_checks})
+    if decision.halt is None:
+        return
+    target = None if decision.halt is HaltScope.FLEET else bot_id
+    current = read_controls(conn, bot_id)
+    already = current.fleet if target is None else current.bot
+    if already.state is not TradingState.HALTED:
+        write_control(conn, target, TradingState.HALTED, decision.detail,
+                      HaltSource.CIRCUIT_BREAKER, "risk", now)
+
+
+def _insert_signal(conn: Connection, bot_id: int, record: SignalRecord, now: datetime) -> int:
+    signal = record.signal
+    signal_id: int = conn.execute(sql.INSERT_SIGNAL, {
+        "bot_id": bot_id, "instrument": record.instrument, "bar_ts": record.bar_ts,
+        "level": None if signal.level is None else int(signal.level),
+        "target_quantity": signal.target_quantity, "note": signal.note, "created_at": now,
+    }).scalar_one()
+    return signal_id
+
+
+def _marked_positions(conn: Connection, bot_id: int) -> list[tuple[Position, Decimal | None]]:
+    result = []
+    for row in conn.execute(sql.POSITIONS, {"b_bot": bot_id}):
+        m = row._mapping
+        result.append((Position(m["instrument"], m["quantity"], m["average_price"],
+                                m["realized_pnl"], m["fees"]), m["mark_price"]))
+    return result
+
+
+def _open_sides(conn: Connection, bot_id: int, instrument: str) -> tuple[Decimal, Decimal]:
+    """Remaining quantity of open buys and of open sells (both >= 0)."""
+    buys = sells = ZERO
+    for side, quantity, filled in conn.execute(sql.OPEN_IN_INSTRUMENT,
+                                               {"b_bot": bot_id, "b_instrument": instrument}):
+        remaining = max(quantity - filled, ZERO)
+        if side == "buy":
+            buys += remaining
+        else:
+            sells += remaining
+    return buys, sells
+
+
+def _risk_inputs(conn: Connection, bot_id: int, instrument: str, usd_per_unit: Decimal,
+                 now: datetime) -> RiskInputs:
+    day = utc_day(now)
+    controls = read_controls(conn, bot_id)
+    held = _marked_positions(conn, bot_id)
+    position = next((p.quantity for p, _ in held if p.instrument == instrument), ZERO)
+    open_buys, open_sells = _open_sides(conn, bot_id, instrument)
+    net = pnl_totals(held).net
+    own_daily = net * usd_per_unit  # a bot never marked before started today at zero
+    own_stored = ZERO  # this bot's share of the fleet total as of its last mark
+    row = conn.execute(sql.BOT_PNL, {"b_bot": bot_id}).first()
+    if row is not None:
+        m = row._mapping
+        own_daily = (net - day_start_net(m["day"], m["day_start_net"], _row_net(m), day)
+                     ) * usd_per_unit
+        if m["day"] == day:
+            own_stored = m["daily_usd"]
+    others = sql.fleet_daily_usd(conn, day) - own_stored
+    return RiskInputs(controls, position, open_buys - open_sells, own_daily, others + own_daily,
+                      open_buys, open_sells)
+
+
+def _apply_one_fill(conn: Connection, bot_id: int, fill: Fill, now: datetime,
+                    order: Order | None, *, write_order: bool = True) -> Order | str:
+    """Apply one fill: the order after it, _DUPLICATE if seen before, else why refused.
+
+    `order` is the fill's order when the caller already holds it (an answer to a submit);
+    `write_order=False` leaves writing the order's progress to the caller (once, at the end).
+    """
+    if order is None or order.client_order_id != fill.client_order_id:
+        row = conn.execute(sql.ORDER_BY_CID, {"b_cid": fill.client_order_id,
+                                              "b_bot": bot_id}).first()
+        order = order_from_row(row) if row is not None else None
+    refusal = fill_refusal(order, fill)
+    if refusal is not None or order is None:
+        if _seen(conn, bot_id, fill):
+            return _DUPLICATE  # a replayed fill for an order it completed is no refusal
+        insert_event(conn, bot_id=bot_id, kind="fill.refused", severity="error", now=now,
+                     message=f"refused broker fill {fill.broker_fill_id}: {refusal}",
+                     data={"broker_fill_id": fill.broker_fill_id, "instrument": fill.instrument,
+                           "client_order_id": fill.client_order_id, "quantity": fill.quantity,
+                           "price": fill.price})
+        return refusal or "no order"
+    inserted = conn.execute(sql.insert_fill_once(conn), {
+        "bot_id": bot_id, "order_id": order.id, "broker_fill_id": fill.broker_fill_id,
+        "instrument": fill.instrument, "side": fill.side.value, "quantity": fill.quantity,
+        "price": fill.price, "fee": fill.fee, "ts": fill.ts, "created_at": now}).first()
+    if inserted is None:
+        return _DUPLICATE
+    updated = order_after_fill(order, fill, now)
+    if write_order:
+        conn.execute(sql.SET_ORDER_PROGRESS, {
+            "b_id": order.id, "b_filled": updated.filled_quantity,
+            "b_average": updated.average_fill_price, "b_status": updated.status.value,
+            "b_broker_id": order.broker_order_id, "b_reason": order.reason, "b_now": now})
+    _move_position(conn, bot_id, fill, now)
+    insert_event(conn, bot_id=bot_id, kind="order.fill", now=now,
+                 message=f"{fill.side} {fill.quantity} {fill.instrument} @ {fill.price}",
+                 data={"client_order_id": fill.client_order_id, "price": fill.price,
+                       "quantity": fill.quantity, "fee": fill.fee, "side": fill.side})
+    return updated
+
+
+def _seen(conn: Connection, bot_id: int, fill: Fill) -> bool:
+    from fleetkit.store.schema import fills
+
+    return conn.execute(select(fills.c.id).where(
+        fills.c.bot_id == bot_id, fills.c.broker_fill_id == fill.broker_fill_id)).first() \
+        is not None
+
+
+def _move_position(conn: Connection, bot_id: int, fill: Fill, now: datetime) -> None:
+    row = conn.execute(sql.POSITION, {"b_bot": bot_id, "b_instrument": fill.instrument}).first()
+    if row is None:
+        current = Position(fill.instrument)
+        mark_price, mark_ts = fill.price, fill.ts
+    else:
+        m = row._mapping
+        current = Position(fill.instrument, m["quantity"], m["average_price"],
+                           m["realized_pnl"], m["fees"])
+        mark_price, mark_ts = m["mark_price"], m["mark_ts"]
+    moved = apply_fill(current, fill)
+    conn.execute(sql.upsert_position(conn), {
+        "bot_id": bot_id, "instrument": fill.instrument, "quantity": moved.quantity,
+        "average_price": moved.average_price, "realized_pnl": moved.realized_pnl,
+        "fees": moved.fees, "mark_price": mark_price, "mark_ts": mark_ts, "updated_at": now})
+
+
+def _store_cursor(conn: Connection, bot_id: int, cursor: str | None, now: datetime) -> None:
+    if cursor is None:
+        return
+    exists = conn.execute(select(bot_state.c.bot_id).where(bot_state.c.bot_id == bot_id)).first()
+    if exists:
+        conn.execute(update(bot_state).where(bot_state.c.bot_id == bot_id)
+                     .values(fills_cursor=cursor, updated_at=now))
+    else:
+        conn.execute(insert(bot_state).values(bot_id=bot_id, state={}, fills_cursor=cursor,
+                                              updated_at=now))

@@ -1,0 +1,297 @@
+"""MemoryLedger: the Ledger port in plain dicts, for backtests and tests.
+
+Same semantics as SqlLedger (the ledger contract tests run against both); nothing survives
+the process, which is exactly what a backtest wants and a live bot must never use.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from fleetkit.core.controls import Control, Controls, HaltSource, TradingState
+from fleetkit.core.errors import BadBrokerReplyError
+from fleetkit.core.ledger import (
+    Position,
+    apply_fill,
+    day_start_net,
+    fill_refusal,
+    order_after_fill,
+    pnl_totals,
+    status_from_report,
+)
+from fleetkit.core.market_data import Quote
+from fleetkit.core.numbers import ZERO
+from fleetkit.core.orders import Fill, Order, OrderIntent, OrderStatus
+from fleetkit.core.records import evolve
+from fleetkit.core.signals import Signal
+from fleetkit.engine.ports import (
+    Admission,
+    BotState,
+    Event,
+    FillResult,
+    OrderReport,
+    PnlSnapshot,
+    RiskInputs,
+    SignalRecord,
+)
+from fleetkit.risk.rails import Decision, HaltScope
+
+
+@dataclass(slots=True)
+class _DayPnl:
+    day: str
+    start: Decimal
+    net: Decimal
+    daily_usd: Decimal
+
+
+@dataclass(slots=True)
+class RecordedEvent:
+    bot_id: int | None
+    event: Event
+    at: datetime
+
+
+@dataclass(slots=True)
+class _BotBook:
+    control: Control = field(default_factory=Control)
+    orders: dict[int, Order] = field(default_factory=dict)
+    open_ids: dict[int, None] = field(default_factory=dict)  # insertion-ordered set
+    by_cid: dict[str, int] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
+    marks: dict[str, Decimal] = field(default_factory=dict)
+    fill_ids: set[str] = field(default_factory=set)
+    fills: list[Fill] = field(default_factory=list)
+    cursor: str | None = None
+    state: BotState = field(default_factory=BotState)
+    pnl: _DayPnl | None = None
+    signals: int = 0
+
+
+def _store(book: _BotBook, order: Order) -> None:
+    """Keep the open-order index in step with every change (no scans per trade)."""
+    book.orders[order.id] = order
+    if order.status.is_open:
+        book.open_ids[order.id] = None
+    else:
+        book.open_ids.pop(order.id, None)
+
+
+class MemoryLedger:
+    """Implements engine.ports.Ledger; `record_signals=False` skips storing signals (speed)."""
+
+    def __init__(self, fleet_tag: str = "mem", *, keep_snapshots: bool = False) -> None:
+        self._tag = fleet_tag
+        self._fleet = Control()
+        self._books: dict[int, _BotBook] = {}
+        self._next_order_id = 1
+        self.events: list[RecordedEvent] = []
+        self.snapshots: list[tuple[int, datetime, PnlSnapshot]] = []
+        self._keep_snapshots = keep_snapshots
+
+    def _book(self, bot_id: int) -> _BotBook:
+        book = self._books.get(bot_id)
+        if book is None:
+            book = self._books[bot_id] = _BotBook()
+        return book
+
+    def fills(self, bot_id: int) -> list[Fill]:
+        return list(self._book(bot_id).fills)
+
+    def orders(self, bot_id: int) -> list[Order]:
+        return list(self._book(bot_id).orders.values())
+
+    # --- controls ---------------------------------------------------------------------
+
+    def controls(self, bot_id: int) -> Controls:
+        return Controls(self._fleet, self._book(bot_id).control)
+
+    def set_control(self, bot_id: int | None, state: TradingState, reason: str,
+                    source: HaltSource, actor: str, now: datetime) -> None:
+        control = Control(state, reason, source)
+        if bot_id is None:
+            self._fleet = control
+        else:
+            self._book(bot_id).control = control
+        self._event(bot_id, Event(f"control.{state.value}", reason, "critical", source.value), now)
+
+    # --- orders and fills -------------------------------------------------------------
+
+    def positions(self, bot_id: int) -> dict[str, Position]:
+        return dict(self._book(bot_id).positions)
+
+    def open_orders(self, bot_id: int) -> list[Order]:
+        book = self._book(bot_id)
+        return [book.orders[i] for i in book.open_ids]
+
+    def write_ahead(self, bot_id: int, intent: OrderIntent, signal_id: int | None,
+                    now: datetime) -> Order:
+        order_id = self._next_order_id
+        self._next_order_id += 1
+        order = Order(order_id, bot_id, f"fk{self._tag}-{bot_id}-{order_id}", intent.instrument,
+                      intent.side, intent.order_type, intent.quantity, intent.limit_price,
+                      OrderStatus.PENDING, ZERO, None, None, now, now, intent.reason)
+        book = self._book(bot_id)
+        _store(book, order)
+        book.by_cid[order.client_order_id] = order_id
+        return order
+
+    def admit(self, bot_id: int, intent: OrderIntent, signal: SignalRecord | None,
+              usd_per_unit: Decimal, now: datetime,
+              decide: Callable[[RiskInputs], Decision]) -> Admission:
+        decision = decide(self.risk_inputs(bot_id, intent.instrument, usd_per_unit, now))
+        signal_id = None
+        if signal is not None:
+            signal_id = self.record_signal(bot_id, signal.instrument, signal.bar_ts,
+                                           signal.signal, now)
+        if not decision.allowed:
+            self.record_denial(bot_id, intent, decision, now)
+            return Admission(decision, None, signal_id)
+        return Admission(decision, self.write_ahead(bot_id, intent, signal_id, now), signal_id)
+
+    def record_report(self, bot_id: int, order: Order, report: OrderReport,
+                      now: datetime) -> Order:
+        if report.client_order_id != order.client_order_id or report.instrument != order.instrument:
+            raise BadBrokerReplyError(f"broker answered for {report.client_order_id} when asked "
+                                      f"about {order.client_order_id}")
+        book = self._book(bot_id)
+        for fill in report.fills:
+            self._apply_one(bot_id, book, fill, now)
+        current = book.orders[order.id]
+        status = status_from_report(current.status, report.status, current.filled_quantity,
+                                    current.quantity)
+        updated = evolve(current, status=status, broker_order_id=report.broker_order_id,
+                          reason=report.reason or current.reason, updated_at=now)
+        _store(book, updated)
+        return updated
+
+    def record_rejection(self, bot_id: int, order: Order, reason: str, now: datetime) -> Order:
+        return self.mark_order(bot_id, order, OrderStatus.REJECTED, reason, now)
+
+    def mark_order(self, bot_id: int, order: Order, status: OrderStatus, reason: str,
+                   now: datetime) -> Order:
+        book = self._book(bot_id)
+        current = book.orders[order.id]
+        if current.status.is_terminal:
+            return current
+        updated = evolve(current, status=status, reason=reason, updated_at=now)
+        _store(book, updated)
+        self._event(bot_id, Event(f"order.{status.value}", reason, "warning"), now)
+        return updated
+
+    def apply_fills(self, bot_id: int, fills: Sequence[Fill], cursor: str | None,
+                    now: datetime) -> FillResult:
+        book = self._book(bot_id)
+        applied: list[Fill] = []
+        refused: list[tuple[Fill, str]] = []
+        duplicates = 0
+        for fill in fills:
+            outcome = self._apply_one(bot_id, book, fill, now)
+            if outcome is None:
+                applied.append(fill)
+            elif outcome == "duplicate":
+                duplicates += 1
+            else:
+                refused.append((fill, outcome))
+        if cursor is not None:
+            book.cursor = cursor
+        return FillResult(tuple(applied), duplicates, tuple(refused))
+
+    def _apply_one(self, bot_id: int, book: _BotBook, fill: Fill, now: datetime) -> str | None:
+        if fill.broker_fill_id in book.fill_ids:
+            return "duplicate"
+        order_id = book.by_cid.get(fill.client_order_id)
+        order = book.orders.get(order_id) if order_id is not None else None
+        refusal = fill_refusal(order, fill)
+        if refusal is not None or order is None:
+            self._event(bot_id, Event("fill.refused", f"refused broker fill "
+                                      f"{fill.broker_fill_id}: {refusal}", "error"), now)
+            return refusal or "no order"
+        book.fill_ids.add(fill.broker_fill_id)
+        book.fills.append(fill)
+        _store(book, order_after_fill(order, fill, now))
+        current = book.positions.get(fill.instrument) or Position(fill.instrument)
+        book.positions[fill.instrument] = apply_fill(current, fill)
+        book.marks.setdefault(fill.instrument, fill.price)
+        return None
+
+    def fills_cursor(self, bot_id: int) -> str | None:
+        return self._book(bot_id).cursor
+
+    # --- audit ------------------------------------------------------------------------
+
+    def record_denial(self, bot_id: int, intent: OrderIntent, decision: Decision,
+                      now: datetime) -> None:
+        code = decision.reason.value if decision.reason else None
+        self._event(bot_id, Event("risk.denied", decision.detail, "warning", code), now)
+        if decision.halt is not None:
+            target = None if decision.halt is HaltScope.FLEET else bot_id
+            current = self._fleet if target is None else self._book(bot_id).control
+            if current.state is not TradingState.HALTED:
+                self.set_control(target, TradingState.HALTED, decision.detail,
+                                 HaltSource.CIRCUIT_BREAKER, "risk", now)
+
+    def record_event(self, bot_id: int | None, event: Event, now: datetime) -> None:
+        self._event(bot_id, event, now)
+
+    def _event(self, bot_id: int | None, event: Event, now: datetime) -> None:
+        self.events.append(RecordedEvent(bot_id, event, now))
+
+    def record_signal(self, bot_id: int, instrument: str, bar_ts: datetime, signal: Signal,
+                      now: datetime) -> int | None:
+        book = self._book(bot_id)
+        book.signals += 1
+        return book.signals
+
+    # --- state ------------------------------------------------------------------------
+
+    def load_state(self, bot_id: int) -> BotState:
+        return copy.deepcopy(self._book(bot_id).state)
+
+    def save_state(self, bot_id: int, state: BotState, now: datetime) -> None:
+        self._book(bot_id).state = copy.deepcopy(state)
+
+    # --- P&L --------------------------------------------------------------------------
+
+    def _totals_net(self, book: _BotBook) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        totals = pnl_totals((p, book.marks.get(k)) for k, p in book.positions.items())
+        return totals.realized, totals.unrealized, totals.fees, totals.net
+
+    def risk_inputs(self, bot_id: int, instrument: str, usd_per_unit: Decimal,
+                    now: datetime) -> RiskInputs:
+        day = now.astimezone(UTC).date().isoformat()
+        book = self._book(bot_id)
+        position = book.positions.get(instrument)
+        open_here = [book.orders[i] for i in book.open_ids
+                     if book.orders[i].instrument == instrument]
+        open_buys = sum((o.remaining for o in open_here if o.side.sign > 0), ZERO)
+        open_sells = sum((o.remaining for o in open_here if o.side.sign < 0), ZERO)
+        net = self._totals_net(book)[3]
+        pnl = book.pnl
+        start = ZERO if pnl is None else day_start_net(pnl.day, pnl.start, pnl.net, day)
+        own = (net - start) * usd_per_unit
+        others = sum((b.pnl.daily_usd for i, b in self._books.items()
+                      if i != bot_id and b.pnl is not None and b.pnl.day == day), ZERO)
+        return RiskInputs(self.controls(bot_id), position.quantity if position else ZERO,
+                          open_buys - open_sells, own, others + own, open_buys, open_sells)
+
+    def mark(self, bot_id: int, marks: Mapping[str, Quote], usd_per_unit: Decimal,
+             now: datetime) -> PnlSnapshot:
+        day = now.astimezone(UTC).date().isoformat()
+        book = self._book(bot_id)
+        for key, quote in marks.items():
+            if key in book.positions:
+                book.marks[key] = quote.price
+        realized, unrealized, fees, net = self._totals_net(book)
+        pnl = book.pnl
+        start = ZERO if pnl is None else day_start_net(pnl.day, pnl.start, pnl.net, day)
+        daily = net - start
+        book.pnl = _DayPnl(day, start, net, daily * usd_per_unit)
+        snapshot = PnlSnapshot(day, realized, unrealized, fees, daily, daily * usd_per_unit)
+        if self._keep_snapshots:
+            self.snapshots.append((bot_id, now, snapshot))
+        return snapshot

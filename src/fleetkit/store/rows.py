@@ -1,0 +1,85 @@
+"""Mapping between table rows and domain objects, and small writes shared by repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert
+
+from fleetkit.core.controls import Control, HaltSource, TradingState
+from fleetkit.core.ledger import Position
+from fleetkit.core.numbers import ZERO
+from fleetkit.core.orders import Fill, Order, OrderStatus, OrderType, Side
+from fleetkit.store.schema import events
+
+
+def order_from_row(row: Row[Any]) -> Order:
+    m = row._mapping
+    return Order(
+        id=m["id"],
+        bot_id=m["bot_id"],
+        client_order_id=m["client_order_id"],
+        instrument=m["instrument"],
+        side=Side(m["side"]),
+        order_type=OrderType(m["order_type"]),
+        quantity=m["quantity"],
+        limit_price=m["limit_price"],
+        status=OrderStatus(m["status"]),
+        filled_quantity=m["filled_quantity"],
+        average_fill_price=m["average_fill_price"],
+        broker_order_id=m["broker_order_id"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        reason=m["reason"],
+    )
+
+
+def position_from_row(row: Row[Any]) -> Position:
+    m = row._mapping
+    return Position(m["instrument"], m["quantity"], m["average_price"], m["realized_pnl"],
+                    m["fees"])
+
+
+def fill_from_row(row: Row[Any], client_order_id: str) -> Fill:
+    m = row._mapping
+    return Fill(m["broker_fill_id"], client_order_id, m["instrument"], Side(m["side"]),
+                m["quantity"], m["price"], m["fee"], m["ts"])
+
+
+def control_from_row(row: Row[Any] | None) -> Control:
+    if row is None:
+        return Control()
+    m = row._mapping
+    source = HaltSource(m["source"]) if m["source"] else None
+    return Control(TradingState(m["state"]), m["reason"], source)
+
+
+def insert_event(conn: Connection, *, bot_id: int | None, kind: str, message: str, now: datetime,
+                 severity: str = "info", code: str | None = None,
+                 data: Mapping[str, Any] | None = None, actor: str | None = None) -> None:
+    """Write an audit event on `conn`, i.e. inside the caller's transaction."""
+    conn.execute(insert(events).values(
+        bot_id=bot_id, kind=kind, severity=severity, code=code, message=message,
+        data=jsonable(data or {}), actor=actor, created_at=now))
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals and datetimes as strings so event data survives a JSON column."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value") and isinstance(value.value, str | int):  # enums
+        return value.value
+    return value
+
+
+def decimal_or_zero(value: Decimal | None) -> Decimal:
+    return ZERO if value is None else value

@@ -1,0 +1,264 @@
+"""The fleet database's tables (SQLAlchemy Core). Migrations must produce exactly this.
+
+Every row that belongs to a bot carries `bot_id`, so PostgreSQL row-level security confines
+each bot's database role to its own rows (migration 0005, docs/isolation.md).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from fleetkit.sqlutil.types import ExactDecimal, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+fleet_meta = Table(
+    "fleet_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+bots = Table(
+    "bots", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("market", String(16), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("strategy", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("lease_owner", String(160)),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # The PostgreSQL login role this bot connects as (`fleet db roles`); row-level security
+    # maps the connected role to the bot through it. Bots can't write it (column grants).
+    Column("db_role", String(63), unique=True),
+)
+
+fleet_controls = Table(
+    "fleet_controls", metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(32)),
+    Column("changed_by", String(128), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    CheckConstraint("id = 1", name="singleton"),
+)
+
+bot_controls = Table(
+    "bot_controls", metadata,
+    Column("bot_id", Id, ForeignKey("bots.id"), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(32)),
+    Column("changed_by", String(128), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+)
+
+instruments = Table(
+    "instruments", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("symbol", String(32), nullable=False),
+    Column("market", String(16), nullable=False),
+    Column("asset_class", String(16), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("tick_size", ExactDecimal(), nullable=False),
+    Column("lot_size", ExactDecimal(), nullable=False),
+    Column("min_quantity", ExactDecimal()),
+    Column("calendar", String(16), nullable=False),
+)
+
+signals = Table(
+    "signals", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot_id", Id, ForeignKey("bots.id"), nullable=False),
+    Column("instrument", String(64), nullable=False),
+    Column("bar_ts", UTCDateTime(), nullable=False),
+    Column("level", SmallInteger),
+    Column("target_quantity", ExactDecimal()),
+    Column("note", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "bot_id", "created_at"),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot_id", Id, ForeignKey("bots.id"), nullable=False),
+    Column("client_order_id", String(64), nullable=False, unique=True),
+    Column("broker_order_id", String(64)),
+    Column("instrument", String(64), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("order_type", String(8), nullable=False),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("limit_price", ExactDecimal()),
+    Column("reference_price", ExactDecimal(), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("filled_quantity", ExactDecimal(), nullable=False),
+    Column("average_fill_price", ExactDecimal()),
+    Column("reason", Text, nullable=False),
+    Column("signal_id", Id, ForeignKey("signals.id")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "bot_id", "status"),
+)
+
+fills = Table(
+    "fills", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot_id", Id, ForeignKey("bots.id"), nullable=False),
+    Column("order_id", Id, ForeignKey("orders.id"), nullable=False),
+    Column("broker_fill_id", String(64), nullable=False),
+    Column("instrument", String(64), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("price", ExactDecimal(), nullable=False),
+    Column("fee", ExactDecimal(), nullable=False),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("bot_id", "broker_fill_id"),
+    Index(None, "bot_id", "ts"),
+)
+
+positions = Table(
+    "positions", metadata,
+    Column("bot_id", Id, ForeignKey("bots.id"), primary_key=True),
+    Column("instrument", String(64), primary_key=True),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("average_price", ExactDecimal(), nullable=False),
+    Column("realized_pnl", ExactDecimal(), nullable=False),
+    Column("fees", ExactDecimal(), nullable=False),
+    Column("mark_price", ExactDecimal()),
+    Column("mark_ts", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+bot_pnl = Table(
+    "bot_pnl", metadata,
+    Column("bot_id", Id, ForeignKey("bots.id"), primary_key=True),
+    Column("day", String(10), nullable=False),
+    Column("day_start_net", ExactDecimal(), nullable=False),
+    Column("realized", ExactDecimal(), nullable=False),
+    Column("unrealized", ExactDecimal(), nullable=False),
+    Column("fees", ExactDecimal(), nullable=False),
+    Column("daily", ExactDecimal(), nullable=False),
+    Column("daily_usd", ExactDecimal(), nullable=False),
+    Column("usd_per_unit", ExactDecimal(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+pnl_snapshots = Table(
+    "pnl_snapshots", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot_id", Id, ForeignKey("bots.id"), nullable=False),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("realized", ExactDecimal(), nullable=False),
+    Column("unrealized", ExactDecimal(), nullable=False),
+    Column("fees", ExactDecimal(), nullable=False),
+    Column("daily", ExactDecimal(), nullable=False),
+    Index(None, "bot_id", "ts"),
+)
+
+bot_state = Table(
+    "bot_state", metadata,
+    Column("bot_id", Id, ForeignKey("bots.id"), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("fills_cursor", String(64)),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot_id", Id, ForeignKey("bots.id")),
+    Column("kind", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("code", String(64)),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("actor", String(128)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "bot_id", "created_at"),
+    Index(None, "kind", "created_at"),
+)
+
+heartbeats = Table(
+    "heartbeats", metadata,
+    Column("component", String(128), primary_key=True),
+    Column("bot_id", Id, ForeignKey("bots.id")),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("pid", Integer),
+    Column("host", String(255), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("beat_at", UTCDateTime(), nullable=False),
+    Column("cycles", BigInteger, nullable=False),
+    # How late the last cycle started after its bar closed (scale checks, metrics).
+    Column("cycle_lag_ms", Integer),
+)
+
+# Corrections an operator made to the ledger (`fleet reconcile BOT --adopt-broker`): the
+# position before and after, why, and who — the ledger never changes silently.
+position_adjustments = Table(
+    "position_adjustments", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot_id", Id, ForeignKey("bots.id"), nullable=False),
+    Column("instrument", String(64), nullable=False),
+    Column("quantity_before", ExactDecimal(), nullable=False),
+    Column("quantity_after", ExactDecimal(), nullable=False),
+    Column("average_price_before", ExactDecimal(), nullable=False),
+    Column("average_price_after", ExactDecimal(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "bot_id", "created_at"),
+)
+
+# One row per scheduled period of a job: the unique (job, period_key) is what stops a
+# restarted or second scheduler from running a period twice. period_key is the fire time
+# in UTC as fixed-width ISO text, so it sorts in time order on both backends.
+job_runs = Table(
+    "job_runs", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False),
+    Column("period_key", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("attempt", SmallInteger, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer),
+    Column("detail", Text, nullable=False),
+    UniqueConstraint("job", "period_key"),
+    CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped')", name="status"),
+    Index(None, "status", "finished_at"),
+)

@@ -1,0 +1,102 @@
+"""`fleet deploy compose | systemd` as a user runs them: the real CLI in a subprocess, the
+built-in 35-bot demo fleet, an output directory that is refused, forced and regenerated."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def fleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLEET_HOME": str(cwd / "var")}
+    env.pop("FLEET_CONFIG", None)
+    env.pop("FLEET_DB_URL", None)
+    return subprocess.run([sys.executable, "-m", "fleetkit", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_compose_for_the_demo_fleet_has_a_service_for_each_of_its_35_bots(
+        tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    result = fleet("deploy", "compose", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = yaml.safe_load((out / "docker-compose.yml").read_text(encoding="utf-8"))
+    bots = [name for name in document["services"] if name.startswith("bot-")]
+    assert len(bots) == 35
+    assert len(list((out / "env").glob("*.env"))) == 35
+    assert (out / "config" / "fleet.yaml").is_file()
+    assert not (tmp_path / "var").exists()  # generating touches no database
+
+
+def test_a_directory_of_someone_elses_files_is_refused_until_forced(tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "docker-compose.yml").write_text("services: {mine: {image: x}}\n", encoding="utf-8")
+    (out / "notes.txt").write_text("keep me\n", encoding="utf-8")
+    before = snapshot(out)
+    refused = fleet("deploy", "compose", "--out", str(out), cwd=tmp_path)
+    assert_one_line_error(refused, "--force", "docker-compose.yml")
+    assert snapshot(out) == before  # nothing written
+
+    forced = fleet("deploy", "compose", "--out", str(out), "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me\n"
+    assert "bot-us-sma-jpm" in (out / "docker-compose.yml").read_text(encoding="utf-8")
+
+
+def test_regenerating_is_byte_identical_and_keeps_filled_in_env_files(tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    assert fleet("deploy", "compose", "--out", str(out), cwd=tmp_path).returncode == 0
+    first = snapshot(out)
+    again = fleet("deploy", "compose", "--out", str(out), cwd=tmp_path)  # no --force needed
+    assert again.returncode == 0, again.stderr
+    assert snapshot(out) == first
+
+    filled = out / "env" / "us-sma-jpm.env"
+    filled.write_text("SOME_TOKEN=filled-in\n", encoding="utf-8")
+    kept = fleet("deploy", "compose", "--out", str(out), "--force", cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    assert "env/us-sma-jpm.env" in kept.stdout
+    assert filled.read_text(encoding="utf-8") == "SOME_TOKEN=filled-in\n"
+
+
+def test_systemd_for_the_demo_fleet_writes_units_env_files_and_an_install_script(
+        tmp_path: Path) -> None:
+    out = tmp_path / "units"
+    result = fleet("deploy", "systemd", "--out", str(out), "--prefix", "demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (out / "units" / "demo-bot@.service").is_file()
+    assert (out / "units" / "demo.target").is_file()
+    assert len(list((out / "bots").glob("*.env"))) == 35
+    assert os.access(out / "install.sh", os.X_OK)
+
+
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    assert_one_line_error(fleet("deploy", "compose", "--out", str(out), "--config",
+                                "nope.yaml", cwd=tmp_path), "nope.yaml not found")
+    assert_one_line_error(fleet("deploy", "systemd", "--out", str(out), "--prefix", "Bad Name",
+                                cwd=tmp_path), "--prefix")
+    assert_one_line_error(fleet("deploy", "compose", "--out", str(out), "--image", "a b",
+                                cwd=tmp_path), "--image")
+    (tmp_path / "empty.yaml").write_text("fleet: {name: none}\n", encoding="utf-8")
+    assert_one_line_error(fleet("deploy", "compose", "--out", str(out), "--config",
+                                str(tmp_path / "empty.yaml"), cwd=tmp_path), "no bots")
+    assert not out.exists()

@@ -1,0 +1,3 @@
+from tests.integration.ccxt.live_venue import live
+
+__all__ = ["live"]

@@ -1,0 +1,350 @@
+"""Per-bot isolation on PostgreSQL: connected as bot A's own role, A lives a whole normal
+bot life but can neither read nor change bot B's rows; the reader role reads and never
+writes; `fleet db roles` is idempotent and rotates passwords.
+
+Roles are cluster-wide, so each test names its login roles with a fresh prefix and drops
+them afterwards (the group roles fleet_bot and fleet_reader are shared and stay).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from fleetkit.brokers.sandbox.book import MemoryBook
+from fleetkit.brokers.sandbox.broker import SandboxBroker
+from fleetkit.brokers.sandbox.catalog import load_catalog
+from fleetkit.brokers.sandbox.config import VenueConfig
+from fleetkit.brokers.sandbox.prices import InventedPrices
+from fleetkit.brokers.sandbox.venue import SandboxVenue
+from fleetkit.calendars.market_calendars import MarketCalendars
+from fleetkit.cli.app import main
+from fleetkit.config.loader import LoadedConfig, parse_config
+from fleetkit.config.models import BotSettings
+from fleetkit.core.controls import HaltSource, TradingState
+from fleetkit.core.market_data import Quote
+from fleetkit.core.orders import Fill, OrderIntent, OrderStatus, OrderType, Side
+from fleetkit.core.signals import Signal
+from fleetkit.engine.ports import OrderReport
+from fleetkit.risk.rails import Decision, DenialReason, HaltScope
+from fleetkit.runtime.clock import ManualClock
+from fleetkit.runtime.runner import BotRunner, BrokerConnection
+from fleetkit.store.database import Database, open_database
+from fleetkit.store.fleet import FleetStore, Heartbeat
+from fleetkit.store.ledger import SqlLedger
+from fleetkit.store.roles import verifier_matches
+from tests.support import migrated_database
+
+T0 = datetime(2026, 11, 20, 12, 0, 30, tzinfo=UTC)
+BTC = "CRYPTO:BTC/USDT"
+CONFIG = """
+risk: {max_order_value_usd: 1000000, max_position_value_usd: 1000000,
+       daily_loss_limit_usd: 100000}
+bots:
+  - {name: alpha, market: CRYPTO, symbols: ["BTC/USDT"], strategy: buy_and_hold}
+  - {name: beta, market: CRYPTO, symbols: ["BTC/USDT"], strategy: buy_and_hold}
+"""
+BOT_TABLES = ("orders", "fills", "positions", "bot_controls", "bot_pnl", "pnl_snapshots",
+              "signals", "bot_state", "heartbeats", "events")
+
+
+@dataclass
+class Fleet:
+    base_url: str
+    schema: str
+    owner: Database
+    config: Path
+    prefix: str
+    secrets: Path
+    ids: dict[str, int]
+
+    def role(self, bot: str) -> str:
+        return f"{self.prefix}{bot}"
+
+    def password(self, role: str) -> str:
+        return (self.secrets / f"{role}.password").read_text().strip()
+
+    def url_as(self, role: str) -> str:
+        url = make_url(self.base_url).set(username=role, password=self.password(role))
+        return url.update_query_dict({"options": f"-csearch_path={self.schema}"}
+                                     ).render_as_string(hide_password=False)
+
+    def roles(self, *extra: str) -> int:
+        return main(["db", "roles", "--config", str(self.config), "--db", self.owner_url(),
+                     "--role-prefix", self.prefix, "--secrets-dir", str(self.secrets),
+                     "--reader-role", f"{self.prefix}reader", *extra])
+
+    def owner_url(self) -> str:
+        return self.owner.engine.url.render_as_string(hide_password=False)
+
+    def verifier(self, role: str) -> str:
+        with self.owner.engine.connect() as conn:
+            return str(conn.execute(text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"),
+                                    {"r": role}).scalar_one())
+
+
+@pytest.fixture
+def fleet(pg_base_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Fleet]:
+    owner = migrated_database(pg_schema)
+    config = tmp_path / "fleet.yaml"
+    config.write_text(CONFIG)
+    schema = str(make_url(pg_schema).query["options"]).split("=", 1)[1]
+    made = Fleet(pg_base_url, schema, owner, config, f"fkt{uuid.uuid4().hex[:8]}_",
+                 tmp_path / "secrets", {})
+    try:
+        assert made.roles() == 0
+        store = FleetStore(owner.engine)
+        made.ids.update({b.name: b.id for b in store.bots()})
+        yield made
+    finally:
+        _drop_roles(owner.engine, made.prefix)
+        owner.dispose()
+
+
+def _drop_roles(engine: Engine, prefix: str) -> None:
+    with engine.begin() as conn:
+        names = conn.execute(text("SELECT rolname FROM pg_roles WHERE starts_with(rolname, :p)"),
+                             {"p": prefix}).scalars().all()
+        for name in names:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE usename = :r"), {"r": name})
+            conn.execute(text(f'DROP OWNED BY "{name}"'))
+            conn.execute(text(f'DROP ROLE "{name}"'))
+
+
+@pytest.fixture
+def as_bot(fleet: Fleet) -> Iterator[dict[str, Database]]:
+    """Connections as each bot's own role (and the reader's), each on the test schema."""
+    opened = {name: open_database(fleet.url_as(fleet.role(name)))
+              for name in ("alpha", "beta", "reader")}
+    yield opened
+    for database in opened.values():
+        database.dispose()
+
+
+def intent(qty: str = "1") -> OrderIntent:
+    return OrderIntent(BTC, Side.BUY, Decimal(qty), OrderType.MARKET, Decimal("100"))
+
+
+def trade(database: Database, bot_id: int, fill_id: str, daily_usd_price: str) -> None:
+    """One order, filled, marked: every bot-owned table gets a row."""
+    ledger = SqlLedger(database.engine, database.fleet_tag())
+    admission = ledger.admit(bot_id, intent(), None, Decimal(1), T0, lambda _: Decision.allow())
+    order = admission.order
+    assert order is not None
+    fill = Fill(fill_id, order.client_order_id, BTC, Side.BUY, Decimal(1), Decimal(100),
+                Decimal("0.1"), T0)
+    ledger.record_report(bot_id, order, OrderReport(
+        order.client_order_id, "B1", BTC, Side.BUY, OrderType.MARKET, Decimal(1), None,
+        OrderStatus.FILLED, Decimal(1), Decimal(100), "", (fill,)), T0)
+    ledger.mark(bot_id, {BTC: Quote(BTC, Decimal(daily_usd_price), T0)}, Decimal(1), T0)
+    ledger.set_control(bot_id, TradingState.REDUCING, "test", HaltSource.OPERATOR, "t", T0)
+    ledger.save_state(bot_id, ledger.load_state(bot_id), T0)
+    ledger.record_signal(bot_id, BTC, T0, Signal(target_quantity=Decimal(1), note="test"),
+                         T0)
+    FleetStore(database.engine).beat(Heartbeat(
+        f"bot:{bot_id}", "bot", bot_id, "trading", "", 1, "h", T0, T0, 1))
+
+
+def rows(database: Database, table: str, bot_id: int) -> int:
+    with database.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE bot_id = :b"),
+                                {"b": bot_id}).scalar_one())
+
+
+def refused(database: Database, statement: str, **params: Any) -> bool:
+    """True if the statement errors, or runs and touches no row."""
+    try:
+        with database.engine.begin() as conn:
+            return conn.execute(text(statement), params).rowcount == 0
+    except DBAPIError:
+        return True
+
+
+def errors(database: Database, statement: str) -> bool:
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(text(statement))
+    except DBAPIError:
+        return True
+    return False
+
+
+def test_bot_a_can_neither_read_nor_change_bot_b_rows(fleet: Fleet,
+                                                       as_bot: dict[str, Database]) -> None:
+    a, b = fleet.ids["alpha"], fleet.ids["beta"]
+    trade(as_bot["beta"], b, "b-1", "110")
+    for table in BOT_TABLES:
+        assert rows(fleet.owner, table, b) > 0, table  # B's rows exist...
+        assert rows(as_bot["alpha"], table, b) == 0, table  # ...and A sees none of them
+    alpha = as_bot["alpha"]
+    for table in ("orders", "positions", "bot_controls", "fills", "bot_pnl"):
+        column = "updated_at" if table not in ("fills",) else "created_at"
+        assert refused(alpha, f"UPDATE {table} SET {column} = now() WHERE bot_id = :b", b=b)
+        assert refused(alpha, f"DELETE FROM {table} WHERE bot_id = :b", b=b)
+        assert rows(fleet.owner, table, b) > 0
+    assert refused(alpha, "INSERT INTO bot_controls (bot_id, state, reason, changed_by, "
+                          "changed_at) VALUES (:b, 'halted', 'x', 'a', now())", b=b)
+    assert refused(alpha, "INSERT INTO orders (bot_id, client_order_id, instrument, side, "
+                          "order_type, quantity, reference_price, status, filled_quantity, "
+                          "reason, created_at, updated_at) VALUES (:b, 'evil', 'x', 'buy', "
+                          "'market', 1, 1, 'pending', 0, '', now(), now())", b=b)
+    assert refused(alpha, "INSERT INTO events (bot_id, kind, severity, message, data, "
+                          "created_at) VALUES (:b, 'x', 'info', 'forged', '{}', now())", b=b)
+    assert refused(alpha, "UPDATE bots SET lease_owner = 'evil' WHERE id = :b", b=b)
+    assert refused(alpha, "UPDATE bots SET db_role = NULL WHERE id = :a", a=a)
+    assert refused(alpha, "ALTER TABLE orders DISABLE ROW LEVEL SECURITY")
+    assert refused(alpha, "ALTER TABLE orders ADD COLUMN evil int")
+    assert errors(alpha, "SELECT * FROM job_runs")
+    assert SqlLedger(fleet.owner.engine, "x").controls(b).bot.state is TradingState.REDUCING
+
+
+def test_a_bot_may_halt_the_fleet_but_never_resume_or_loosen_it(
+        fleet: Fleet, as_bot: dict[str, Database]) -> None:
+    alpha = SqlLedger(as_bot["alpha"].engine, "x")
+    a = fleet.ids["alpha"]
+    for state in (TradingState.ACTIVE, TradingState.REDUCING):
+        with pytest.raises(DBAPIError):
+            alpha.set_control(None, state, "x", HaltSource.OPERATOR, "a", T0)
+    alpha.set_control(None, TradingState.HALTED, "breaker", HaltSource.CIRCUIT_BREAKER, "risk",
+                      T0)
+    assert alpha.controls(a).fleet.state is TradingState.HALTED
+    with pytest.raises(DBAPIError):
+        alpha.set_control(None, TradingState.ACTIVE, "let me", HaltSource.OPERATOR, "a", T0)
+    FleetStore(fleet.owner.engine).set_state(None, TradingState.ACTIVE, "ok", "op", T0)
+    assert alpha.controls(a).fleet.state is TradingState.ACTIVE
+
+
+def test_a_whole_bot_life_works_as_its_own_role(fleet: Fleet,
+                                                as_bot: dict[str, Database]) -> None:
+    a, b = fleet.ids["alpha"], fleet.ids["beta"]
+    trade(as_bot["beta"], b, "b-1", "90")  # B is 10 down today
+    trade(as_bot["alpha"], a, "a-1", "97")  # A is 3 down
+    ledger = SqlLedger(as_bot["alpha"].engine, as_bot["alpha"].fleet_tag())
+    inputs = ledger.risk_inputs(a, BTC, Decimal(1), T0)
+    # The fleet's daily P&L still sums every bot, through the definer function.
+    assert inputs.bot_daily_pnl_usd == Decimal("-3.1")
+    assert inputs.fleet_daily_pnl_usd == Decimal("-13.2")
+    assert ledger.positions(a)[BTC].quantity == Decimal(1)
+    result = ledger.apply_fills(a, [], "cursor-1", T0)
+    assert result.applied == () and ledger.fills_cursor(a) == "cursor-1"
+    # A fleet-wide breaker denial halts the fleet, with its fleet-level event.
+    denied = ledger.admit(a, intent(), None, Decimal(1), T0, lambda _: Decision.deny(
+        DenialReason.DAILY_LOSS_FLEET, "fleet down", HaltScope.FLEET))
+    assert denied.order is None
+    assert ledger.controls(a).fleet.state is TradingState.HALTED
+    store = FleetStore(as_bot["alpha"].engine)
+    assert store.register_bot(name="alpha", market="CRYPTO", currency="USDT",
+                              strategy="buy_and_hold", mode="sandbox", settings={}, now=T0) == a
+    assert store.acquire_lease(a, "me", 60, T0)
+    assert not store.acquire_lease(b, "me", 60, T0)  # B's row is not A's to lease
+    store.release_lease(a, "me")
+    assert [bot.name for bot in store.bots()] == ["alpha", "beta"]
+
+
+def test_a_bot_runner_steps_connected_as_its_own_role(fleet: Fleet,
+                                                      as_bot: dict[str, Database],
+                                                      tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    venue = SandboxVenue(InventedPrices(7, load_catalog(), MarketCalendars()), MemoryBook(),
+                         clock, VenueConfig(seed=7, partial_fill_probability=0.0))
+    loaded = LoadedConfig(parse_config(CONFIG, "test.yaml"), "test.yaml", tmp_path)
+
+    def connect(settings: BotSettings) -> BrokerConnection:
+        broker = SandboxBroker(venue, settings.name)
+        return BrokerConnection(broker, broker)
+
+    def sleep(seconds: float) -> bool:
+        clock.advance(timedelta(seconds=seconds))
+        return False
+
+    runner = BotRunner(loaded, "alpha", fleet.url_as(fleet.role("alpha")), connect,
+                       clock=clock, sleep=sleep)
+    runner.boot()
+    runner.step()
+    runner.shutdown()
+    a = fleet.ids["alpha"]
+    assert SqlLedger(fleet.owner.engine, "x").positions(a)[BTC].quantity > 0
+    assert rows(as_bot["beta"], "orders", a) == 0
+
+
+def test_the_reader_reads_everything_and_writes_nothing(fleet: Fleet,
+                                                        as_bot: dict[str, Database]) -> None:
+    a, b = fleet.ids["alpha"], fleet.ids["beta"]
+    trade(as_bot["alpha"], a, "a-1", "100")
+    trade(as_bot["beta"], b, "b-1", "100")
+    reader = as_bot["reader"]
+    for table in BOT_TABLES:
+        assert rows(reader, table, a) > 0 and rows(reader, table, b) > 0, table
+    assert not errors(reader, "SELECT 1 FROM job_runs")
+    for statement in ("UPDATE orders SET reason = 'x'", "DELETE FROM events",
+                      "UPDATE fleet_controls SET state = 'active'",
+                      "INSERT INTO fleet_meta (key, value) VALUES ('k', 'v')"):
+        assert refused(reader, statement), statement
+    with pytest.raises(DBAPIError):
+        SqlLedger(reader.engine, "x").set_control(None, TradingState.HALTED, "x",
+                                                 HaltSource.OPERATOR, "r", T0)
+
+
+def test_roles_are_idempotent_and_rotation_issues_a_new_password(
+        fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    role = fleet.role("alpha")
+    old = fleet.password(role)
+    assert verifier_matches(fleet.verifier(role), old)
+    capsys.readouterr()
+    assert fleet.roles("--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["changed"] is False
+    assert all(not r["changed"] and r["password_file"] is None for r in summary["roles"])
+    assert fleet.password(role) == old
+    assert fleet.roles() == 0
+    assert "nothing changed" in capsys.readouterr().out
+
+    assert fleet.roles("--rotate", "--bots", "alpha") == 0
+    out = capsys.readouterr().out
+    assert "password rotated" in out and old not in out
+    new = fleet.password(role)
+    assert new != old
+    # This server trusts loopback logins, so prove the password at the stored verifier.
+    assert verifier_matches(fleet.verifier(role), new)
+    assert not verifier_matches(fleet.verifier(role), old)
+    assert oct((fleet.secrets / f"{role}.password").stat().st_mode)[-3:] == "600"
+    with fleet.owner.engine.connect() as conn:
+        assert old not in str(conn.execute(text("SELECT * FROM bots")).all())
+
+
+def test_on_sqlite_roles_are_refused_because_isolation_is_the_store_api(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite has no roles: every process shares one file, so the trade-off is documented."""
+    config = tmp_path / "fleet.yaml"
+    config.write_text(CONFIG)
+    database = migrated_database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    database.dispose()
+    assert main(["db", "roles", "--config", str(config), "--db",
+                 f"sqlite:///{tmp_path / 'fleet.db'}"]) == 2
+    assert "docs/isolation.md" in capsys.readouterr().err
+    doc = (Path(__file__).parents[2] / "docs" / "isolation.md").read_text()
+    assert "## SQLite: isolation by API" in doc
+
+
+def test_a_bot_can_connect_as_its_role_with_a_password_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleetkit.runtime.wiring import database_url
+
+    secret = tmp_path / "alpha.password"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("FLEET_DB_URL", "postgresql://fleet_bot_alpha@db:5432/fleet")
+    monkeypatch.setenv("FLEET_DB_PASSWORD_FILE", str(secret))
+    loaded = LoadedConfig(parse_config(CONFIG, "test.yaml"), "test.yaml", tmp_path)
+    assert database_url(loaded) == "postgresql://fleet_bot_alpha:s3cret@db:5432/fleet"
