@@ -1,4 +1,5 @@
-"""`fleet scheduler run` and `fleet jobs`: scheduled jobs, each period run once fleet-wide."""
+"""`fleet scheduler run`, `fleet jobs` and `fleet services`: scheduled jobs, each period run
+once fleet-wide, and market-hours services, run by one scheduler while their market is open."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fleetkit.cli.app import app, fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
 if TYPE_CHECKING:
-    from fleetkit.config.models import JobSettings
+    from fleetkit.config.models import JobSettings, ServiceSettings
     from fleetkit.runtime.scheduler_service import JobView
 
 # Command bodies import what they need: bot processes load this module too.
@@ -26,11 +27,13 @@ _NOT_AS_JOBS = ("up", "scheduler")
 
 @scheduler_app.command("run")
 def scheduler_run(config: ConfigOption = None, db: DbOption = None) -> None:
-    """Run the configured jobs at their times until SIGINT/SIGTERM. Safe to run twice: the
-    database lets each period run once, and periods missed while down are caught up."""
+    """Run the configured jobs at their times, and market-hours services while their market
+    is open, until SIGINT/SIGTERM. Safe to run twice: the database lets each job period run
+    once (periods missed while down are caught up) and one scheduler run each service."""
     import threading
 
     from fleetkit.config.loader import load_config
+    from fleetkit.runtime.calendar_watch import market_calendars
     from fleetkit.runtime.logs import configure_logging
     from fleetkit.runtime.scheduler_service import ServiceOptions, run_scheduler
     from fleetkit.runtime.signals import stop_signals
@@ -39,10 +42,11 @@ def scheduler_run(config: ConfigOption = None, db: DbOption = None) -> None:
 
     loaded = load_config(config)
     jobs = [job for job in loaded.config.jobs if job.enabled]
-    if not jobs:
-        fail(f"{loaded.source}: no enabled jobs — add some under `jobs:` (see the README, "
-             "Scheduled jobs)")
+    if not loaded.config.scheduled_work:
+        fail(f"{loaded.source}: no enabled jobs or services — add some under `jobs:` or "
+             "`services:` (see the README, Scheduled jobs)")
     check_job_commands(jobs)
+    check_service_commands(loaded.config.services)
     configure_logging()
     db_url = database_url(loaded, db)
     database = open_database(db_url, application_name="fleet-scheduler")
@@ -52,7 +56,8 @@ def scheduler_run(config: ConfigOption = None, db: DbOption = None) -> None:
         with stop_signals(stop):
             run_scheduler(loaded, database, db_url, stop, ServiceOptions(
                 heartbeat_interval_s=runtime.heartbeat_interval_s,
-                stop_timeout_s=runtime.stop_timeout_s))
+                stop_timeout_s=runtime.stop_timeout_s,
+                sessions=market_calendars(loaded)))  # with the config's holiday overrides
     finally:
         database.dispose()
 
@@ -104,6 +109,21 @@ def check_job_commands(jobs: Sequence[JobSettings]) -> None:
                  f"(commands: {known})")
 
 
+def check_service_commands(services: Sequence[ServiceSettings]) -> None:
+    """Each service's first word must be a fleet command that is not itself a supervisor."""
+    import shlex
+
+    commands = _fleet_commands()
+    for service in services:
+        word = shlex.split(service.command)[0]
+        if word in _NOT_AS_JOBS:
+            fail(f"service {service.name}: `fleet {word}` cannot run as a market-hours "
+                 "service — name the command the service should run, e.g. \"metrics serve\"")
+        if word not in commands:
+            known = ", ".join(sorted(c for c in commands if c not in _NOT_AS_JOBS))
+            fail(f"service {service.name}: {word!r} is not a fleet command (commands: {known})")
+
+
 def _fleet_commands() -> set[str]:
     names = {info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
              for info in app.registered_commands}
@@ -130,4 +150,70 @@ def _print_table(views: Sequence[JobView]) -> None:
             "" if last is None else f"{last.period:%m-%d %H:%M}", result,
             "" if view.next_fire is None else f"{view.next_fire:%m-%d %H:%M}",
             str(len(view.failures)))
+    Console().print(table)
+
+
+@app.command()
+def services(config: ConfigOption = None, db: DbOption = None,
+             as_json: JsonOption = False) -> None:
+    """Market-hours services: their hours, whether they should run now, until when, and
+    which scheduler runs them."""
+    from datetime import UTC, datetime
+
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.calendar_watch import market_calendars
+    from fleetkit.runtime.market_hours import plan_for
+    from fleetkit.runtime.wiring import database_url
+    from fleetkit.store.database import open_database
+    from fleetkit.store.fleet import FleetStore
+    from fleetkit.store.services import ServiceLeases
+
+    loaded = load_config(config)
+    check_service_commands(loaded.config.services)
+    now = datetime.now(UTC)
+    calendars = market_calendars(loaded)
+    database = open_database(database_url(loaded, db), must_exist=True)
+    try:
+        holders = ServiceLeases(database.engine, "fleet services").holders()
+        beats = {b.component: b for b in FleetStore(database.engine).heartbeats()}
+    finally:
+        database.dispose()
+    rows = []
+    for service in loaded.config.services:
+        plan = plan_for(service, calendars, now)
+        lease = holders.get(service.name)
+        beat = beats.get(f"service:{service.name}")
+        rows.append({
+            "name": service.name, "command": service.command, "market": service.market,
+            "hours": service.describe_hours(), "enabled": service.enabled,
+            "should_run": service.enabled and plan.run,
+            "until": None if plan.until is None else plan.until.isoformat(),
+            "status": "disabled" if not service.enabled else (beat.status if beat else "never"),
+            "detail": beat.detail if beat else "",
+            "heartbeat_age_s": None if beat is None else round(
+                (now - beat.beat_at).total_seconds(), 1),
+            "held_by": lease.as_json() if lease is not None and lease.live(now) else None,
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no services configured: add them under `services:` in the config")
+        return
+    _print_services(rows)
+
+
+def _print_services(rows: list[dict[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="market-hours services")
+    for column in ("service", "hours", "now", "until (UTC)", "status", "held by"):
+        table.add_column(column)
+    for row in rows:
+        until = str(row["until"] or "-")[:16].replace("T", " ")
+        held = row["held_by"]
+        holder = f"{held['owner']}" if isinstance(held, dict) else "-"
+        table.add_row(str(row["name"]), str(row["hours"]),
+                      "run" if row["should_run"] else "off", until, str(row["status"]), holder)
     Console().print(table)

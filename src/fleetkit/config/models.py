@@ -435,6 +435,22 @@ def _weekday(text: str) -> int:
     raise ValueError(f"day-of-week {text!r} must be 0-7 (0 and 7 are Sunday) or sun..sat")
 
 
+def fleet_command(command: str, example: str) -> str:
+    """A fleet command line as config gives it: splittable words, without `fleet` first."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise ValueError(f"command {command!r} cannot be split into words ({exc}): "
+                         "check its quotes") from None
+    if not words:
+        raise ValueError(f"command is empty: give a fleet command, {example}")
+    if words[0] in ("fleet", "python"):
+        raise ValueError(f"write the command without {words[0]!r}, {example}")
+    return command
+
+
 class JobWhen(Strict):
     """A market-calendar schedule: at each session's open or close on that market's trading
     days (none on holidays), shifted by `offset_minutes`."""
@@ -488,18 +504,7 @@ class JobSettings(Strict):
     @field_validator("command")
     @classmethod
     def _command_words(cls, command: str) -> str:
-        import shlex
-
-        try:
-            words = shlex.split(command)
-        except ValueError as exc:
-            raise ValueError(f"command {command!r} cannot be split into words ({exc}): "
-                             "check its quotes") from None
-        if not words:
-            raise ValueError('command is empty: give a fleet command, e.g. "reconcile --all"')
-        if words[0] in ("fleet", "python"):
-            raise ValueError(f'write the command without {words[0]!r}, e.g. "reconcile --all"')
-        return command
+        return fleet_command(command, 'e.g. "reconcile --all"')
 
     @field_validator("timezone")
     @classmethod
@@ -528,6 +533,46 @@ class JobSettings(Strict):
         if self.when is not None:
             return self.when.describe()
         return f"{self.cron} {self.zone_name}"
+
+
+class ServiceSettings(Strict):
+    """A market-hours service: a long-running fleet command (a data collector, say) the
+    scheduler starts when its market opens and stops when it closes; on a holiday there is
+    no session, so it stays off. A 24/7 market's service simply runs."""
+
+    name: str
+    command: str = Field(description='a long-running fleet command line, e.g. "collect '
+                         'chains --market NSE"')
+    market: str
+    start_minutes_before_open: int = Field(default=0, ge=0, le=720)
+    stop_minutes_after_close: int = Field(default=0, ge=0, le=720)
+    stop_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, name: str) -> str:
+        if not JOB_NAME.match(name):
+            raise ValueError("service names are 1-48 lowercase letters, digits, '-' or '_', "
+                             "starting with a letter or digit")
+        return name
+
+    @field_validator("command")
+    @classmethod
+    def _command_words(cls, command: str) -> str:
+        return fleet_command(command, 'e.g. "metrics serve --port 9200"')
+
+    @field_validator("market")
+    @classmethod
+    def _known_market(cls, market: str) -> str:
+        if market not in MARKETS:
+            raise ValueError(f"unknown market {market!r}; known: {', '.join(MARKETS)}")
+        return market
+
+    def describe_hours(self) -> str:
+        before = f" -{self.start_minutes_before_open}m" if self.start_minutes_before_open else ""
+        after = f" +{self.stop_minutes_after_close}m" if self.stop_minutes_after_close else ""
+        return f"{self.market} open{before} to close{after}"
 
 
 class CalendarSettings(Strict):
@@ -567,6 +612,9 @@ class FleetConfig(Strict):
     bots: list[BotSettings] = Field(default_factory=list)
     jobs: list[JobSettings] = Field(default_factory=list,
                                     description="scheduled jobs (`fleet scheduler run`)")
+    services: list[ServiceSettings] = Field(
+        default_factory=list, description="market-hours services the scheduler starts at "
+        "open and stops at close")
 
     @field_validator("fx_usd")
     @classmethod
@@ -589,6 +637,12 @@ class FleetConfig(Strict):
     def _unique_job_names(cls, jobs: list[JobSettings]) -> list[JobSettings]:
         _require_unique("job", [job.name for job in jobs])
         return jobs
+
+    @field_validator("services")
+    @classmethod
+    def _unique_service_names(cls, services: list[ServiceSettings]) -> list[ServiceSettings]:
+        _require_unique("service", [service.name for service in services])
+        return services
 
     @model_validator(mode="after")
     def _exchange_bots(self) -> FleetConfig:
@@ -641,6 +695,11 @@ class FleetConfig(Strict):
             if job.name == name:
                 return job
         raise KeyError(name)
+
+    @property
+    def scheduled_work(self) -> bool:
+        """Whether a scheduler has anything to do: an enabled job or service."""
+        return any(j.enabled for j in self.jobs) or any(s.enabled for s in self.services)
 
 
 DEFAULT_FX_USD: dict[str, Decimal] = {

@@ -35,7 +35,7 @@ from fleetkit.store.status import FleetView, fleet_view
 
 log = get_logger("fleet")
 BROKER = "broker"
-SCHEDULER = "scheduler"  # started only when the config has enabled jobs
+SCHEDULER = "scheduler"  # started only when the config has enabled jobs or services
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ def child_specs(loaded: LoadedConfig, db_url: str) -> list[ChildSpec]:
     specs = [ChildSpec(BROKER, [*python, "broker", "serve"], logs / "broker.log", env, "broker")]
     specs += [ChildSpec(bot.name, [*python, "bot", "run", bot.name], logs / f"{bot.name}.log",
                         env) for bot in loaded.config.bots]
-    if any(job.enabled for job in loaded.config.jobs):
+    if loaded.config.scheduled_work:
         specs.append(ChildSpec(SCHEDULER, [*python, "scheduler", "run"],
                                logs / "scheduler.log", env, "service"))
     return specs

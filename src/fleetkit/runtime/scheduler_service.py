@@ -4,6 +4,8 @@ threads run the jobs, the heartbeat says it is alive) and the jobs as an operato
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fleetkit.config.loader import LoadedConfig
-from fleetkit.config.models import JobSettings
+from fleetkit.config.models import JobSettings, ServiceSettings
 from fleetkit.core.errors import FleetError
 from fleetkit.engine.ports import Clock, SessionSource
 from fleetkit.runtime.clock import WallClock
 from fleetkit.runtime.logs import get_logger
+from fleetkit.runtime.market_hours import MarketHoursServices, SpecFor
 from fleetkit.runtime.schedule import CronSchedule, schedule_for
 from fleetkit.runtime.scheduler import (
     JOB_KINDS,
@@ -24,9 +27,11 @@ from fleetkit.runtime.scheduler import (
     Scheduler,
     SubprocessRunner,
 )
+from fleetkit.runtime.supervisor import ChildSpec
 from fleetkit.store.database import Database
 from fleetkit.store.fleet import FleetStore, Heartbeat
 from fleetkit.store.jobs import JobRun, JobStore, RunOwner
+from fleetkit.store.services import ServiceLeases
 
 log = get_logger("scheduler")
 COMPONENT = "scheduler"
@@ -41,6 +46,7 @@ class ServiceOptions:
     clock: Clock | None = None
     sessions: SessionSource | None = None
     on_tick: Callable[[Scheduler], None] | None = None  # tests: observe or stop the loop
+    service_spec: SpecFor | None = None  # tests: what a market-hours service runs
 
 
 def default_runner(loaded: LoadedConfig, db_url: str, stop: threading.Event) -> JobRunner:
@@ -55,7 +61,7 @@ def run_scheduler(loaded: LoadedConfig, database: Database, db_url: str,
     from apscheduler.schedulers.background import BackgroundScheduler
 
     clock = options.clock or WallClock()
-    sessions = options.sessions or _calendars(loaded.config.jobs)
+    sessions = options.sessions or _calendars(loaded.config.jobs, loaded.config.services)
     owner = RunOwner.this_process()
     wake = threading.Event()
     threads = _RunThreads()
@@ -64,6 +70,7 @@ def run_scheduler(loaded: LoadedConfig, database: Database, db_url: str,
                           runner, clock=clock, owner=owner, sessions=sessions,
                           dispatch=threads.start, on_done=wake.set)
     heartbeat = _Heartbeat(FleetStore(database.engine), owner, clock.now())
+    services = _market_hours(loaded, database, db_url, sessions, owner, options)
     # APScheduler only wakes the loop; its own bookkeeping lines would drown ours.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     timer = BackgroundScheduler(timezone=UTC)
@@ -74,19 +81,22 @@ def run_scheduler(loaded: LoadedConfig, database: Database, db_url: str,
                           coalesce=True, max_instances=1, misfire_grace_time=None)
     timer.start()
     log.info("scheduler started", action="scheduler.start", jobs=len(scheduler.jobs),
-             database=database.where)
+             services=len(services.services) if services else 0, database=database.where)
     try:
-        _loop(scheduler, heartbeat, clock, wake, stop, options)
+        _loop(scheduler, services, heartbeat, clock, wake, stop, options)
     finally:
         timer.shutdown(wait=False)
         stop.set()  # interrupts running subprocess jobs; they are recorded as failed
+        if services is not None:
+            services.stop_all(clock.now())
         threads.join(options.stop_timeout_s)
         heartbeat.beat("stopped", "stopped cleanly", scheduler.ticks, clock.now())
         log.info("scheduler stopped", action="scheduler.stop")
 
 
-def _loop(scheduler: Scheduler, heartbeat: _Heartbeat, clock: Clock, wake: threading.Event,
-          stop: threading.Event, options: ServiceOptions) -> None:
+def _loop(scheduler: Scheduler, services: MarketHoursServices | None, heartbeat: _Heartbeat,
+          clock: Clock, wake: threading.Event, stop: threading.Event,
+          options: ServiceOptions) -> None:
     while not stop.is_set():
         wake.clear()
         now = clock.now()
@@ -94,13 +104,19 @@ def _loop(scheduler: Scheduler, heartbeat: _Heartbeat, clock: Clock, wake: threa
             scheduler.tick(now)
         except FleetError as exc:  # database down: nothing can be claimed, try again later
             log.warning("tick failed", action="scheduler.tick", error=str(exc))
+        if services is not None:
+            services.tick(now)
         upcoming = _next_fires(scheduler, now)
-        heartbeat.beat("running", _describe(scheduler, upcoming), scheduler.ticks, clock.now())
+        heartbeat.beat("running", _describe(scheduler, services, upcoming), scheduler.ticks,
+                       clock.now())
         if options.on_tick is not None:
             options.on_tick(scheduler)
         wait_s = options.heartbeat_interval_s
-        if upcoming:
-            wait_s = min(wait_s, max(0.0, (upcoming[0][1] - clock.now()).total_seconds()))
+        changes = [at for _, at in upcoming[:1]]
+        if services is not None and (change := services.next_change()) is not None:
+            changes.append(change)
+        if changes:
+            wait_s = min(wait_s, max(0.0, (min(changes) - clock.now()).total_seconds()))
         _wait(wake, stop, wait_s)
 
 
@@ -118,8 +134,11 @@ def _next_fires(scheduler: Scheduler, now: datetime) -> list[tuple[str, datetime
     return sorted(((name, at) for name, at in found if at is not None), key=lambda f: f[1])
 
 
-def _describe(scheduler: Scheduler, upcoming: list[tuple[str, datetime]]) -> str:
+def _describe(scheduler: Scheduler, services: MarketHoursServices | None,
+              upcoming: list[tuple[str, datetime]]) -> str:
     parts = [f"{len(scheduler.jobs)} jobs"]
+    if services is not None:
+        parts.append(f"{len(services.running())}/{len(services.services)} services running")
     busy = scheduler.busy()
     if busy:
         parts.append("running " + ", ".join(busy))
@@ -162,8 +181,35 @@ class _Heartbeat:
             log.warning("heartbeat not written", action="scheduler.beat", error=str(exc))
 
 
-def _calendars(jobs: Sequence[JobSettings]) -> SessionSource | None:
-    if not any(job.when is not None for job in jobs):
+def _market_hours(loaded: LoadedConfig, database: Database, db_url: str,
+                  sessions: SessionSource | None, owner: RunOwner,
+                  options: ServiceOptions) -> MarketHoursServices | None:
+    enabled = [s for s in loaded.config.services if s.enabled]
+    if not enabled or sessions is None:
+        return None
+    spec_for = options.service_spec or _service_spec(loaded, db_url)
+    return MarketHoursServices(enabled, sessions, ServiceLeases(database.engine, str(owner)),
+                               FleetStore(database.engine), spec_for, host=owner.host)
+
+
+def _service_spec(loaded: LoadedConfig, db_url: str) -> SpecFor:
+    from fleetkit.runtime.fleet import child_environment
+
+    env = child_environment(loaded, db_url)
+    logs = loaded.home / "logs" / "services"
+
+    def spec(service: ServiceSettings) -> ChildSpec:
+        argv = [sys.executable, "-m", "fleetkit", *shlex.split(service.command)]
+        return ChildSpec(service.name, argv, logs / f"{service.name}.log",
+                         {**env, "FLEET_SERVICE": service.name}, "service",
+                         die_with_parent=True)
+
+    return spec
+
+
+def _calendars(jobs: Sequence[JobSettings],
+               services: Sequence[ServiceSettings] = ()) -> SessionSource | None:
+    if not any(job.when is not None for job in jobs) and not any(s.enabled for s in services):
         return None
     from fleetkit.calendars.market_calendars import MarketCalendars
     from fleetkit.calendars.overrides import load_overrides

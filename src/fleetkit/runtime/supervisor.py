@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ class ChildSpec:
     log_file: Path
     env: Mapping[str, str] = field(default_factory=dict)
     kind: str = "bot"  # stopped after everything else when kind == "broker"
+    # Linux: the child gets SIGTERM when the supervisor dies, even by SIGKILL (parent_guard),
+    # for children that hold no lease of their own and would otherwise run on as orphans.
+    die_with_parent: bool = False
 
 
 @dataclass(slots=True)
@@ -69,11 +73,15 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         spec = child.spec
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+        argv = list(spec.argv)
+        if spec.die_with_parent and sys.platform == "linux":
+            argv = [sys.executable, "-m", "fleetkit.runtime.parent_guard", str(os.getpid()),
+                    *argv]
         with spec.log_file.open("ab") as out:
             # A new session: Ctrl-C in the terminal reaches only the supervisor, which then
             # stops children in order instead of all of them dying at once.
             child.process = subprocess.Popen(  # noqa: S603 - argv built by us, no shell
-                list(spec.argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **spec.env}, start_new_session=True)
         child.started_at = self._now()
         child.restart_at = None
@@ -136,6 +144,21 @@ class Supervisor:
         others = [c for c in self.children.values() if c.spec.kind == "broker"]
         self._terminate(bots, deadline - timeout_s * 0.25)
         self._terminate(others, deadline)
+
+    def stop_one(self, name: str, timeout_s: float = 8.0) -> int | None:
+        """Stop one child on purpose (SIGTERM, SIGKILL at the deadline) and cancel any restart
+        it had pending; the others run on. Returns its exit code, None if it was not running."""
+        child = self.children[name]
+        child.restart_at = None
+        process = child.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            self._terminate([child], self._now() + timeout_s)
+        child.process = None
+        child.last_exit = process.returncode
+        child.backoff_s = 0.0
+        return process.returncode
 
     def _terminate(self, children: list[Child], deadline: float) -> None:
         running = [(c, c.process) for c in children

@@ -262,3 +262,15 @@ job_runs = Table(
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped')", name="status"),
     Index(None, "status", "finished_at"),
 )
+
+# Which scheduler runs each market-hours service: a lease renewed while it runs, so two
+# schedulers (on one host or several) never run the same service at once, and another
+# takes over once the holder dies and its lease runs out.
+service_leases = Table(
+    "service_leases", metadata,
+    Column("service", String(64), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("pid", Integer),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
