@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,34 @@ def test_a_bad_job_stops_the_cli_with_one_line_and_exit_2(
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1
     assert not os.path.exists(tmp_path / "none.db")
+
+
+def test_scheduler_tick_runs_the_period_due_now_once(database_url: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """What a systemd timer runs: the period that just fired, claimed like the scheduler
+    claims it — a second tick (or a scheduler) finds it taken; a failing run exits 1."""
+    config = tmp_path / "fleet.yaml"
+    config.write_text("""
+bots: [{name: b1, market: CRYPTO, symbols: ["BTC/USDT"], strategy: buy_and_hold}]
+jobs:
+  - {name: every-minute, command: "db current", cron: "* * * * *"}
+  - {name: broken, command: "calendar NOWHERE", cron: "* * * * *"}
+  - {name: paused, command: "db current", cron: "* * * * *", enabled: false}
+""", encoding="utf-8")
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "var"))
+    assert main(["db", "upgrade", "--config", str(config), "--db", database_url]) == 0
+    args = ["--config", str(config), "--db", database_url]
+    capsys.readouterr()
+    if datetime.now(UTC).second > 45:  # both ticks inside one minute: one period due
+        time.sleep(61 - datetime.now(UTC).second)
+    assert main(["scheduler", "tick", "every-minute", *args]) == 0
+    assert "ran 1 period(s)" in capsys.readouterr().out
+    assert main(["scheduler", "tick", "every-minute", *args]) == 0
+    assert "nothing due" in capsys.readouterr().out
+    assert main(["scheduler", "tick", "broken", *args]) == 1
+    assert "failed: broken" in capsys.readouterr().out
+    assert main(["scheduler", "tick", "nope", *args]) == 2
+    assert "no job named 'nope'" in capsys.readouterr().err
+    assert main(["scheduler", "tick", "paused", *args]) == 2
+    assert "disabled" in capsys.readouterr().err

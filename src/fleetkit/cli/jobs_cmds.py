@@ -4,8 +4,9 @@ once fleet-wide, and market-hours services, run by one scheduler while their mar
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,8 +31,6 @@ def scheduler_run(config: ConfigOption = None, db: DbOption = None) -> None:
     """Run the configured jobs at their times, and market-hours services while their market
     is open, until SIGINT/SIGTERM. Safe to run twice: the database lets each job period run
     once (periods missed while down are caught up) and one scheduler run each service."""
-    import threading
-
     from fleetkit.config.loader import load_config
     from fleetkit.runtime.calendar_watch import market_calendars
     from fleetkit.runtime.logs import configure_logging
@@ -60,6 +59,59 @@ def scheduler_run(config: ConfigOption = None, db: DbOption = None) -> None:
                 sessions=market_calendars(loaded)))  # with the config's holiday overrides
     finally:
         database.dispose()
+
+
+@scheduler_app.command("tick")
+def scheduler_tick(names: Annotated[list[str], typer.Argument(
+                       help="jobs to tick (names from the config)", show_default=False)],
+                   config: ConfigOption = None, db: DbOption = None) -> None:
+    """Run what is due now for these jobs, exactly as the scheduler would, and wait for it:
+    each period is claimed in the database first, so it never runs twice, whoever else
+    ticks. What systemd timers run (`fleet deploy systemd`). Exit 1 if a run failed."""
+    from datetime import UTC, datetime, timedelta
+
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.calendar_watch import market_calendars
+    from fleetkit.runtime.clock import WallClock
+    from fleetkit.runtime.logs import configure_logging
+    from fleetkit.runtime.scheduler import GRACE_S, Scheduler
+    from fleetkit.runtime.scheduler_service import default_runner
+    from fleetkit.runtime.wiring import database_url
+    from fleetkit.store.database import open_database
+    from fleetkit.store.jobs import JobStore, RunStatus
+
+    loaded = load_config(config)
+    chosen = []
+    for name in names:
+        try:
+            job = loaded.config.job(name)
+        except KeyError:
+            known = ", ".join(j.name for j in loaded.config.jobs) or "none configured"
+            fail(f"no job named {name!r} in {loaded.source} (jobs: {known})")
+        if not job.enabled:
+            fail(f"job {name} is disabled (enabled: false): enable it to tick it")
+        chosen.append(job)
+    check_job_commands(chosen)
+    configure_logging()
+    db_url = database_url(loaded, db)
+    database = open_database(db_url, must_exist=True, application_name="fleet-scheduler-tick")
+    stop = threading.Event()
+    try:
+        now = datetime.now(UTC)
+        store = JobStore(database.engine, "scheduler tick")
+        scheduler = Scheduler(chosen, store, default_runner(loaded, db_url, stop),
+                              clock=WallClock(), sessions=market_calendars(loaded),
+                              first_seen=now - timedelta(seconds=GRACE_S))
+        ran = scheduler.tick(now)
+        last = store.last_runs()
+    finally:
+        database.dispose()
+    failed = [run.job for run in ran
+              if (done := last.get(run.job)) is not None and done.status is RunStatus.FAILED]
+    typer.echo(f"ran {len(ran)} period(s)" + (f"; failed: {', '.join(failed)}" if failed else
+                                              "" if ran else " (nothing due)"))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

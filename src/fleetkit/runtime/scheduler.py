@@ -172,7 +172,8 @@ class Scheduler:
                  sessions: SessionSource | None = None, grace_s: float = GRACE_S,
                  stale_after_s: float = STALE_AFTER_S,
                  dispatch: Callable[[Callable[[], None]], None] = run_inline,
-                 on_done: Callable[[], None] = lambda: None) -> None:
+                 on_done: Callable[[], None] = lambda: None,
+                 first_seen: datetime | None = None) -> None:
         self.jobs = [job for job in jobs if job.enabled]
         self.schedules: dict[str, Schedule] = {
             job.name: schedule_for(job, sessions) for job in self.jobs}
@@ -184,7 +185,11 @@ class Scheduler:
         self._stale_after_s = stale_after_s
         self._dispatch = dispatch
         self._on_done = on_done
-        self._first_seen: dict[str, datetime] = {}
+        # A job never run before first runs at its next fire time after this (default: the
+        # first tick). A timer-started tick (`fleet scheduler tick`) passes a moment just
+        # before the fire time that woke it, so that very period is due.
+        self._first_seen: dict[str, datetime] = (
+            {} if first_seen is None else {job.name: first_seen for job in self.jobs})
         self._busy: set[str] = set()
         self._lock = threading.Lock()
         self.ticks = 0
