@@ -77,13 +77,42 @@ def test_regenerating_is_byte_identical_and_keeps_filled_in_env_files(tmp_path: 
     assert filled.read_text(encoding="utf-8") == "SOME_TOKEN=filled-in\n"
 
 
+def test_compose_passwords_come_from_secrets_sh_and_never_block_regenerating(
+        tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    result = fleet("deploy", "compose", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "secrets.sh" in result.stdout.splitlines()[-1]  # the `next:` hint
+    made = subprocess.run(["sh", str(out / "secrets.sh")], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
+    assert "37 password files created" in made.stdout  # the owner, 35 bots, the reader
+    (out / ".env").write_text("FLEET_DB_HOST=db.internal\n", encoding="utf-8")
+    again = fleet("deploy", "compose", "--out", str(out), cwd=tmp_path)  # no --force needed
+    assert again.returncode == 0, again.stderr
+    assert len(list((out / "secrets").iterdir())) == 37
+
+
+def test_the_generated_roles_command_refuses_a_missing_password_file_in_one_line(
+        tmp_path: Path) -> None:
+    empty = tmp_path / "passwords"
+    empty.mkdir()
+    result = fleet("db", "roles", "--passwords-from", str(empty), "--db",
+                   f"sqlite:///{tmp_path / 'fleet.db'}", cwd=tmp_path)
+    # The demo's 35 bots: the first missing file named, the others counted.
+    assert_one_line_error(result, f"no password file {empty / 'fleet_bot_'}", "(and 34 more)")
+    assert not (tmp_path / "fleet.db").exists()  # refused before the database was opened
+
+
 def test_systemd_for_the_demo_fleet_writes_units_env_files_and_an_install_script(
         tmp_path: Path) -> None:
     out = tmp_path / "units"
     result = fleet("deploy", "systemd", "--out", str(out), "--prefix", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (out / "units" / "demo-bot@.service").is_file()
+    assert (out / "units" / "demo-roles.service").is_file()
     assert (out / "units" / "demo.target").is_file()
+    assert "/etc/demo/db" in result.stdout  # the `next:` hint says where passwords go
     assert len(list((out / "bots").glob("*.env"))) == 35
     assert os.access(out / "install.sh", os.X_OK)
 

@@ -1,6 +1,7 @@
 """Per-bot isolation on PostgreSQL: connected as bot A's own role, A lives a whole normal
 bot life but can neither read nor change bot B's rows; the reader role reads and never
-writes; `fleet db roles` is idempotent and rotates passwords.
+writes; `fleet db roles` is idempotent and rotates passwords, and with `--passwords-from`
+makes every role's password the one in its file (what generated deployments run).
 
 Roles are cluster-wide, so each test names its login roles with a fresh prefix and drops
 them afterwards (the group roles fleet_bot and fleet_reader are shared and stay).
@@ -84,6 +85,13 @@ class Fleet:
         return main(["db", "roles", "--config", str(self.config), "--db", self.owner_url(),
                      "--role-prefix", self.prefix, "--secrets-dir", str(self.secrets),
                      "--reader-role", f"{self.prefix}reader", *extra])
+
+    def declare(self, folder: Path, *extra: str, prefix: str | None = None) -> int:
+        """`fleet db roles --passwords-from folder`, as a generated deployment runs it."""
+        prefix = prefix or self.prefix
+        return main(["db", "roles", "--config", str(self.config), "--db", self.owner_url(),
+                     "--role-prefix", prefix, "--reader-role", f"{prefix}reader",
+                     "--passwords-from", str(folder), *extra])
 
     def owner_url(self) -> str:
         return self.owner.engine.url.render_as_string(hide_password=False)
@@ -297,6 +305,18 @@ def test_the_reader_reads_everything_and_writes_nothing(fleet: Fleet,
                                                  HaltSource.OPERATOR, "r", T0)
 
 
+def test_the_metrics_endpoint_reads_the_whole_fleet_as_the_reader_role(
+        fleet: Fleet, as_bot: dict[str, Database]) -> None:
+    """Generated deployments run `fleet metrics serve` as the read-only login."""
+    from fleetkit.monitor.metrics import FleetCollector
+
+    trade(as_bot["alpha"], fleet.ids["alpha"], "a-1", "100")
+    trade(as_bot["beta"], fleet.ids["beta"], "b-1", "100")
+    metrics = {m.name: m for m in FleetCollector(as_bot["reader"].engine, 60).collect()}
+    bots = {s.labels["bot"] for s in metrics["fleet_bot_state"].samples}
+    assert bots == {"alpha", "beta"}
+
+
 def test_roles_are_idempotent_and_rotation_issues_a_new_password(
         fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
     role = fleet.role("alpha")
@@ -324,6 +344,127 @@ def test_roles_are_idempotent_and_rotation_issues_a_new_password(
         assert old not in str(conn.execute(text("SELECT * FROM bots")).all())
 
 
+def declare(folder: Path, passwords: dict[str, str]) -> Path:
+    folder.mkdir(exist_ok=True)
+    for role, password in passwords.items():
+        (folder / f"{role}.password").write_text(password + "\n", encoding="utf-8")
+    return folder
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_passwords_from_sets_each_existing_role_to_its_files_password_and_is_idempotent(
+        fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    passwords = {fleet.role("alpha"): "alpha-Declared-1", fleet.role("beta"): "beta-Declared-1",
+                 f"{fleet.prefix}reader": "reader-Declared-1"}
+    folder = declare(tmp_path / "declared", passwords)
+    capsys.readouterr()
+    assert fleet.declare(folder, "--json") == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out)
+    assert summary["changed"] is True
+    assert {r["role"]: (r["password_set"], r["created"], r["password_file"])
+            for r in summary["roles"]} == {role: (True, False, None) for role in passwords}
+    for role, password in passwords.items():
+        # This server trusts loopback logins, so prove the password at the stored verifier.
+        assert verifier_matches(fleet.verifier(role), password)
+        assert password not in out
+    stored = {role: fleet.verifier(role) for role in passwords}
+
+    assert fleet.declare(folder) == 0  # again: the same passwords, nothing to do
+    assert "nothing changed" in capsys.readouterr().out
+    assert {role: fleet.verifier(role) for role in passwords} == stored  # not even re-salted
+
+    declare(folder, {fleet.role("alpha"): "alpha-Declared-2"})  # rotation: a new file
+    assert fleet.declare(folder) == 0
+    out = capsys.readouterr().out
+    assert f"role {fleet.role('alpha')} password set from its file" in out
+    assert f"role {fleet.role('beta')} unchanged" in out
+    assert verifier_matches(fleet.verifier(fleet.role("alpha")), "alpha-Declared-2")
+    assert not verifier_matches(fleet.verifier(fleet.role("alpha")), "alpha-Declared-1")
+    assert fleet.verifier(fleet.role("beta")) == stored[fleet.role("beta")]
+
+
+def test_passwords_from_creates_missing_roles_with_the_files_passwords(
+        fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "home"))
+    prefix = f"fkt{uuid.uuid4().hex[:8]}_"
+    passwords = {f"{prefix}alpha": "alpha-New", f"{prefix}beta": "beta-New",
+                 f"{prefix}reader": "reader-New"}
+    try:
+        assert fleet.declare(declare(tmp_path / "declared", passwords), prefix=prefix) == 0
+        out = capsys.readouterr().out
+        assert out.count(" created") == 3 and "password in" not in out
+        for role, password in passwords.items():
+            assert verifier_matches(fleet.verifier(role), password)
+        with fleet.owner.engine.connect() as conn:
+            mapped = dict(conn.execute(text("SELECT name, db_role FROM bots")).all())
+            groups = dict(conn.execute(text(
+                "SELECT u.rolname, g.rolname FROM pg_auth_members m "
+                "JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member "
+                "WHERE starts_with(u.rolname, :p)"), {"p": prefix}).all())
+        assert mapped == {"alpha": f"{prefix}alpha", "beta": f"{prefix}beta"}
+        assert groups == {f"{prefix}alpha": "fleet_bot", f"{prefix}beta": "fleet_bot",
+                          f"{prefix}reader": "fleet_reader"}
+        assert not (tmp_path / "home").exists()  # no password written anywhere
+    finally:
+        _drop_roles(fleet.owner.engine, prefix)
+
+
+@pytest.mark.parametrize(("content", "problem"), [(None, "no password file"),
+                                                  ("", "is empty")])
+def test_passwords_from_refuses_a_missing_or_empty_file_and_changes_nothing(
+        fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        content: str | None, problem: str) -> None:
+    folder = declare(tmp_path / "declared", {fleet.role("alpha"): "alpha-Declared",
+                                             fleet.role("beta"): "beta-Declared"})
+    reader_file = folder / f"{fleet.prefix}reader.password"
+    if content is not None:
+        reader_file.write_text(content, encoding="utf-8")
+    capsys.readouterr()
+    assert fleet.declare(folder) == 2
+    line = one_line_error(capsys)
+    assert problem in line and str(reader_file) in line and "openssl rand" in line
+    # Every file is read first: alpha kept the password the fixture gave it.
+    assert verifier_matches(fleet.verifier(fleet.role("alpha")),
+                            fleet.password(fleet.role("alpha")))
+
+
+@pytest.mark.parametrize("conflict", [["--rotate"], ["--secrets-dir", "x"],
+                                      ["--show-passwords"]])
+def test_passwords_from_refuses_options_that_issue_passwords(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], conflict: list[str]) -> None:
+    config = tmp_path / "fleet.yaml"
+    config.write_text(CONFIG)
+    assert main(["db", "roles", "--config", str(config), "--db",
+                 f"sqlite:///{tmp_path / 'none.db'}", "--passwords-from", str(tmp_path),
+                 *conflict]) == 2
+    line = one_line_error(capsys)
+    assert "--passwords-from" in line and conflict[0] in line
+    assert not (tmp_path / "none.db").exists()  # refused before anything was opened
+
+
+def test_passwords_from_on_sqlite_has_nothing_to_do_and_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A generated deployment runs it at every start; the default single host is SQLite."""
+    config = tmp_path / "fleet.yaml"
+    config.write_text(CONFIG)
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    migrated_database(url).dispose()
+    folder = declare(tmp_path / "declared", {"fleet_bot_alpha": "a", "fleet_bot_beta": "b"})
+    capsys.readouterr()
+    assert main(["db", "roles", "--config", str(config), "--db", url, "--passwords-from",
+                 str(folder)]) == 0
+    assert "SQLite has no database roles: nothing to do" in capsys.readouterr().out
+
+
 def test_on_sqlite_roles_are_refused_because_isolation_is_the_store_api(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """SQLite has no roles: every process shares one file, so the trade-off is documented."""
@@ -348,3 +489,20 @@ def test_a_bot_can_connect_as_its_role_with_a_password_file(
     monkeypatch.setenv("FLEET_DB_PASSWORD_FILE", str(secret))
     loaded = LoadedConfig(parse_config(CONFIG, "test.yaml"), "test.yaml", tmp_path)
     assert database_url(loaded) == "postgresql://fleet_bot_alpha:s3cret@db:5432/fleet"
+
+
+def test_a_role_password_without_the_url_naming_the_role_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bot whose env file lost its FLEET_DB_URL must not fall back to the owner's URL."""
+    from fleetkit.core.errors import ConfigError
+    from fleetkit.runtime.wiring import database_url
+
+    monkeypatch.delenv("FLEET_DB_URL", raising=False)
+    monkeypatch.setenv("FLEET_DB_PASSWORD_FILE", str(tmp_path / "alpha.password"))
+    owner = parse_config('database: {url: "postgresql://fleet@db:5432/fleet"}\n' + CONFIG,
+                         "test.yaml")
+    with pytest.raises(ConfigError, match="FLEET_DB_URL is not"):
+        database_url(LoadedConfig(owner, "test.yaml", tmp_path))
+    # SQLite has no roles: generated units set the file anyway, and it is ignored.
+    sqlite = LoadedConfig(parse_config(CONFIG, "test.yaml"), "test.yaml", tmp_path)
+    assert database_url(sqlite) == f"sqlite:///{tmp_path / 'fleet.db'}"

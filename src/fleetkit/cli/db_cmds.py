@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app
+from fleetkit.cli.app import app, fail
 from fleetkit.cli.options import ConfigOption, DbOption
 from fleetkit.core.errors import ConfigError
 
@@ -85,6 +85,11 @@ def roles(
     show_passwords: Annotated[bool, typer.Option(
         "--show-passwords", help="also print new passwords (they are otherwise only in "
                                  "the files)")] = False,
+    passwords_from: Annotated[Path | None, typer.Option(
+        "--passwords-from", metavar="DIR",
+        help="take each role's password from DIR/<role>.password: missing roles are created "
+             "with it, existing ones changed to it (for deployments that keep the passwords "
+             "in files)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="a summary, without passwords")] = False,
 ) -> None:
     """Create or rotate each bot's PostgreSQL login role, confined to its own rows
@@ -94,14 +99,23 @@ def roles(
     from fleetkit.store.database import open_database
     from fleetkit.store.roles import ensure_roles, require_postgresql
 
+    _refuse_with_passwords_from(passwords_from, rotate=rotate, secrets_dir=secrets_dir,
+                                show_passwords=show_passwords)
     loaded = load_config(config)
     names = _selected_bots(loaded, bots_)
+    readers = tuple(reader_role or ())
+    # Every file is read before the database is touched: a missing one changes nothing.
+    declared = None if passwords_from is None else _declared_passwords(
+        passwords_from, names, prefix, readers)
     database = open_database(database_url(loaded, db))
     try:
+        if declared is not None and database.engine.dialect.name == "sqlite":
+            _nothing_to_declare(database.where, as_json)
+            return
         require_postgresql(database.engine)
         _register_missing(loaded, database, names)
         outcomes = ensure_roles(database.engine, names, prefix=prefix, rotate=rotate,
-                                reader_roles=tuple(reader_role or ()))
+                                reader_roles=readers, passwords=declared)
     finally:
         database.dispose()
     folder = secrets_dir or loaded.home / "db-roles"
@@ -117,6 +131,39 @@ def roles(
         typer.echo(_describe(outcome, written.get(outcome.role), show_passwords))
     if not any(o.changed for o in outcomes):
         typer.echo(f"{database.where}: every role already in place, nothing changed")
+
+
+def _refuse_with_passwords_from(passwords_from: Path | None, *, rotate: bool,
+                                secrets_dir: Path | None, show_passwords: bool) -> None:
+    """--passwords-from declares every password: nothing is issued, so nothing to rotate,
+    write or show."""
+    if passwords_from is None:
+        return
+    clashing = [name for name, given in (("--rotate", rotate), ("--secrets-dir", secrets_dir),
+                                         ("--show-passwords", show_passwords)) if given]
+    if clashing:
+        fail(f"--passwords-from takes every password from its file, so it cannot be combined "
+             f"with {' or '.join(clashing)}: to change a password, change its file and run "
+             "this again")
+
+
+def _nothing_to_declare(where: str, as_json: bool) -> None:
+    """Generated deployments run `--passwords-from` at every start, whatever the database:
+    on SQLite there is no role to declare, which is success, not an error to restart on."""
+    note = ("SQLite has no database roles: nothing to do (isolation is by fleetkit's own API, "
+            "docs/isolation.md)")
+    if as_json:
+        typer.echo(json.dumps({"database": where, "changed": False, "roles": [], "note": note}))
+    else:
+        typer.echo(f"{where}: {note}")
+
+
+def _declared_passwords(folder: Path, names: list[str], prefix: str,
+                        readers: tuple[str, ...]) -> dict[str, str]:
+    from fleetkit.store.roles import bot_role_name, check_role_name, read_password_files
+
+    roles = [bot_role_name(n, prefix) for n in names] + [check_role_name(r) for r in readers]
+    return read_password_files(folder, roles)
 
 
 def _selected_bots(loaded: LoadedConfig, chosen: list[str] | None) -> list[str]:
@@ -161,6 +208,8 @@ def _describe(outcome: RoleOutcome, password_file: str | None, show: bool) -> st
     done = [word for word, flag in (("created", outcome.created), ("password rotated",
             outcome.rotated), (f"added to {outcome.group}", outcome.granted),
             ("mapped to its bot", outcome.mapped)) if flag]
+    if outcome.password_set:
+        done.append("password set from its file")
     line = f"{who}: role {outcome.role} " + (", ".join(done) if done else "unchanged")
     if password_file:
         line += f"; password in {password_file}"

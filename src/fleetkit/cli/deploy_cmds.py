@@ -26,23 +26,34 @@ ForceOption = Annotated[bool, typer.Option(
     "--force", help="write even where --out holds files fleet deploy did not write: the "
                     "generated ones are overwritten, others left alone")]
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+RolePrefixOption = Annotated[str, typer.Option(
+    "--role-prefix", help="each bot connects to PostgreSQL as PREFIX + its name (give a "
+                          "second fleet on the same server its own)")]
+ReaderRoleOption = Annotated[str, typer.Option(
+    "--reader-role", help="the read-only role the metrics endpoint and the dashboard "
+                          "connect as")]
 
 
 @deploy_app.command()
 def compose(out: OutOption, config: ConfigOption = None, force: ForceOption = False,
             image: Annotated[str, typer.Option(
                 help="the fleetkit image every fleet service runs (build it from the "
-                     "Dockerfile)")] = "fleetkit:latest") -> None:
-    """Write docker-compose.yml, config/fleet.yaml and env/<bot>.env into --out."""
+                     "Dockerfile)")] = "fleetkit:latest",
+            role_prefix: RolePrefixOption = "fleet_bot_",
+            reader_role: ReaderRoleOption = "fleet_reader_login") -> None:
+    """Write docker-compose.yml, config/fleet.yaml, env/<bot>.env and secrets.sh into --out."""
     from fleetkit.config.loader import load_config
     from fleetkit.deploy.compose import compose_bundle
+    from fleetkit.deploy.spec import DbRoles
 
     if not _IMAGE.match(image):
         fail(f"--image {image!r} is not an image reference (e.g. fleetkit:latest)")
     loaded = load_config(config)
-    _write(out, compose_bundle(loaded, image=image), force)
-    typer.echo(f"next: create {out / 'secrets' / 'db_password'}, `docker build -t {image} .` in "
-               f"the fleetkit source, then `docker compose up -d` in {out} (docs/deploy.md)")
+    roles = DbRoles(bot_prefix=role_prefix, reader=reader_role)
+    _write(out, compose_bundle(loaded, image=image, roles=roles), force)
+    typer.echo(f"next: `sh {out / 'secrets.sh'}` (the database passwords, one file per role), "
+               f"`docker build -t {image} .` in the fleetkit source, then `docker compose up "
+               f"-d` in {out} (docs/deploy.md)")
 
 
 @deploy_app.command()
@@ -53,20 +64,25 @@ def systemd(out: OutOption, config: ConfigOption = None, force: ForceOption = Fa
             = "/var/lib/fleet",
             fleet_bin: Annotated[str, typer.Option(
                 "--fleet-bin", help="the installed `fleet` executable")]
-            = "/opt/fleetkit/bin/fleet") -> None:
-    """Write systemd units (a fleet-bot@ template, broker, migrate, ..., a target), env
-    files and install.sh into --out."""
+            = "/opt/fleetkit/bin/fleet",
+            role_prefix: RolePrefixOption = "fleet_bot_",
+            reader_role: ReaderRoleOption = "fleet_reader_login") -> None:
+    """Write systemd units (a fleet-bot@ template, broker, migrate, roles, ..., a target),
+    env files and install.sh into --out."""
     from fleetkit.config.loader import load_config
+    from fleetkit.deploy.spec import DbRoles
     from fleetkit.deploy.systemd import SystemdOptions, systemd_bundle
 
     try:
-        options = SystemdOptions(prefix=prefix, user=user, home=home, fleet_bin=fleet_bin)
+        options = SystemdOptions(prefix=prefix, user=user, home=home, fleet_bin=fleet_bin,
+                                 roles=DbRoles(bot_prefix=role_prefix, reader=reader_role))
     except ValueError as exc:
         fail(str(exc))
     loaded = load_config(config)
     _write(out, systemd_bundle(loaded, options), force)
-    typer.echo(f"next: as root, `sh {out / 'install.sh'}` (DRY_RUN=1 to only print), then "
-               "enable what this host runs (docs/deploy.md)")
+    typer.echo(f"next: as root, `sh {out / 'install.sh'}` (DRY_RUN=1 to only print; it "
+               f"creates each missing database password in /etc/{prefix}/db), then enable what "
+               "this host runs (docs/deploy.md)")
 
 
 def _write(out: Path, bundle: Bundle, force: bool) -> None:

@@ -409,6 +409,13 @@ def _crontab_weekdays(field: str) -> str:
     """A crontab day-of-week field as APScheduler weekday names (sun,mon,...)."""
     if field == "*":
         return field
+    return ",".join(_WEEKDAYS[day] for day in crontab_weekday_numbers(field))
+
+
+def crontab_weekday_numbers(field: str) -> list[int]:
+    """The days a crontab day-of-week field matches, 0 = Sunday ... 6 = Saturday."""
+    if field == "*":
+        return list(range(7))
     days: set[int] = set()
     for item in field.lower().split(","):
         spec, slash, step_text = item.partition("/")
@@ -424,7 +431,7 @@ def _crontab_weekdays(field: str) -> str:
             if high < low:
                 raise ValueError(f"day-of-week range {spec!r} runs backwards")
         days.update(day % 7 for day in range(low, high + 1, step))
-    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+    return sorted(days)
 
 
 def _weekday(text: str) -> int:

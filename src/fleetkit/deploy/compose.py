@@ -1,9 +1,13 @@
-"""`fleet deploy compose`: a Docker Compose project for the fleet — PostgreSQL, a one-shot
-migration, the sandbox broker, one service per bot — generated from the fleet config.
+"""`fleet deploy compose`: a Docker Compose project for the fleet — PostgreSQL, one-shot
+migrations and database roles, the sandbox broker, one service per bot — generated from the
+fleet config.
 
-The password never appears in a generated file: it lives in `secrets/db_password` (the
-operator creates it), postgres reads it through POSTGRES_PASSWORD_FILE and every fleet
-process through `database.password_file` in the config copy, both as a Compose secret.
+Each bot connects as its own database role (docs/isolation.md), the metrics endpoint and the
+dashboard as a read-only one, the rest as the owner. No password appears in a generated
+file: each lives in `secrets/` (the generated secrets.sh creates them), is a Compose secret
+given only to the services that connect with it, and reaches them as a file —
+POSTGRES_PASSWORD_FILE, `database.password_file` in the config copy (the owner's),
+FLEET_DB_PASSWORD_FILE (a bot's, the reader's).
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ import yaml
 
 from fleetkit.config.loader import LoadedConfig, parse_config
 from fleetkit.config.models import BotSettings
+from fleetkit.core.errors import ConfigError
 from fleetkit.deploy.files import Bundle, GeneratedFile
+from fleetkit.deploy.passwords import compose_secrets_script
+from fleetkit.deploy.role_env import comment as comment_lines
 from fleetkit.deploy.spec import (
+    BOTS_AFTER,
     DASHBOARD_PORT,
     METRICS_PORT,
+    DbRoles,
     Process,
     bot_env_file,
     config_source_text,
@@ -35,8 +44,14 @@ GENERATOR = "fleet deploy compose"
 DEFAULT_IMAGE = "fleetkit:latest"
 DB_USER = DB_NAME = "fleet"
 DB_SECRET = "db_password"  # noqa: S105 - the secret's name; its value is never ours
-SECRET_PATH = f"/run/secrets/{DB_SECRET}"
+SECRETS = "/run/secrets"  # where Compose mounts a service's secrets
+SECRET_PATH = f"{SECRETS}/{DB_SECRET}"
 DATABASE_URL = f"postgresql://{DB_USER}@postgres:5432/{DB_NAME}"
+# Bots and readers name the server through Compose variables, so a host whose bots use a
+# shared PostgreSQL sets FLEET_DB_HOST (and FLEET_DB_PORT) in .env, not in this file.
+DB_ADDRESS = "${FLEET_DB_HOST:-postgres}:${FLEET_DB_PORT:-5432}"
+# The roles one-shot finds every role's password here as <role>.password.
+ROLE_PASSWORDS = SECRETS
 CONFIG_DIR = "/etc/fleet"
 HOME = "/var/lib/fleet"
 PENDING_PROFILE = "pending"
@@ -68,15 +83,37 @@ def _dump(data: Any) -> str:
                      allow_unicode=True, width=100)
 
 
-def compose_bundle(loaded: LoadedConfig, *, image: str = DEFAULT_IMAGE) -> Bundle:
+def compose_bundle(loaded: LoadedConfig, *, image: str = DEFAULT_IMAGE,
+                   roles: DbRoles | None = None) -> Bundle:
     require_bots(loaded)
     config = loaded.config
-    database = ("# The database password is the Compose secret secrets/db_password: never here.",)
-    files = [GeneratedFile("docker-compose.yml", compose_text(loaded, image)),
-             GeneratedFile("config/fleet.yaml", compose_config_text(loaded))]
-    files += [GeneratedFile(f"env/{bot.name}.env", bot_env_file(config, bot, GENERATOR, database),
-                            mode=0o600, operator_edits=True) for bot in config.bots]
-    return Bundle(GENERATOR, tuple(files), operator_files=(f"secrets/{DB_SECRET}",))
+    roles = roles or DbRoles()
+    role_names = roles.every(config)
+    if DB_SECRET in role_names:
+        raise ConfigError(f"a database role may not be named {DB_SECRET}: that is the owner's "
+                          "secret here")
+    files = [GeneratedFile("docker-compose.yml", compose_text(loaded, image, roles)),
+             GeneratedFile("config/fleet.yaml", compose_config_text(loaded)),
+             GeneratedFile("secrets.sh", compose_secrets_script(
+                 GENERATOR, (DB_SECRET, *(password_file(r) for r in role_names))), 0o755)]
+    files += [GeneratedFile(f"env/{bot.name}.env",
+                            bot_env_file(config, bot, GENERATOR, _database_lines(roles.bot(
+                                bot.name))), mode=0o600, operator_edits=True)
+              for bot in config.bots]
+    # secrets/ and .env are the operator's: present is not foreign, whatever they hold.
+    return Bundle(GENERATOR, tuple(files), operator_files=("secrets/", ".env"))
+
+
+def password_file(role: str) -> str:
+    """A role's password file under secrets/ (also its name inside the roles service)."""
+    return f"{role}.password"
+
+
+def _database_lines(role: str) -> tuple[str, ...]:
+    return comment_lines(f"The database: this bot connects as its own role {role} "
+                         "(FLEET_DB_URL and FLEET_DB_PASSWORD_FILE are set in "
+                         f"docker-compose.yml); its password is secrets/{password_file(role)}, "
+                         "never here.")
 
 
 def compose_config_text(loaded: LoadedConfig) -> str:
@@ -104,7 +141,7 @@ def compose_config_text(loaded: LoadedConfig) -> str:
     return text
 
 
-def compose_text(loaded: LoadedConfig, image: str) -> str:
+def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles) -> str:
     config = loaded.config
     fleet = one_line(config.fleet.name)
     lines = [
@@ -115,11 +152,13 @@ def compose_text(loaded: LoadedConfig, image: str) -> str:
         "#",
         "# Before the first `docker compose up -d` (see docs/deploy.md):",
         f"#   1. build the image from the fleetkit source tree:  docker build -t {image} .",
-        "#   2. create the database password, read by postgres and every fleet process:",
-        "#        mkdir -m 700 -p secrets && openssl rand -hex 24 > secrets/db_password",
-        "#        chmod 644 secrets/db_password    # readable inside the containers",
+        "#   2. create the database passwords: sh secrets.sh  (one file per role in secrets/,",
+        "#      random, never replacing one that is there: the owner's db_password, each bot's",
+        f"#      {roles.bot_prefix}<bot>.password, the read-only {roles.reader}.password)",
         "#   3. fill in env/<bot>.env for bots that need credentials (live bots).",
         "# Then: docker compose up -d; the fleet's status: docker compose run --rm migrate status",
+        "# Each bot connects as its own role and gets only its own password; `roles` creates",
+        "# the roles (and sets each password to its file's) before any bot starts.",
         "",
         "# What every fleetkit container shares, merged into each of them below.",
         f"{SHARED}: &{SHARED}",
@@ -127,14 +166,16 @@ def compose_text(loaded: LoadedConfig, image: str) -> str:
         "",
         "services:",
     ]
-    for comment, name, spec, shared in _services(loaded):
+    for comment, name, spec, shared in _services(loaded, roles):
         lines += [f"  # {line}" for c in comment for line in textwrap.wrap(c, 94)]
         lines += [f"  {name}:", *([f"    <<: *{SHARED}"] if shared else []),
                   *[f"    {line}" for line in _dump(spec).splitlines()]]
     lines.append(_dump({
         "networks": {INTERNAL: {"internal": True}, OUTSIDE: {}},
         "volumes": {"pgdata": {}, "fleet-home": {}},
-        "secrets": {DB_SECRET: {"file": f"./secrets/{DB_SECRET}"}},
+        "secrets": {DB_SECRET: {"file": f"./secrets/{DB_SECRET}"},
+                    **{r: {"file": f"./secrets/{password_file(r)}"}
+                       for r in roles.every(config)}},
     }).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
@@ -142,7 +183,7 @@ def compose_text(loaded: LoadedConfig, image: str) -> str:
 Service = tuple[list[str], str, dict[str, Any], bool]  # comment, name, spec, shares x-fleet
 
 
-def _services(loaded: LoadedConfig) -> list[Service]:
+def _services(loaded: LoadedConfig, roles: DbRoles) -> list[Service]:
     config = loaded.config
     services: list[Service] = [
         (["PostgreSQL: the fleet's one database, on the private network only."],
@@ -150,14 +191,18 @@ def _services(loaded: LoadedConfig) -> list[Service]:
     # Inside its container a process must listen on every interface to be reachable at
     # all; what leaves the host is decided by `ports` (none, or 127.0.0.1 only).
     every = "0.0.0.0"  # noqa: S104
-    for process in fleet_processes(config, broker_args=("--host", every),
+    for process in fleet_processes(config, roles, ROLE_PASSWORDS, broker_args=("--host", every),
                                    dashboard_host=every):
         note = [f"NOTE: {process.off} (profile {PENDING_PROFILE})."] if process.off else []
+        spec = _process(process, config.sandbox.port)
+        spec.update(_process_database(process, roles, roles.every(config)))
         services.append(([f"{process.description[0].upper()}{process.description[1:]}.", *note],
-                         process.name, _process(process, config.sandbox.port), True))
+                         process.name, spec, True))
     stop_grace = f"{math.ceil(config.runtime.stop_timeout_s) + 5}s"
-    services += [([f"bot {bot.name}: {bot.mode}, {bot.market}, {bot.strategy}."],
-                  f"bot-{bot.name}", _bot(bot, stop_grace), True) for bot in config.bots]
+    services += [([f"bot {bot.name}: {bot.mode}, {bot.market}, {bot.strategy}; database role "
+                   f"{roles.bot(bot.name)}."],
+                  f"bot-{bot.name}", _bot(bot, stop_grace, roles.bot(bot.name)), True)
+                 for bot in config.bots]
     return services
 
 
@@ -176,12 +221,12 @@ def _postgres() -> dict[str, Any]:
 
 
 def _fleet_service(image: str) -> dict[str, Any]:
-    """What every fleetkit container shares: image, config, home, secret, hardening."""
+    """What every fleetkit container shares: image, config, home, hardening. Not a secret:
+    each service names the ones it connects with, so a bot never gets the owner's."""
     return {
         "image": image,
         "environment": dict(ENVIRONMENT),
         "volumes": [f"./config:{CONFIG_DIR}:ro", f"fleet-home:{HOME}"],
-        "secrets": [DB_SECRET],
         "read_only": True,
         "tmpfs": ["/tmp"],  # noqa: S108 - the container's own, private /tmp
         "cap_drop": ["ALL"],
@@ -195,8 +240,8 @@ def _process(process: Process, broker_port: int) -> dict[str, Any]:
     spec: dict[str, Any] = {"command": list(process.args),
                             "networks": [INTERNAL, OUTSIDE] if outside else [INTERNAL]}
     spec["restart"] = "no" if process.oneshot else "unless-stopped"
-    spec["depends_on"] = {"postgres": dict(HEALTHY)} if process.oneshot else \
-        {"postgres": dict(HEALTHY), "migrate": dict(MIGRATED)}
+    spec["depends_on"] = {"postgres": dict(HEALTHY),
+                          **{name: dict(MIGRATED) for name in process.after}}
     if process.off:
         spec["profiles"] = [PENDING_PROFILE]
     if process.name == "broker":
@@ -211,13 +256,36 @@ def _process(process: Process, broker_port: int) -> dict[str, Any]:
     return spec
 
 
-def _bot(bot: BotSettings, stop_grace: str) -> dict[str, Any]:
+def _process_database(process: Process, roles: DbRoles,
+                      role_names: tuple[str, ...]) -> dict[str, Any]:
+    """The secrets (and, for the reader, the environment) a fleet process connects with."""
+    if process.login == "reader":
+        return {"environment": _role_environment(roles.reader), "secrets": [roles.reader]}
+    if process.name != "roles":
+        return {"secrets": [DB_SECRET]}
+    # `fleet db roles --passwords-from /run/secrets` reads <role>.password for each role.
+    return {"secrets": [DB_SECRET, *({"source": r, "target": f"{ROLE_PASSWORDS}/"
+                                                             f"{password_file(r)}"}
+                                     for r in role_names)]}
+
+
+def _role_environment(role: str) -> dict[str, str]:
+    """The shared environment plus the role's URL and password file: FLEET_DB_URL wins over
+    the config copy's database.url (the owner's), and its password comes from the file."""
+    return {**ENVIRONMENT, "FLEET_DB_URL": f"postgresql://{role}@{DB_ADDRESS}/{DB_NAME}",
+            "FLEET_DB_PASSWORD_FILE": f"{SECRETS}/{role}"}
+
+
+def _bot(bot: BotSettings, stop_grace: str, role: str) -> dict[str, Any]:
     networks = [INTERNAL, OUTSIDE] if needs_internet(bot) else [INTERNAL]  # exchanges
     spec: dict[str, Any] = {"command": ["bot", "run", bot.name], "networks": networks}
     spec["env_file"] = [f"env/{bot.name}.env"]
+    spec["environment"] = _role_environment(role)
+    spec["secrets"] = [role]  # its own password, and no other
     spec["restart"] = "unless-stopped"
     spec["stop_grace_period"] = stop_grace
-    spec["depends_on"] = {"postgres": dict(HEALTHY), "migrate": dict(MIGRATED)}
+    spec["depends_on"] = {"postgres": dict(HEALTHY),
+                          **{name: dict(MIGRATED) for name in BOTS_AFTER}}
     if needs_broker(bot):
         spec["depends_on"]["broker"] = dict(HEALTHY)
     return spec

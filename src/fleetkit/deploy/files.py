@@ -44,8 +44,14 @@ class GeneratedFile:
 class Bundle:
     generator: str  # e.g. "fleet deploy compose"
     files: tuple[GeneratedFile, ...]
-    # Files the operator adds next to ours (a password file): present is not foreign.
+    # Files the operator adds next to ours (a password file): present is not foreign. One
+    # ending in "/" is a directory whose every file is the operator's (password files come
+    # and go with the bots, and one of a bot removed from the config is still theirs).
     operator_files: tuple[str, ...] = ()
+
+    def is_operators(self, path: str) -> bool:
+        return any(path == entry or (entry.endswith("/") and path.startswith(entry))
+                   for entry in self.operator_files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,7 @@ def write_bundle(out: Path, bundle: Bundle, *, force: bool = False) -> WriteRepo
     ours = {p for p in existing if p in previous and previous[p] == _file_digest(out / p)}
     wanted = {f.path: f for f in bundle.files}
     kept = sorted(p for p in existing - ours if p in wanted and wanted[p].operator_edits)
-    foreign = sorted(existing - ours - set(kept) - set(bundle.operator_files))
+    foreign = sorted(p for p in existing - ours - set(kept) if not bundle.is_operators(p))
     if foreign and not force:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
                                           else "")

@@ -1,5 +1,6 @@
-"""What every deployment runs, whatever runs it: the fleet's processes, each bot's
-environment file (names only, never values) and the config they all read."""
+"""What every deployment runs, whatever runs it: the fleet's processes, the database role
+each connects as, each bot's environment file (names only, never values) and the config
+they all read."""
 
 from __future__ import annotations
 
@@ -7,19 +8,57 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fleetkit.config.loader import LoadedConfig, demo_config_text
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
+from fleetkit.store.roles import DEFAULT_BOT_ROLE_PREFIX, bot_role_name, check_role_name
 
 # runtime.connections reads it; deploy may not import runtime (a test keeps the two equal).
 LIVE_CONFIRM_ENV = "FLEET_LIVE_CONFIRM"
+# The read-only login (a member of the fleet_reader group, docs/isolation.md) that the
+# metrics endpoint and the dashboard connect as: they only read.
+DEFAULT_READER_ROLE = "fleet_reader_login"
 DASHBOARD_PORT = 8501
 METRICS_PORT = 9108
 MISSING_NOTE = ("`fleet {command}` is not in this fleetkit yet: generated so the deployment "
                 "is complete when it lands, but not started by default")
-NO_JOBS_NOTE = ("the config has no enabled jobs and `fleet scheduler run` refuses an empty "
-                "schedule: generated, but not started by default (add jobs and regenerate)")
+NO_JOBS_NOTE = ("the config has no enabled jobs or services and `fleet scheduler run` refuses "
+                "an empty schedule: generated, but not started by default (add some and "
+                "regenerate)")
+
+
+# Who a fleet process connects to the database as (each bot has its own role): the owner
+# (migrations, roles, the broker's heartbeat, the scheduler: they write fleet-wide) or the
+# read-only login (what only reads).
+DbLogin = Literal["owner", "reader"]
+
+
+@dataclass(frozen=True, slots=True)
+class DbRoles:
+    """The login roles a deployment connects as: `<bot_prefix><bot>` for each bot and
+    `reader` for what only reads. `fleet db roles --passwords-from` creates them."""
+
+    bot_prefix: str = DEFAULT_BOT_ROLE_PREFIX
+    reader: str = DEFAULT_READER_ROLE
+
+    def bot(self, bot_name: str) -> str:
+        return bot_role_name(bot_name, self.bot_prefix)
+
+    def every(self, config: FleetConfig) -> tuple[str, ...]:
+        """Each bot's role, then the reader's; ConfigError for a name PostgreSQL (or this
+        fleet) cannot take, so a bad one is refused when generating, not at deploy time."""
+        bots = tuple(self.bot(b.name) for b in config.bots)
+        reader = check_role_name(self.reader)
+        if reader in bots:
+            raise ConfigError(f"--reader-role {reader} is also a bot's role name: pick another")
+        return (*bots, reader)
+
+    def roles_args(self, passwords_dir: str) -> tuple[str, ...]:
+        """`fleet db roles` creating them all with the passwords in `passwords_dir`."""
+        return ("db", "roles", "--passwords-from", passwords_dir,
+                "--role-prefix", self.bot_prefix, "--reader-role", self.reader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,31 +71,45 @@ class Process:
     oneshot: bool = False
     command_missing: bool = False  # its command is not in this fleetkit yet
     off: str | None = None  # why it is generated but not started by default
+    login: DbLogin = "owner"
+    after: tuple[str, ...] = ("migrate",)  # one-shots that must have succeeded first
 
     @property
     def command(self) -> str:
         return " ".join(itertools.takewhile(lambda a: not a.startswith("-"), self.args))
 
 
-def _missing(name: str, description: str, args: tuple[str, ...]) -> Process:
-    process = Process(name, description, args, command_missing=True)
+# What the bots (and readers) wait for: the schema, then their roles.
+BOTS_AFTER = ("migrate", "roles")
+
+
+def _missing(name: str, description: str, args: tuple[str, ...],
+             login: DbLogin = "owner", after: tuple[str, ...] = ("migrate",)) -> Process:
+    process = Process(name, description, args, command_missing=True, login=login, after=after)
     return dataclasses.replace(process, off=MISSING_NOTE.format(command=process.command))
 
 
-def fleet_processes(config: FleetConfig, *, broker_args: tuple[str, ...] = (),
+def fleet_processes(config: FleetConfig, roles: DbRoles, passwords_dir: str, *,
+                    broker_args: tuple[str, ...] = (),
                     dashboard_host: str = "127.0.0.1") -> tuple[Process, ...]:
-    """Everything that runs beside the bots, in start order."""
-    has_jobs = any(job.enabled for job in config.jobs)
+    """Everything that runs beside the bots, in start order. `passwords_dir` is where the
+    roles one-shot finds each role's `<role>.password`."""
+    has_jobs = config.scheduled_work
     return (
-        Process("migrate", "database migrations (one-shot)", ("db", "upgrade"), oneshot=True),
+        Process("migrate", "database migrations (one-shot)", ("db", "upgrade"), oneshot=True,
+                after=()),
+        Process("roles", "database login roles of the bots and the reader (one-shot)",
+                roles.roles_args(passwords_dir), oneshot=True),
         Process("broker", "sandbox broker", ("broker", "serve", *broker_args)),
         Process("scheduler", "scheduled jobs (each period runs once, fleet-wide)",
                 ("scheduler", "run"), off=None if has_jobs else NO_JOBS_NOTE),
         Process("metrics", "Prometheus metrics for the whole fleet (local only)",
-                ("metrics", "serve", "--host", dashboard_host, "--port", str(METRICS_PORT))),
+                ("metrics", "serve", "--host", dashboard_host, "--port", str(METRICS_PORT)),
+                login="reader", after=BOTS_AFTER),
         _missing("notifier", "notification outbox sender", ("notify", "run")),
         _missing("dashboard", "dashboard (local only)",
-                 ("dashboard", "--host", dashboard_host, "--port", str(DASHBOARD_PORT))),
+                 ("dashboard", "--host", dashboard_host, "--port", str(DASHBOARD_PORT)),
+                 login="reader", after=BOTS_AFTER),
     )
 
 

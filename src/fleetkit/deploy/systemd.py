@@ -4,18 +4,30 @@ resource limits and hardening, plus env files and an install script.
 
 Each host runs what is enabled into the target, so several hosts can share one database,
 each running a subset of the bots (a bot's lease in the database stops a second copy).
+
+On PostgreSQL each bot connects as its own role and the metrics and dashboard as a read-only
+one (docs/isolation.md): every role's password is a root-only file in /etc/<prefix>/db that
+systemd hands to the one unit that needs it (LoadCredential=), and `<prefix>-roles.service`
+creates the roles with those passwords before any bot starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleetkit.config.loader import LoadedConfig
+from fleetkit.config.models import FleetConfig
 from fleetkit.deploy.files import Bundle, GeneratedFile
+from fleetkit.deploy.oncalendar import on_calendar
+from fleetkit.deploy.passwords import install_password_files
+from fleetkit.deploy.role_env import role_env_lines
 from fleetkit.deploy.spec import (
+    BOTS_AFTER,
+    DbRoles,
     Process,
     bot_env_file,
     config_source_text,
@@ -30,6 +42,7 @@ GENERATOR = "fleet deploy systemd"
 Section = tuple[str, list[tuple[str, str]]]
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_JOB_UNIT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # "job-" + a config job name
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _CALENDAR = re.compile(r"^[A-Za-z0-9*:/,.~ -]+$")
@@ -41,6 +54,7 @@ class SystemdOptions:
     user: str = "fleet"
     home: str = "/var/lib/fleet"
     fleet_bin: str = "/opt/fleetkit/bin/fleet"
+    roles: DbRoles = field(default_factory=DbRoles)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.prefix):
@@ -62,6 +76,14 @@ class SystemdOptions:
     def target(self) -> str:
         return f"{self.prefix}.target"
 
+    @property
+    def db_dir(self) -> str:
+        """The database password files, one `<role>.password` each: root's only."""
+        return f"{self.etc}/db"
+
+    def password_file(self, role: str) -> str:
+        return f"{self.db_dir}/{role}.password"
+
     def unit(self, name: str) -> str:
         return f"{self.prefix}-{name}.service"
 
@@ -76,7 +98,7 @@ class ScheduledJob:
     description: str
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _JOB_UNIT.match(self.name):
             raise ValueError(f"job name {self.name!r}: lowercase letters, digits and '-'")
         if not _CALENDAR.match(self.on_calendar):
             raise ValueError(f"job {self.name}: {self.on_calendar!r} is not a calendar expression")
@@ -104,25 +126,65 @@ def render_unit(sections: list[Section], comments: tuple[str, ...] = ()) -> str:
 
 
 def systemd_bundle(loaded: LoadedConfig, options: SystemdOptions,
-                   jobs: tuple[ScheduledJob, ...] = ()) -> Bundle:
-    """Jobs come from the config once it has them; the code path is here and tested."""
+                   jobs: tuple[ScheduledJob, ...] | None = None) -> Bundle:
+    """`jobs`: the timers to write; by default one per cron job in the config."""
     require_bots(loaded)
     config = loaded.config
+    options.roles.every(config)  # every role name valid, or refused before writing anything
+    if jobs is None:
+        jobs = timer_jobs(config)[0]
     header = _header(loaded)
     units = [_bot_template(loaded, options, header), _target(loaded, options, header)]
-    units += [_process_unit(loaded, options, p, header) for p in fleet_processes(config)]
+    units += [_process_unit(loaded, options, p, header) for p in _processes(loaded, options)]
     for job in jobs:
         units += job_units(options, job, header)
-    database = (f"# The database: FLEET_DB_URL in {options.etc}/fleet.env, or database.url in "
-                "fleet.yaml.",)
     files = sorted(units, key=lambda f: f.path)
     files += [GeneratedFile("fleet.yaml", config_source_text(loaded)),
               GeneratedFile("fleet.env", _shared_env(options), 0o600, operator_edits=True),
+              GeneratedFile("reader.env", _reader_env(loaded, options), 0o600,
+                            operator_edits=True),
               GeneratedFile("install.sh", install_script(loaded, options), 0o755)]
-    files += [GeneratedFile(f"bots/{bot.name}.env",
-                            bot_env_file(config, bot, GENERATOR, database), 0o600,
-                            operator_edits=True) for bot in config.bots]
+    files += [GeneratedFile(f"bots/{bot.name}.env", bot_env_file(
+                  config, bot, GENERATOR, _bot_database_lines(loaded, options, bot.name)),
+                            0o600, operator_edits=True) for bot in config.bots]
     return Bundle(GENERATOR, tuple(files))
+
+
+def _processes(loaded: LoadedConfig, options: SystemdOptions) -> tuple[Process, ...]:
+    # %d: the unit's credentials directory, where LoadCredential= puts <role>.password.
+    processes = fleet_processes(loaded.config, options.roles, "%d")
+    left = scheduler_work(loaded.config)
+    return tuple(dataclasses.replace(p, off=None if left else TIMERS_NOTE)
+                 if p.name == "scheduler" and not p.off else p for p in processes)
+
+
+TIMERS_NOTE = ("every job runs from its own timer (fleet-job-*.timer) and there are no "
+               "market-hours services: generated, but not started by default")
+
+
+def timer_jobs(config: FleetConfig) -> tuple[tuple[ScheduledJob, ...], tuple[str, ...]]:
+    """A timer for each enabled cron job; the names of the jobs left to the scheduler
+    service (market-calendar jobs, cron lines with no OnCalendar form)."""
+    timers: list[ScheduledJob] = []
+    left: list[str] = []
+    for job in config.jobs:
+        if not job.enabled:
+            continue
+        try:
+            calendar = on_calendar(job)
+        except ValueError:
+            left.append(job.name)
+            continue
+        timers.append(ScheduledJob(f"job-{job.name}", calendar, ("scheduler", "tick", job.name),
+                                   f"job {job.name}: fleet {one_line(job.command)}"))
+    return tuple(timers), tuple(left)
+
+
+def scheduler_work(config: FleetConfig) -> tuple[str, ...]:
+    """What still needs `fleet scheduler run` on a systemd host: jobs without a timer and
+    market-hours services."""
+    return (*timer_jobs(config)[1], *(f"service {s.name}" for s in config.services
+                                      if s.enabled))
 
 
 def _header(loaded: LoadedConfig) -> tuple[str, ...]:
@@ -146,7 +208,8 @@ def _unit_section(description: str, options: SystemdOptions, *, after: tuple[str
 
 def _service_section(options: SystemdOptions, exec_args: str, env_files: tuple[str, ...],
                      limits: Limits, *, oneshot: bool = False, remain_after_exit: bool = True,
-                     stop_timeout_s: float = 8.0) -> Section:
+                     stop_timeout_s: float = 8.0,
+                     credentials: tuple[tuple[str, str], ...] = ()) -> Section:
     entries = [("Type", "oneshot" if oneshot else "exec")]
     if oneshot and remain_after_exit:
         # Units ordered after it start once it has succeeded, and it counts as done.
@@ -158,6 +221,7 @@ def _service_section(options: SystemdOptions, exec_args: str, env_files: tuple[s
         ("Environment", f"FLEET_HOME={options.home} FLEET_CONFIG={options.etc}/fleet.yaml "
                         "FLEET_LOG_FORMAT=json PYTHONUNBUFFERED=1"),
         *[("EnvironmentFile", f) for f in env_files],
+        *credentials,
         ("ExecStart", f"{options.fleet_bin} {exec_args}"),
         ("SyslogIdentifier", "%N"),
     ]
@@ -192,13 +256,15 @@ def _install(options: SystemdOptions) -> Section:
 
 def _bot_template(loaded: LoadedConfig, options: SystemdOptions,
                   header: tuple[str, ...]) -> GeneratedFile:
-    migrate, broker = options.unit("migrate"), options.unit("broker")
+    before = tuple(options.unit(name) for name in BOTS_AFTER)
     sections = [
         _unit_section(f"{one_line(loaded.config.fleet.name)} bot %i", options,
-                      after=(migrate, broker), wants=(migrate,)),
+                      after=(*before, options.unit("broker")), wants=before),
         _service_section(options, "bot run %i",
                          (f"-{options.etc}/fleet.env", f"{options.etc}/bots/%i.env"),
-                         BOT_LIMITS, stop_timeout_s=loaded.config.runtime.stop_timeout_s),
+                         BOT_LIMITS, stop_timeout_s=loaded.config.runtime.stop_timeout_s,
+                         credentials=_password_credential(
+                             options.password_file(f"{options.roles.bot_prefix}%i"))),
         _install(options),
     ]
     comments = (*header, f"One bot per instance: systemctl enable --now "
@@ -209,16 +275,40 @@ def _bot_template(loaded: LoadedConfig, options: SystemdOptions,
 def _process_unit(loaded: LoadedConfig, options: SystemdOptions, process: Process,
                   header: tuple[str, ...]) -> GeneratedFile:
     fleet = one_line(loaded.config.fleet.name)
-    after = () if process.oneshot else (options.unit("migrate"),)
+    after = tuple(options.unit(name) for name in process.after)
+    env_files, credentials = _database_access(loaded, options, process)
     sections = [
         _unit_section(f"{fleet} {process.description}", options, after=after, wants=after),
-        _service_section(options, " ".join(process.args), (f"-{options.etc}/fleet.env",),
+        _service_section(options, " ".join(process.args), env_files,
                          PROCESS_LIMITS, oneshot=process.oneshot,
-                         stop_timeout_s=loaded.config.runtime.stop_timeout_s),
+                         stop_timeout_s=loaded.config.runtime.stop_timeout_s,
+                         credentials=credentials),
         _install(options),
     ]
     comments = (*header, *((f"NOTE: {process.off}.",) if process.off else ()))
     return GeneratedFile(f"units/{options.unit(process.name)}", render_unit(sections, comments))
+
+
+def _database_access(loaded: LoadedConfig, options: SystemdOptions, process: Process
+                     ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The env files and credentials a process connects with: the owner's from fleet.env
+    (the roles one-shot also gets every role's password), the reader's from reader.env."""
+    shared = f"-{options.etc}/fleet.env"
+    if process.login == "reader":
+        return ((shared, f"{options.etc}/reader.env"),
+                _password_credential(options.password_file(options.roles.reader)))
+    if process.name == "roles":
+        return ((shared,), tuple(("LoadCredential", f"{role}.password:"
+                                                    f"{options.password_file(role)}")
+                                 for role in options.roles.every(loaded.config)))
+    return (shared,), ()
+
+
+def _password_credential(path: str) -> tuple[tuple[str, str], ...]:
+    """The password file handed to the service by systemd, which reads it as root: the file
+    stays root's only (mode 0600) and no other unit, so no other bot, can read it."""
+    return (("LoadCredential", f"db:{path}"),
+            ("Environment", "FLEET_DB_PASSWORD_FILE=%d/db"))
 
 
 def _target(loaded: LoadedConfig, options: SystemdOptions,
@@ -246,8 +336,10 @@ def job_units(options: SystemdOptions, job: ScheduledJob,
     ]
     timer_sections: list[Section] = [
         ("Unit", [("Description", f"{job.description} (timer)"), ("PartOf", options.target)]),
-        ("Timer", [("OnCalendar", job.on_calendar), ("Persistent", "true"),
-                   ("Unit", service)]),
+        # AccuracySec: systemd's default lets a timer fire up to a minute late, which the
+        # scheduler would count as a missed period.
+        ("Timer", [("OnCalendar", job.on_calendar), ("AccuracySec", "1s"),
+                   ("Persistent", "true"), ("Unit", service)]),
         _install(options),
     ]
     return [GeneratedFile(f"units/{service}", render_unit(service_sections, header)),
@@ -262,7 +354,33 @@ def _shared_env(options: SystemdOptions) -> str:
         "# The database: set database.url (and password_file) in fleet.yaml, or the whole URL",
         "# here — a URL with its password belongs here, never in fleet.yaml. For example:",
         "# FLEET_DB_URL=postgresql://fleet:PASSWORD@127.0.0.1:5432/fleet",
+        "# That is the owner's (migrations, roles, broker, scheduler). On PostgreSQL each bot",
+        f"# connects as its own role instead (FLEET_DB_URL in {options.etc}/bots/NAME.env, "
+        "which wins),",
+        f"# and the metrics and dashboard as {options.roles.reader} ({options.etc}/reader.env).",
     ]) + "\n"
+
+
+def _reader_env(loaded: LoadedConfig, options: SystemdOptions) -> str:
+    return "\n".join([
+        "# Environment of the fleet's read-only processes on this host (metrics, dashboard),",
+        f"# installed as {options.etc}/reader.env (mode 600, read by systemd as root, after "
+        "fleet.env).",
+        "# Yours once you fill it in: regenerating keeps it.",
+        *_role_lines(loaded, options, options.roles.reader, "they connect"),
+    ]) + "\n"
+
+
+def _bot_database_lines(loaded: LoadedConfig, options: SystemdOptions,
+                        bot_name: str) -> tuple[str, ...]:
+    return _role_lines(loaded, options, options.roles.bot(bot_name), "this bot connects")
+
+
+def _role_lines(loaded: LoadedConfig, options: SystemdOptions, role: str,
+                who: str) -> tuple[str, ...]:
+    return role_env_lines(loaded.config.database.url, role, who,
+                          f"systemd hands it the password from {options.password_file(role)} "
+                          "(root's only, never here)")
 
 
 def install_script(loaded: LoadedConfig, options: SystemdOptions) -> str:
@@ -271,8 +389,10 @@ def install_script(loaded: LoadedConfig, options: SystemdOptions) -> str:
     o = options
     bots = " ".join(b.name for b in loaded.config.bots)
     broker = any(needs_broker(b) for b in loaded.config.bots)
-    enable = [o.unit(p.name) for p in fleet_processes(loaded.config)
+    enable = [o.unit(p.name) for p in _processes(loaded, options)
               if not p.off and (p.name != "broker" or broker)]
+    enable += [o.unit(job.name).removesuffix(".service") + ".timer"
+               for job in timer_jobs(loaded.config)[0]]
     return "\n".join([
         "#!/bin/sh",
         f"# Installs the units written by `{GENERATOR}` from {source_name(loaded)}.",
@@ -293,10 +413,14 @@ def install_script(loaded: LoadedConfig, options: SystemdOptions) -> str:
         f'  [ -e "{o.etc}/bots/$bot.env" ] || '
         f'run install -m 0600 "bots/$bot.env" "{o.etc}/bots/$bot.env"',
         "done",
+        f"[ -e {o.etc}/reader.env ] || run install -m 0600 reader.env {o.etc}/reader.env",
+        *install_password_files(o.db_dir, o.roles.every(loaded.config)),
         "run install -m 0644 units/* /etc/systemd/system/",
         "run systemctl daemon-reload",
-        f'echo "Installed. Set the database in {o.etc}/fleet.env or {o.etc}/fleet.yaml, fill '
-        f'in {o.etc}/bots/*.env,"',
+        f'echo "Installed. Set the database in {o.etc}/fleet.env or {o.etc}/fleet.yaml; on '
+        f'PostgreSQL check FLEET_DB_URL"',
+        f'echo "(each bot\'s own role) in {o.etc}/bots/*.env and {o.etc}/reader.env; fill in '
+        'live bots\' credentials there,"',
         'echo "then enable what this host runs (each host a subset of the bots, if you like):"',
         f'echo "  systemctl enable --now {" ".join(enable)}"',
         f"echo '  for bot in {bots}; do systemctl enable --now {o.prefix}-bot@$bot.service; "

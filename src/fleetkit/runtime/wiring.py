@@ -166,8 +166,21 @@ def database_url(loaded: LoadedConfig, override: str | None = None) -> str:
                               "FLEET_DB_PASSWORD_FILE")
     settings = loaded.config.database
     if settings.url:
+        _require_role_url(os.environ.get("FLEET_DB_PASSWORD_FILE"))
         return _with_password(settings.url, settings.password_file)
     return f"sqlite:///{loaded.home / 'fleet.db'}"
+
+
+def _require_role_url(role_password_file: str | None) -> None:
+    """A role's password without the URL naming the role: an env file that lost (or never
+    had) its FLEET_DB_URL line. Falling back to database.url would connect as the owner and
+    quietly void the bot's isolation, so stop. (On SQLite there are no roles: generated
+    units set the file anyway and it is ignored.)"""
+    if role_password_file:
+        raise ConfigError("FLEET_DB_PASSWORD_FILE is set but FLEET_DB_URL is not: the file "
+                          "holds the password of the role FLEET_DB_URL names — set it (e.g. "
+                          "postgresql://fleet_bot_NAME@HOST:5432/fleet, docs/isolation.md) "
+                          "rather than connect as database.url's user")
 
 
 def sandbox_database_url(loaded: LoadedConfig) -> str:

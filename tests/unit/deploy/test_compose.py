@@ -1,12 +1,16 @@
 """`fleet deploy compose`: the generated project is valid Compose, runs what the fleet needs in
-the right order, publishes nothing but a loopback dashboard, keeps secrets out of every file
-and is the same bytes for the same config. Also: how generated files are written."""
+the right order, publishes nothing but a loopback dashboard, keeps secrets out of every file,
+connects each bot as its own database role with only its own password, and is the same bytes
+for the same config. Also: how generated files are written."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ import pytest
 import yaml
 
 from fleetkit.config.loader import BUILTIN_DEMO, LoadedConfig, load_config, parse_config
+from fleetkit.core.errors import ConfigError
 from fleetkit.deploy.compose import compose_bundle
 from fleetkit.deploy.files import (
     MANIFEST,
@@ -22,7 +27,7 @@ from fleetkit.deploy.files import (
     OutputDirError,
     write_bundle,
 )
-from fleetkit.deploy.spec import LIVE_CONFIRM_ENV, fleet_processes
+from fleetkit.deploy.spec import LIVE_CONFIRM_ENV, DbRoles, fleet_processes
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 SCHEMA = DATA / "compose-spec" / "compose-spec.json"
@@ -96,8 +101,8 @@ def test_the_demo_fleet_gets_one_service_per_bot_plus_the_fleet_processes(
     bots = {name for name in services if name.startswith("bot-")}
     assert bots == {f"bot-{bot.name}" for bot in demo.config.bots}
     assert len(bots) == 35
-    assert set(services) - bots == {"postgres", "migrate", "broker", "scheduler", "metrics",
-                                    "notifier", "dashboard"}
+    assert set(services) - bots == {"postgres", "migrate", "roles", "broker", "scheduler",
+                                    "metrics", "notifier", "dashboard"}
 
 
 def test_postgres_keeps_its_data_in_a_named_volume_and_reports_health_with_pg_isready(
@@ -131,6 +136,7 @@ def test_every_bot_restarts_and_waits_for_a_healthy_database_and_finished_migrat
         assert service["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
             "migrate": {"condition": "service_completed_successfully"},
+            "roles": {"condition": "service_completed_successfully"},
             "broker": {"condition": "service_healthy"}}
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
 
@@ -186,7 +192,7 @@ def test_processes_whose_command_is_not_in_fleetkit_yet_are_behind_a_profile(
 
     services = compose_of(demo)["services"]
     text = generated(demo)["docker-compose.yml"]
-    for process in fleet_processes(demo.config):
+    for process in fleet_processes(demo.config, DbRoles(), "/run/secrets"):
         assert exists(process.args) is not process.command_missing, process.args
         assert ("profiles" in services[process.name]) is (process.off is not None)
         if process.command_missing:
@@ -213,6 +219,174 @@ def test_the_generated_config_points_at_the_compose_services_and_keeps_every_bot
     assert copy.sandbox.base_url == "http://broker:8765"
     assert copy.bots == demo.config.bots
     assert copy.risk == demo.config.risk and copy.runtime == demo.config.runtime
+
+
+# --- each bot its own database role ----------------------------------------------------------
+
+OWNER_SECRET = "db_password"  # the owner's secret, by name
+
+
+def secrets_of(service: dict[str, Any]) -> list[str]:
+    """The secrets a service is given, by name, whichever syntax names them."""
+    return [s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])]
+
+
+def resolved(value: str) -> str:
+    """A Compose value with `${NAME:-default}` as Compose resolves it with nothing set."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_each_bot_gets_only_its_own_password_never_the_owners(mixed: LoadedConfig) -> None:
+    document = compose_of(mixed)
+    services = document["services"]
+    for bot in mixed.config.bots:
+        role = f"fleet_bot_{bot.name}"
+        service = services[f"bot-{bot.name}"]
+        assert secrets_of(service) == [role]
+        assert document["secrets"][role] == {"file": f"./secrets/{role}.password"}
+        holders = {name for name, s in services.items() if role in secrets_of(s)}
+        assert holders == {f"bot-{bot.name}", "roles"}  # and the one-shot that sets it
+    assert "secrets" not in document["x-fleet-service"]  # the anchor gives none to anyone
+
+
+def test_each_bot_connects_as_its_role_with_the_password_from_its_secret(
+        mixed: LoadedConfig) -> None:
+    for bot in mixed.config.bots:
+        environment = compose_of(mixed)["services"][f"bot-{bot.name}"]["environment"]
+        role = f"fleet_bot_{bot.name}"
+        assert resolved(environment["FLEET_DB_URL"]) == f"postgresql://{role}@postgres:5432/fleet"
+        assert environment["FLEET_DB_PASSWORD_FILE"] == f"/run/secrets/{role}"
+        # Its own environment replaces the anchor's (a merge key is shallow): all of it is here.
+        assert environment["FLEET_CONFIG"] == "/etc/fleet/fleet.yaml"
+        assert environment["FLEET_LOG_FORMAT"] == "json"
+
+
+def test_a_bots_environment_wins_over_the_owner_url_in_the_config_copy(
+        mixed: LoadedConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `fleet bot run` will connect with, worked out by the runtime itself."""
+    from fleetkit.runtime.wiring import database_url
+
+    files = generated(mixed)
+    environment = yaml.safe_load(files["docker-compose.yml"])["services"]["bot-real"][
+        "environment"]
+    secret = tmp_path / "fleet_bot_real"
+    secret.write_text("bot-pass\n", encoding="utf-8")
+    monkeypatch.setenv("FLEET_DB_URL", resolved(environment["FLEET_DB_URL"]))
+    monkeypatch.setenv("FLEET_DB_PASSWORD_FILE", str(secret))
+    copy = LoadedConfig(parse_config(files["config/fleet.yaml"], "copy"), "copy", tmp_path)
+    assert copy.config.database.password_file == "/run/secrets/db_password"  # not read
+    assert database_url(copy) == "postgresql://fleet_bot_real:bot-pass@postgres:5432/fleet"
+
+
+def test_the_owner_password_goes_only_to_what_connects_as_the_owner(
+        demo: LoadedConfig) -> None:
+    services = compose_of(demo)["services"]
+    owners = {name for name, s in services.items() if OWNER_SECRET in secrets_of(s)}
+    assert owners == {"postgres", "migrate", "roles", "broker", "scheduler", "notifier"}
+
+
+def test_metrics_and_dashboard_read_as_the_read_only_role(demo: LoadedConfig) -> None:
+    document = compose_of(demo)
+    assert document["secrets"]["fleet_reader_login"] == {
+        "file": "./secrets/fleet_reader_login.password"}
+    for name in ("metrics", "dashboard"):
+        service = document["services"][name]
+        assert secrets_of(service) == ["fleet_reader_login"]
+        assert resolved(service["environment"]["FLEET_DB_URL"]) == \
+            "postgresql://fleet_reader_login@postgres:5432/fleet"
+        assert service["environment"]["FLEET_DB_PASSWORD_FILE"] == \
+            "/run/secrets/fleet_reader_login"
+        assert service["depends_on"]["roles"] == {"condition": "service_completed_successfully"}
+
+
+def test_roles_run_once_after_migrations_with_every_password_where_the_command_reads_it(
+        mixed: LoadedConfig) -> None:
+    services = compose_of(mixed)["services"]
+    roles = services["roles"]
+    assert roles["command"] == ["db", "roles", "--passwords-from", "/run/secrets",
+                                "--role-prefix", "fleet_bot_", "--reader-role",
+                                "fleet_reader_login"]
+    assert roles["restart"] == "no"
+    assert roles["depends_on"] == {"postgres": {"condition": "service_healthy"},
+                                   "migrate": {"condition": "service_completed_successfully"}}
+    mounted = {s["source"]: s["target"] for s in roles["secrets"] if isinstance(s, dict)}
+    expected = [*(f"fleet_bot_{b.name}" for b in mixed.config.bots), "fleet_reader_login"]
+    assert mounted == {role: f"/run/secrets/{role}.password" for role in expected}
+    assert OWNER_SECRET in roles["secrets"]  # it connects as the owner
+    assert "roles" not in services["migrate"]["depends_on"]
+    assert "roles" not in services["scheduler"]["depends_on"]
+
+
+def test_role_and_secret_names_follow_the_options_and_bad_ones_are_refused(
+        mixed: LoadedConfig) -> None:
+    roles = DbRoles(bot_prefix="paper_", reader="paper_reader")
+    document = yaml.safe_load(generated(mixed, roles=roles)["docker-compose.yml"])
+    assert secrets_of(document["services"]["bot-real"]) == ["paper_real"]
+    assert "paper_reader" in document["secrets"]
+    assert schema_errors(document) == []
+    with pytest.raises(ConfigError, match="can't be a database role name"):
+        compose_bundle(mixed, roles=DbRoles(bot_prefix="Fleet "))
+    with pytest.raises(ConfigError, match="also a bot's role"):
+        compose_bundle(mixed, roles=DbRoles(reader="fleet_bot_real"))
+    with pytest.raises(ConfigError, match="owner's secret"):
+        compose_bundle(mixed, roles=DbRoles(reader="db_password"))
+
+
+def test_bot_names_with_digits_and_dashes_make_valid_roles_and_secrets(
+        tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("bots:\n  - {name: 1st-bot_x, market: NYSE, symbols: [JPM], "
+                    "strategy: sma_cross}\n", encoding="utf-8")
+    document = compose_of(load_config(path))
+    assert secrets_of(document["services"]["bot-1st-bot_x"]) == ["fleet_bot_1st-bot_x"]
+    assert schema_errors(document) == []
+
+
+def run_secrets_script(out: Path, path: str) -> subprocess.CompletedProcess[str]:
+    shell = shutil.which("sh")
+    assert shell is not None
+    return subprocess.run([shell, str(out / "secrets.sh")], env={"PATH": path},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_secrets_sh_creates_every_missing_password_file_and_never_replaces_one(
+        mixed: LoadedConfig, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_bundle(out, compose_bundle(mixed))
+    assert stat.S_IMODE((out / "secrets.sh").stat().st_mode) == 0o755
+    (out / "secrets").mkdir()
+    (out / "secrets" / "fleet_bot_sand.password").write_text("mine\n", encoding="utf-8")
+    result = run_secrets_script(out, os.environ["PATH"])
+    assert result.returncode == 0, result.stderr
+    names = [OWNER_SECRET, *(f"fleet_bot_{b.name}.password" for b in mixed.config.bots
+                             if b.name != "sand"), "fleet_reader_login.password"]
+    assert stat.S_IMODE((out / "secrets").stat().st_mode) == 0o700
+    for name in names:
+        path = out / "secrets" / name
+        assert re.fullmatch(r"[0-9a-f]{64}\n", path.read_text(encoding="utf-8")), name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the containers' users read it
+    values = {name: (out / "secrets" / name).read_text() for name in names}
+    assert len(set(values.values())) == len(names)
+    assert (out / "secrets" / "fleet_bot_sand.password").read_text() == "mine\n"
+    again = run_secrets_script(out, os.environ["PATH"])
+    assert again.returncode == 0 and "0 password files created" in again.stdout
+    assert {name: (out / "secrets" / name).read_text() for name in names} == values
+    # The operator's secrets/ never blocks regenerating the project.
+    write_bundle(out, compose_bundle(mixed))
+
+
+def test_secrets_sh_needs_no_openssl(mixed: LoadedConfig, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_bundle(out, compose_bundle(mixed))
+    tools = tmp_path / "bin"  # the script's commands, and no openssl among them
+    tools.mkdir()
+    for name in ("dirname", "mkdir", "chmod", "od", "tr"):
+        found = shutil.which(name)
+        assert found is not None
+        (tools / name).symlink_to(found)
+    result = run_secrets_script(out, str(tools))
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"[0-9a-f]{64}\n", (out / "secrets" / OWNER_SECRET).read_text())
 
 
 def test_env_files_name_what_each_bot_needs_and_leave_every_value_empty(
@@ -261,7 +435,7 @@ def test_the_same_config_gives_byte_identical_output(demo: LoadedConfig,
     b = {p.relative_to(tmp_path / "b"): p.read_bytes()
          for p in (tmp_path / "b").rglob("*") if p.is_file()}
     assert a == b
-    assert len(a) == 1 + 1 + 35 + 1  # compose file, config copy, env files, manifest
+    assert len(a) == 1 + 1 + 1 + 35 + 1  # compose, config copy, secrets.sh, env files, manifest
 
 
 def test_the_image_is_the_one_asked_for(demo: LoadedConfig) -> None:
@@ -339,6 +513,19 @@ def test_env_files_the_operator_filled_in_are_kept_even_with_force(tmp_path: Pat
                               force=force)
         assert report.kept == ("env/a.env",)
         assert (out / "env" / "a.env").read_text() == "KEY=filled-in\n"
+
+
+def test_files_under_an_operator_directory_are_not_foreign(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "secrets").mkdir(parents=True)
+    (out / "secrets" / "gone_bot.password").write_text("x", encoding="utf-8")
+    (out / "secretsx").write_text("x", encoding="utf-8")
+    mine = Bundle("test", (GeneratedFile("a.yml", "a"),), operator_files=("secrets/",))
+    with pytest.raises(OutputDirError, match="secretsx"):
+        write_bundle(out, mine)
+    (out / "secretsx").unlink()
+    write_bundle(out, mine)
+    assert tree(out)["secrets/gone_bot.password"] == "x"
 
 
 def test_the_operators_password_file_is_not_foreign(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """`fleet deploy systemd`: units systemd accepts, with restart, limits and hardening, ordered
-after the database and the migration; env files per bot; timers for scheduled jobs; an
-install script that does nothing on a dry run; the same bytes for the same config."""
+after the database and the migration; each bot connecting as its own database role with a
+password only its unit gets; env files per bot; timers for scheduled jobs; an install script
+that does nothing on a dry run; the same bytes for the same config."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from fleetkit.config.loader import BUILTIN_DEMO, LoadedConfig, load_config
+from fleetkit.core.errors import ConfigError
 from fleetkit.deploy.files import write_bundle
+from fleetkit.deploy.spec import DbRoles
 from fleetkit.deploy.systemd import ScheduledJob, SystemdOptions, job_units, systemd_bundle
 
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
@@ -38,6 +41,11 @@ def units(loaded: LoadedConfig, options: SystemdOptions | None = None,
     files = systemd_bundle(loaded, options or SystemdOptions(), jobs).files
     return {f.path.removeprefix("units/"): f.content for f in files
             if f.path.startswith("units/")}
+
+
+def values(text: str, key: str) -> list[str]:
+    """Every value of a key systemd reads as a list (Environment=, LoadCredential= ...)."""
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}=")]
 
 
 def parse(text: str) -> configparser.ConfigParser:
@@ -71,6 +79,7 @@ def test_one_bot_template_and_a_unit_for_each_fleet_process_grouped_by_a_target(
         demo: LoadedConfig) -> None:
     assert set(units(demo)) == {
         "fleet-bot@.service", "fleet-broker.service", "fleet-migrate.service",
+        "fleet-roles.service",
         "fleet-scheduler.service", "fleet-metrics.service", "fleet-notifier.service",
         "fleet-dashboard.service",
         "fleet.target"}
@@ -95,12 +104,11 @@ def test_a_bot_restarts_on_failure_within_limits_and_hardened(demo: LoadedConfig
     assert int(service["TasksMax"]) > 0
     assert {k: service[k] for k in HARDENING} == HARDENING
     assert service["ReadWritePaths"] == "/var/lib/fleet"
-    assert "FLEET_HOME=/var/lib/fleet" in service["Environment"]
-    env_files = [line.split("=", 1)[1] for line in text.splitlines()
-                 if line.startswith("EnvironmentFile=")]
-    assert env_files == ["-/etc/fleet/fleet.env", "/etc/fleet/bots/%i.env"]
+    assert "FLEET_HOME=/var/lib/fleet" in values(text, "Environment")[0]
+    assert values(text, "EnvironmentFile") == ["-/etc/fleet/fleet.env", "/etc/fleet/bots/%i.env"]
     for key in ("After", "Wants"):
-        assert {"postgresql.service", "fleet-migrate.service"} <= set(unit["Unit"][key].split())
+        assert {"postgresql.service", "fleet-migrate.service", "fleet-roles.service"} <= set(
+            unit["Unit"][key].split())
 
 
 def test_migrations_are_a_one_shot_the_others_wait_for(demo: LoadedConfig) -> None:
@@ -131,6 +139,107 @@ def test_prefix_user_home_and_executable_are_the_ones_asked_for(demo: LoadedConf
     assert bot["Service"]["ExecStart"] == "/usr/local/bin/fleet bot run %i"
     assert "/etc/paper/bots/%i.env" in generated["paper-bot@.service"]
     assert bot["Install"]["WantedBy"] == "paper.target"
+    assert values(generated["paper-bot@.service"], "LoadCredential") == [
+        "db:/etc/paper/db/fleet_bot_%i.password"]
+
+
+def test_each_bot_unit_gets_only_its_own_password_as_a_credential(demo: LoadedConfig) -> None:
+    text = units(demo)["fleet-bot@.service"]
+    # systemd reads the root-only file and hands this instance a private copy: no bot, and
+    # no other unit, can read another bot's password.
+    assert values(text, "LoadCredential") == ["db:/etc/fleet/db/fleet_bot_%i.password"]
+    assert "FLEET_DB_PASSWORD_FILE=%d/db" in values(text, "Environment")
+    for name, other in units(demo).items():
+        if name not in ("fleet-bot@.service", "fleet-roles.service"):
+            assert "fleet_bot_" not in other, name
+
+
+def test_the_roles_one_shot_runs_after_migrations_with_every_password(
+        demo: LoadedConfig) -> None:
+    text = units(demo)["fleet-roles.service"]
+    unit = parse(text)
+    service = unit["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["RemainAfterExit"] == "yes"
+    assert service["User"] == "fleet"
+    assert service["ExecStart"] == ("/opt/fleetkit/bin/fleet db roles --passwords-from %d "
+                                    "--role-prefix fleet_bot_ --reader-role fleet_reader_login")
+    roles = [f"fleet_bot_{b.name}" for b in demo.config.bots] + ["fleet_reader_login"]
+    assert values(text, "LoadCredential") == [
+        f"{role}.password:/etc/fleet/db/{role}.password" for role in roles]
+    for key in ("After", "Wants"):
+        assert "fleet-migrate.service" in unit["Unit"][key].split()
+    assert values(text, "EnvironmentFile") == ["-/etc/fleet/fleet.env"]  # as the owner
+
+
+def test_metrics_and_dashboard_connect_as_the_read_only_role(demo: LoadedConfig) -> None:
+    for name in ("fleet-metrics.service", "fleet-dashboard.service"):
+        text = units(demo)[name]
+        assert values(text, "LoadCredential") == ["db:/etc/fleet/db/fleet_reader_login.password"]
+        assert "FLEET_DB_PASSWORD_FILE=%d/db" in values(text, "Environment")
+        assert values(text, "EnvironmentFile") == ["-/etc/fleet/fleet.env",
+                                                   "/etc/fleet/reader.env"]
+        assert "fleet-roles.service" in parse(text)["Unit"]["After"].split()
+    for name in ("fleet-scheduler.service", "fleet-migrate.service", "fleet-broker.service",
+                 "fleet-notifier.service"):
+        assert values(units(demo)[name], "LoadCredential") == [], name  # the owner's
+
+
+def files_of(loaded: LoadedConfig, options: SystemdOptions | None = None) -> dict[str, str]:
+    return {f.path: f.content for f in systemd_bundle(loaded, options or SystemdOptions()).files}
+
+
+def test_env_files_name_each_role_as_a_template_when_the_config_has_no_postgresql(
+        demo: LoadedConfig) -> None:
+    files = files_of(demo)
+    text = files["bots/us-sma-jpm.env"]
+    assert "# FLEET_DB_URL=postgresql://fleet_bot_us-sma-jpm@HOST:5432/fleet" in text
+    assert "/etc/fleet/db/fleet_bot_us-sma-jpm.password" in text
+    assert not [line for line in text.splitlines() if line.startswith("FLEET_DB_URL=")]
+    assert "# FLEET_DB_URL=postgresql://fleet_reader_login@HOST:5432/fleet" in \
+        files["reader.env"]
+
+
+def test_env_files_are_filled_in_from_the_configs_postgresql_server(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text('database: {url: "postgresql+psycopg://fleet@db.internal:6432/trading'
+                    '?sslmode=require", password_file: /etc/fleet/owner.password}\n'
+                    "bots:\n  - {name: a-1, market: NYSE, symbols: [JPM], strategy: sma_cross}\n",
+                    encoding="utf-8")
+    files = files_of(load_config(path))
+    assert values(files["bots/a-1.env"], "FLEET_DB_URL") == [
+        "postgresql+psycopg://fleet_bot_a-1@db.internal:6432/trading?sslmode=require"]
+    assert values(files["reader.env"], "FLEET_DB_URL") == [
+        "postgresql+psycopg://fleet_reader_login@db.internal:6432/trading?sslmode=require"]
+    assert "owner.password" not in files["bots/a-1.env"]
+
+
+def test_a_bots_env_file_wins_over_the_owner_in_the_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `fleet bot run` connects with under the unit: the runtime works it out."""
+    from fleetkit.runtime.wiring import database_url
+
+    path = tmp_path / "fleet.yaml"
+    owner = tmp_path / "owner.password"
+    owner.write_text("owner-pass\n", encoding="utf-8")
+    path.write_text(f'database: {{url: "postgresql://fleet@db:5432/fleet", password_file: '
+                    f'{owner}}}\n'
+                    "bots:\n  - {name: a, market: NYSE, symbols: [JPM], strategy: sma_cross}\n",
+                    encoding="utf-8")
+    loaded = load_config(path)
+    credential = tmp_path / "db"  # what LoadCredential= puts at %d/db
+    credential.write_text("bot-pass\n", encoding="utf-8")
+    (url,) = values(files_of(loaded)["bots/a.env"], "FLEET_DB_URL")
+    monkeypatch.setenv("FLEET_DB_URL", url)
+    monkeypatch.setenv("FLEET_DB_PASSWORD_FILE", str(credential))
+    assert database_url(loaded) == "postgresql://fleet_bot_a:bot-pass@db:5432/fleet"
+
+
+def test_bad_role_names_are_refused_before_anything_is_written(demo: LoadedConfig) -> None:
+    with pytest.raises(ConfigError, match="can't be a database role name"):
+        systemd_bundle(demo, SystemdOptions(roles=DbRoles(bot_prefix="Bad ")))
+    with pytest.raises(ConfigError, match="also a bot's role"):
+        systemd_bundle(demo, SystemdOptions(roles=DbRoles(reader="fleet_bot_us-sma-jpm")))
 
 
 @pytest.mark.parametrize("kwargs", [{"prefix": "Fleet"}, {"prefix": "a b"}, {"user": "root x"},
@@ -194,9 +303,42 @@ def test_the_install_script_only_prints_on_a_dry_run(demo: LoadedConfig,
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "called").exists()
     assert "+ install -m 0600 fleet.env /etc/fleet/fleet.env" in result.stdout
+    assert "+ install -m 0600 reader.env /etc/fleet/reader.env" in result.stdout
     assert "units/fleet-bot@.service" in result.stdout
     assert "/etc/systemd/system/\n" in result.stdout
     assert "fleet-bot@$bot.service" in result.stdout
+    # Every role's password file, root's only, created where missing (here: all of them).
+    assert "+ install -d -m 0700 /etc/fleet/db\n" in result.stdout
+    for role in [*(f"fleet_bot_{b.name}" for b in demo.config.bots), "fleet_reader_login"]:
+        assert f"+ create /etc/fleet/db/{role}.password (a random password, mode 0600)" \
+            in result.stdout
+    assert f"Database passwords: {len(demo.config.bots) + 1} new in /etc/fleet/db" \
+        in result.stdout
+
+
+def test_the_install_step_creates_missing_password_files_root_only_and_keeps_the_rest(
+        tmp_path: Path) -> None:
+    """The password step of install.sh, run for real against a scratch directory."""
+    from fleetkit.deploy.passwords import install_password_files
+
+    folder = tmp_path / "db"
+    script = tmp_path / "step.sh"
+    script.write_text("\n".join(["set -eu", 'run() { echo "+ $*"; "$@"; }',
+                                 *install_password_files(str(folder), ("fleet_bot_a", "r"))])
+                      + "\n", encoding="utf-8")
+    for run in range(2):
+        result = subprocess.run(["sh", str(script)], capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert f"Database passwords: {2 if run == 0 else 0} new" in result.stdout
+        if run == 0:
+            first = {p.name: p.read_text() for p in folder.iterdir()}
+            (folder / "r.password").write_text("copied-from-the-first-host\n")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "fleet_bot_a.password").stat().st_mode) == 0o600
+    assert (folder / "fleet_bot_a.password").read_text() == first["fleet_bot_a.password"]
+    assert (folder / "r.password").read_text() == "copied-from-the-first-host\n"
+    assert len(first["fleet_bot_a.password"].strip()) == 64
 
 
 def test_the_same_config_gives_byte_identical_units(demo: LoadedConfig) -> None:
@@ -205,20 +347,43 @@ def test_the_same_config_gives_byte_identical_units(demo: LoadedConfig) -> None:
     assert first == again
 
 
-def test_the_scheduler_is_enabled_only_when_the_config_has_jobs(demo: LoadedConfig,
-                                                                tmp_path: Path) -> None:
-    def files(loaded: LoadedConfig) -> dict[str, str]:
-        return {f.path: f.content for f in systemd_bundle(loaded, SystemdOptions()).files}
+def test_cron_jobs_get_timers_and_the_scheduler_runs_only_what_has_none(
+        demo: LoadedConfig, tmp_path: Path) -> None:
+    def files(text: str) -> dict[str, str]:
+        path = tmp_path / "fleet.yaml"
+        path.write_text('bots:\n  - {name: a, market: NYSE, symbols: [JPM], '
+                        'strategy: sma_cross}\n' + text, encoding="utf-8")
+        bundle = systemd_bundle(load_config(path), SystemdOptions(fleet_bin=fleet_bin()))
+        return {f.path: f.content for f in bundle.files}
 
-    without = files(demo)
+    without = {f.path: f.content for f in systemd_bundle(demo, SystemdOptions()).files}
     assert "no enabled jobs" in without["units/fleet-scheduler.service"]
     assert "fleet-scheduler.service" not in without["install.sh"]
-    path = tmp_path / "fleet.yaml"
-    path.write_text('bots:\n  - {name: a, market: NYSE, symbols: [JPM], strategy: sma_cross}\n'
-                    'jobs:\n  - {name: nightly, command: "reconcile --all", '
-                    'cron: "0 2 * * *"}\n', encoding="utf-8")
-    with_jobs = files(load_config(path))
-    assert "NOTE" not in with_jobs["units/fleet-scheduler.service"]
-    assert "enable --now fleet-migrate.service fleet-broker.service fleet-scheduler.service" \
-        in with_jobs["install.sh"]
-    assert not [p for p in with_jobs if p.endswith(".timer")]  # the scheduler runs the jobs
+
+    cron_only = files('jobs:\n  - {name: nightly_check, command: "reconcile --all", '
+                      'cron: "30 2 * * 1-5", timezone: Asia/Kolkata}\n')
+    timer = parse(cron_only["units/fleet-job-nightly_check.timer"])["Timer"]
+    assert timer["OnCalendar"] == "Mon,Tue,Wed,Thu,Fri *-*-* 02:30:00 Asia/Kolkata"
+    assert (timer["Persistent"], timer["AccuracySec"]) == ("true", "1s")
+    service = parse(cron_only["units/fleet-job-nightly_check.service"])["Service"]
+    assert service["ExecStart"].endswith(" scheduler tick nightly_check")
+    assert service["Type"] == "oneshot"
+    assert "every job runs from its own timer" in cron_only["units/fleet-scheduler.service"]
+    assert "fleet-job-nightly_check.timer" in cron_only["install.sh"]
+    assert "fleet-scheduler.service" not in cron_only["install.sh"]
+
+    mixed = files('jobs:\n  - {name: nightly, command: "reconcile --all", cron: "0 2 * * *"}\n'
+                  '  - {name: at-open, command: "db current", when: {market: NYSE, at: open}}\n'
+                  'services:\n  - {name: exporter, command: "metrics serve", market: NYSE}\n')
+    assert "NOTE" not in mixed["units/fleet-scheduler.service"]
+    assert "fleet-scheduler.service" in mixed["install.sh"]
+    assert [p for p in mixed if p.endswith(".timer")] == ["units/fleet-job-nightly.timer"]
+    if shutil.which("systemd-analyze") is not None:
+        write_bundle(tmp_path / "out", systemd_bundle(
+            load_config(tmp_path / "fleet.yaml"), SystemdOptions(fleet_bin=fleet_bin())))
+        unit_dir = tmp_path / "out" / "units"
+        paths = [str(p) for p in sorted(unit_dir.iterdir()) if "@" not in p.name]
+        result = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == ""
