@@ -317,6 +317,23 @@ def test_the_metrics_endpoint_reads_the_whole_fleet_as_the_reader_role(
     assert bots == {"alpha", "beta"}
 
 
+def test_fleet_status_jobs_and_services_read_as_the_reader_role(
+        fleet: Fleet, as_bot: dict[str, Database]) -> None:
+    """What a dashboard or monitor host runs as the read-only login: the status view, the
+    job runs and the market-hours services' leases (granted by migration 0006)."""
+    from fleetkit.store.services import ServiceLeases
+    from fleetkit.store.status import fleet_view
+
+    trade(as_bot["alpha"], fleet.ids["alpha"], "a-1", "100")
+    ServiceLeases(fleet.owner.engine, "host-a:1").acquire("exporter", 30, T0)
+    reader = as_bot["reader"].engine
+    view = fleet_view(reader, T0, 60)
+    assert {bot.name for bot in view.bots} >= {"alpha", "beta"}
+    assert ServiceLeases(reader, "monitor").holders()["exporter"].owner == "host-a:1"
+    assert refused(as_bot["reader"], "DELETE FROM service_leases")
+    assert errors(as_bot["alpha"], "SELECT 1 FROM service_leases")  # bots get nothing
+
+
 def test_roles_are_idempotent_and_rotation_issues_a_new_password(
         fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
     role = fleet.role("alpha")

@@ -149,6 +149,10 @@ class _Server(ThreadingHTTPServer):
     keep-alive connections instead of leaving their threads serving a stopped venue."""
 
     daemon_threads = True
+    # The listen backlog. At a bar close every bot calls at once: with the stdlib's 5, the
+    # kernel drops the surplus SYNs and those bots wait out TCP's 1 s, 3 s, 7 s retries
+    # (the whole p99 cycle lag of a 100-bot fleet, bench/fleet_scale.py).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], handler: RequestHandler) -> None:
         super().__init__(address, _HttpHandler)
