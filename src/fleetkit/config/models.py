@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -458,20 +459,33 @@ def fleet_command(command: str, example: str) -> str:
     return command
 
 
+def _known_market(market: str) -> str:
+    if market not in MARKETS:
+        raise ValueError(f"unknown market {market!r}; known: {', '.join(MARKETS)}")
+    return market
+
+
+MarketName = Annotated[str, AfterValidator(_known_market)]
+
+
+def _service_name(name: str) -> str:
+    if not JOB_NAME.match(name):
+        raise ValueError("service names are 1-48 lowercase letters, digits, '-' or '_', "
+                         "starting with a letter or digit")
+    return name
+
+
+def _service_command(command: str) -> str:
+    return fleet_command(command, 'e.g. "metrics serve --port 9200"')
+
+
 class JobWhen(Strict):
     """A market-calendar schedule: at each session's open or close on that market's trading
     days (none on holidays), shifted by `offset_minutes`."""
 
-    market: str
+    market: MarketName
     at: Literal["open", "close"]
     offset_minutes: int = Field(default=0, ge=-720, le=720)
-
-    @field_validator("market")
-    @classmethod
-    def _known_market(cls, market: str) -> str:
-        if market not in MARKETS:
-            raise ValueError(f"unknown market {market!r}; known: {', '.join(MARKETS)}")
-        return market
 
     def describe(self) -> str:
         offset = f" {self.offset_minutes:+d}m" if self.offset_minutes else ""
@@ -547,34 +561,14 @@ class ServiceSettings(Strict):
     scheduler starts when its market opens and stops when it closes; on a holiday there is
     no session, so it stays off. A 24/7 market's service simply runs."""
 
-    name: str
-    command: str = Field(description='a long-running fleet command line, e.g. "collect '
-                         'chains --market NSE"')
-    market: str
+    name: Annotated[str, AfterValidator(_service_name)]
+    command: Annotated[str, AfterValidator(_service_command)] = Field(
+        description='a long-running fleet command line, e.g. "metrics serve --port 9200"')
+    market: MarketName
     start_minutes_before_open: int = Field(default=0, ge=0, le=720)
     stop_minutes_after_close: int = Field(default=0, ge=0, le=720)
     stop_timeout_s: float = Field(default=10.0, gt=0, le=600)
     enabled: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _name_shape(cls, name: str) -> str:
-        if not JOB_NAME.match(name):
-            raise ValueError("service names are 1-48 lowercase letters, digits, '-' or '_', "
-                             "starting with a letter or digit")
-        return name
-
-    @field_validator("command")
-    @classmethod
-    def _command_words(cls, command: str) -> str:
-        return fleet_command(command, 'e.g. "metrics serve --port 9200"')
-
-    @field_validator("market")
-    @classmethod
-    def _known_market(cls, market: str) -> str:
-        if market not in MARKETS:
-            raise ValueError(f"unknown market {market!r}; known: {', '.join(MARKETS)}")
-        return market
 
     def describe_hours(self) -> str:
         before = f" -{self.start_minutes_before_open}m" if self.start_minutes_before_open else ""
