@@ -17,7 +17,6 @@ preloaded pandas feed. Generating the bars is not timed for either.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -35,6 +34,7 @@ from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
 from fleetkit.runtime.backtest.run import BacktestSpec, run_backtest
 from fleetkit.runtime.backtest.tape import BarTape, generated_tape
+from report import publish
 
 KEY = "CRYPTO:BTC/USDT"
 SIZE_USD = Decimal(10_000)
@@ -135,10 +135,7 @@ def main() -> int:
         "backtrader_s": round(theirs_s, 3), "backtrader_bars_per_s": round(len(tape) / theirs_s),
         "speedup": round(theirs_s / ours_s, 1), "trades": compare(ours, theirs),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    publish(result, args.json)
     return 0
 
 

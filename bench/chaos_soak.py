@@ -11,7 +11,6 @@ Prints one line per round and a JSON report; exits 1 if any invariant was violat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import uuid
@@ -21,6 +20,7 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, text
 
 from fleetkit.testing.chaos import FAULT_PRESETS, ChaosPlan, ChaosRun
+from report import publish
 
 
 def main() -> int:
@@ -51,10 +51,7 @@ def main() -> int:
     result = {"plan": {"rounds": args.rounds, "bots": args.bots, "seed": args.seed,
                        "faults": args.faults},
               **report.as_json()}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    publish(result, args.json)
     return 1 if report.violations else 0
 
 

@@ -13,7 +13,6 @@ them fairly and is the honest total; USS is what each process alone would free.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -31,6 +30,7 @@ import psutil
 from fleetkit.config.loader import demo_config_text
 from fleetkit.store.database import open_database
 from fleetkit.store.fleet import FleetStore
+from report import publish
 
 
 def free_port() -> int:
@@ -139,10 +139,7 @@ def main() -> int:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         result["seconds_to_stop"] = round(time.monotonic() - stop, 1)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    publish(result, args.json)
     return 0
 
 

@@ -21,7 +21,6 @@ max_connections < bots + 30 and says how to raise it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -38,6 +37,8 @@ from typing import Any
 import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from report import publish
 
 DB_NAME = "fleet_bench_scale"
 STRATEGIES = [("sma_cross", "{fast: 3, slow: 8}"), ("rsi_reversion", "{period: 7}"),
@@ -240,10 +241,7 @@ def main() -> int:
         result["seconds_to_stop"] = round(time.monotonic() - stop, 1)
         beats.engine.dispose()
         drop_database(args.admin_url)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    publish(result, args.json)
     return 0
 
 

@@ -12,7 +12,6 @@ answer, fill, position and event written in one transaction.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from fleetkit.store.database import open_database, upgrade_database
 from fleetkit.store.fleet import FleetStore
 from fleetkit.store.ledger import SqlLedger
 from fleetkit.strategy.base import StrategyContext
+from report import save
 
 BTC = "CRYPTO:BTC/USDT"
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -129,9 +129,7 @@ def main() -> int:
             except Exception as exc:  # e.g. no PostgreSQL here: say so, measure the rest
                 results[name] = {"error": str(exc).splitlines()[0]}
             print(f"{name:45s} {results[name]}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    save(results, args.json)
     return 0
 
 
