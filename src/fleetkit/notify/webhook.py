@@ -1,0 +1,118 @@
+"""WebhookSender: delivers a notification as one JSON POST to an HTTP endpoint of the user's.
+
+    {"destination": "ops", "text": "bot alpha halted: ...", "source": "fleetkit"}
+
+2xx is delivered; 408, 429, 5xx, timeouts and network errors are retry (a Retry-After header
+is honoured, in seconds or as an HTTP-date); any other status is rejected (the endpoint's
+URL or credentials are wrong, which no retry fixes). The whole text is one part.
+
+The URL (a Slack-style webhook URL is a secret in itself) and the header values never
+appear in outcomes, reprs or logs, httpx's own included: only the URL's scheme, host and
+port do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from .base import (
+    Failure,
+    HiddenPathTransport,
+    OutcomeKind,
+    SendOutcome,
+    redact,
+    retry_after_header_s,
+)
+
+log = logging.getLogger("fleetkit.notify.webhook")
+
+_RETRY_STATUSES = frozenset({408, 429})  # and every 5xx
+_PATH_SLOT = "/REDACTED"
+_BODY_EXCERPT = 200
+
+
+class WebhookSender:
+    """A Sender that POSTs each notification to `url` with `headers` (e.g. Authorization)."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0,
+                 headers: Mapping[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError("webhook url must be an absolute http(s) URL")
+        if parsed.userinfo:
+            raise ValueError("webhook url: put credentials in headers, not in the URL")
+        self._where = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"  # fit to show
+        # httpx is given (and logs) only scheme and host; the secret-bearing path and query
+        # go in below it.
+        self._url = f"{self._where}{_PATH_SLOT}"
+        self._secrets = _secrets_of(parsed, headers or {})
+        inner = transport if transport is not None else httpx.HTTPTransport()
+        secret_path = parsed.raw_path.decode("ascii")
+        self._http = httpx.Client(timeout=timeout_s, headers=dict(headers or {}),
+                                  transport=HiddenPathTransport(inner, _PATH_SLOT, secret_path))
+
+    def __repr__(self) -> str:
+        return f"WebhookSender({self._where!r})"
+
+    def send(self, destination: str, text: str, *, skip_parts: int = 0) -> SendOutcome:
+        if skip_parts < 0:
+            raise ValueError("skip_parts cannot be negative")
+        if skip_parts >= 1:  # its one part went out on an earlier attempt
+            return SendOutcome.delivered((), 1)
+        payload = {"destination": destination, "text": text, "source": "fleetkit"}
+        try:
+            response = self._http.post(self._url, json=payload)
+        except httpx.TimeoutException as exc:
+            return self._failed(Failure.retry(f"{self._where}: timed out "
+                                              f"({exc.__class__.__name__})"), destination)
+        except httpx.HTTPError as exc:
+            return self._failed(Failure.retry(self._redact(
+                f"{self._where}: {exc.__class__.__name__}: {exc}")), destination)
+        status = response.status_code
+        if 200 <= status < 300:
+            return SendOutcome.delivered((), 1)
+        description = self._redact(f"{self._where}: HTTP {status}: "
+                                   f"{response.text[:_BODY_EXCERPT].strip()}")
+        if status in _RETRY_STATUSES or status >= 500:
+            retry_after_s = retry_after_header_s(response.headers.get("Retry-After"),
+                                                 time.time())
+            return self._failed(Failure.retry(description, status, retry_after_s), destination)
+        return self._failed(Failure.rejected(description, status), destination)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def _failed(self, failure: Failure, destination: str) -> SendOutcome:
+        level = logging.INFO if failure.kind is OutcomeKind.RETRY else logging.WARNING
+        log.log(level, "webhook %s: %s", failure.kind, failure.description,
+                extra={"action": f"notify.webhook.{failure.kind}", "destination": destination,
+                       "retry_after_s": failure.retry_after_s})
+        return SendOutcome.failed(failure, 0, 1)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+
+def _secrets_of(url: httpx.URL, headers: Mapping[str, str]) -> list[str]:
+    """Everything in the URL past the host, and every header value, longest first (so a
+    secret that contains another is redacted whole)."""
+    parts = [url.path.strip("/"), url.query.decode("ascii", "replace"),
+             *(segment for segment in url.path.split("/") if segment),
+             *(value for _name, value in url.params.multi_items()), *headers.values()]
+    return sorted({part for part in parts if part}, key=len, reverse=True)
