@@ -33,20 +33,18 @@ Tests only: it never talks to the real Telegram, and nothing else should talk to
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
 import re
-import socket
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Literal, Self, get_args
+from typing import Literal, get_args
 from urllib.parse import parse_qsl
+
+from fleetkit.testing.loopback import LoopbackHandler, LoopbackServer, ServedInThread
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +116,7 @@ def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-class FakeTelegram:
+class FakeTelegram(ServedInThread):
     """The fake Bot API for one bot `token`, served on `host:port` (port 0: any free one).
 
     `chats`: the chat ids that exist (None: every chat exists). Thread-safe: the server's
@@ -127,28 +125,18 @@ class FakeTelegram:
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, chats: Iterable[str] | None = None,
                  host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(_Handler, "fake-telegram", host, port)
         self.token = token
         self._chats = None if chats is None else {str(chat) for chat in chats}
-        self._address = (host, port)
         self._state = threading.Condition()
-        self._stopping = threading.Event()
         self._messages: list[SentMessage] = []
         self._calls: list[ApiCall] = []
         self._faults: list[_Fault] = []
         self._updates: list[dict[str, object]] = []
         self._update_ids = itertools.count(_FIRST_UPDATE_ID)
         self._message_ids = itertools.count(1)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # --- what tests read ------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The API base URL, e.g. http://127.0.0.1:54321 (pass as api_base_url)."""
-        if self._server is None:
-            raise RuntimeError("the fake Telegram server is not started")
-        return f"http://{self._address[0]}:{self._server.server_address[1]}"
 
     @property
     def messages(self) -> list[SentMessage]:
@@ -218,7 +206,7 @@ class FakeTelegram:
                                        None if fault is None else fault.kind))
         if fault is not None and fault.kind not in ("slow", "drop_after_accept"):
             return _fault_reply(fault)
-        if fault is not None and fault.kind == "slow" and self._stopping.wait(fault.delay_s):
+        if fault is not None and fault.kind == "slow" and self.stopping.wait(fault.delay_s):
             return Reply(503, None)  # shutting down: nobody is waiting for this answer
         reply = self._dispatch(method, chat_id, params)
         if fault is not None and fault.kind == "drop_after_accept":
@@ -277,7 +265,7 @@ class FakeTelegram:
         with self._state:
             if offset is not None and offset >= 0:  # confirmed: Telegram forgets them
                 self._updates = [u for u in self._updates if _update_id(u) >= offset]
-            self._state.wait_for(lambda: bool(self._updates) or self._stopping.is_set(),
+            self._state.wait_for(lambda: bool(self._updates) or self.stopping.is_set(),
                                  timeout=timeout_s)
             pending = self._updates[offset:] if offset is not None and offset < 0 \
                 else list(self._updates)
@@ -285,37 +273,10 @@ class FakeTelegram:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("the fake Telegram server is already started")
-        self._stopping.clear()
-        server = _Server(self._address, _Handler)
-        server.owner = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={
-            "poll_interval": 0.05}, name="fake-telegram", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; cuts short any long poll or `slow` fault still holding a request."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._stopping.set()
+    def _wake_waiters(self) -> None:
+        """Cut short any long poll still holding a request."""
         with self._state:
             self._state.notify_all()
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def _fault_reply(fault: _Fault) -> Reply:
@@ -344,17 +305,10 @@ def _unix_now() -> int:
     return int(datetime.now(UTC).timestamp())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = False  # port 0 picks a fresh port; reuse would only hide clashes
-    owner: FakeTelegram
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     """One HTTP request in, one Reply out (or a closed connection)."""
 
-    server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
+    server: LoopbackServer
 
     def do_GET(self) -> None:
         self._serve()
@@ -377,7 +331,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send(_error(400, f"Bad Request: {exc}"))
             return
-        self._send(self.server.owner.handle(match["token"], match["method"], params))
+        fake: FakeTelegram = self.server.owner
+        self._send(fake.handle(match["token"], match["method"], params))
 
     def _params(self, query: str) -> dict[str, object]:
         """Parameters as Telegram takes them: query string, then a JSON or form body."""
@@ -400,20 +355,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         if reply.body is None:
-            self._drop()
+            self.drop()
             return
-        payload = json.dumps(reply.body).encode()
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:  # the client gave up (a timeout): nobody is left to tell
-            self.close_connection = True
-
-    def _drop(self) -> None:
-        """Close the connection without a byte of reply, as a lost reply looks."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+        self.send_body(reply.status, "application/json", json.dumps(reply.body).encode())

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
+
+from fleetkit.testing.loopback import LoopbackHandler, LoopbackServer, ServedInThread
 
 from .api import BinanceRestApi, HttpReply, HttpRequest
 from .exchange import FakeExchange
@@ -18,17 +14,10 @@ log = logging.getLogger(__name__)
 _MAX_BODY = 1 << 20
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = False  # port 0 picks a fresh port; reuse would only hide clashes
-    owner: FakeExchangeServer
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     """One request: read it, let the fault plan decide its fate, answer (or not)."""
 
-    server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
+    server: LoopbackServer
 
     def do_GET(self) -> None:
         self._serve()
@@ -46,7 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("fake exchange: " + format, *args)
 
     def _serve(self) -> None:
-        owner = self.server.owner
+        owner: FakeExchangeServer = self.server.owner
         request = self._read_request()
         fault = owner.exchange.faults.take(request.method, request.path)
         owner.api.record_arrival(request, fault)
@@ -58,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _misbehave(self, fault: Fault, request: HttpRequest, owner: FakeExchangeServer) -> None:
         status = fault.reply_status
         if fault.kind == "refuse":
-            self._drop()
+            self.drop()
         elif fault.kind == "error_500" and status is not None:
             self._send(HttpReply(status, "Internal Server Error"))
         elif fault.kind == "rate_limit":
@@ -71,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "ack_lost":
             owner.api.handle(request)  # the request takes effect; its answer is lost
             if status is None:
-                self._drop()
+                self.drop()
             else:
                 self._send(HttpReply(status, "Service Unavailable"))
 
@@ -83,26 +72,10 @@ class _Handler(BaseHTTPRequestHandler):
         return HttpRequest(self.command, path, query, body, headers)
 
     def _send(self, reply: HttpReply) -> None:
-        body = reply.body
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the client gave up (a timeout fault): nobody is left to tell
-            self.close_connection = True
-
-    def _drop(self) -> None:
-        """Close the connection without a byte of reply, as a dead gateway would."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+        self.send_body(reply.status, reply.content_type, reply.body, reply.headers)
 
 
-class FakeExchangeServer:
+class FakeExchangeServer(ServedInThread):
     """A ThreadingHTTPServer on `host:port` (port 0: any free one) in a daemon thread.
 
         with FakeExchangeServer(exchange) as server:
@@ -113,49 +86,6 @@ class FakeExchangeServer:
     """
 
     def __init__(self, exchange: FakeExchange, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(_Handler, "fake-binance", host, port)
         self.exchange = exchange
         self.api = BinanceRestApi(exchange)
-        self.stopping = threading.Event()
-        self._address = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the fake exchange server is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. http://127.0.0.1:54321 (Binance paths go after it)."""
-        return f"http://{self._address[0]}:{self.port}"
-
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("the fake exchange server is already started")
-        self.stopping.clear()
-        server = _Server(self._address, _Handler)
-        server.owner = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={
-            "poll_interval": 0.05}, name=f"fake-binance:{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
