@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 from urllib.parse import quote
 
 import httpx
@@ -149,6 +150,45 @@ def retry_after_header_s(value: str | None, now_epoch_s: float) -> float | None:
     if when.tzinfo is None:  # an HTTP-date is GMT by definition
         return None
     return max(0.0, when.timestamp() - now_epoch_s)
+
+
+RETRY_STATUSES = frozenset({408, 429})  # and every 5xx
+
+
+def is_retry_status(status: int) -> bool:
+    """A refusal that may pass later (timeout, rate limit, the provider's own failure)."""
+    return status in RETRY_STATUSES or status >= 500
+
+
+def post_json(http: httpx.Client, url: str, payload: Mapping[str, object], what: str,
+              hide: Callable[[str], str], timeout_s: float | None = None
+              ) -> httpx.Response | Failure:
+    """One POST, or the retry Failure a timeout or network error comes to (its text passed
+    through `hide`, so no secret in an exception's message leaves): never raises for them."""
+    try:
+        if timeout_s is None:
+            return http.post(url, json=payload)
+        return http.post(url, json=payload, timeout=timeout_s)
+    except httpx.TimeoutException as exc:
+        return Failure.retry(hide(f"{what}: timed out ({exc.__class__.__name__})"))
+    except httpx.HTTPError as exc:  # refused, reset, reply lost, protocol garbage ...
+        return Failure.retry(hide(f"{what}: {exc.__class__.__name__}: {exc}"))
+
+
+class HttpSender:
+    """A sender that owns an httpx client: closed by `close()` or at the end of a `with`."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
 
 
 class HiddenPathTransport(httpx.BaseTransport):

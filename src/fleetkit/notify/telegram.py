@@ -22,8 +22,6 @@ import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 from urllib.parse import quote
 
 import httpx
@@ -31,8 +29,11 @@ import httpx
 from .base import (
     Failure,
     HiddenPathTransport,
+    HttpSender,
     OutcomeKind,
     SendOutcome,
+    is_retry_status,
+    post_json,
     redact,
     retry_after_header_s,
 )
@@ -49,7 +50,6 @@ TELEGRAM_TEXT_LIMIT = 4096
 _MIN_LIMIT = 32  # room for a "(12/34) " label and some text
 _MAX_CLUSTER = 32  # how far back a hard cut looks for a grapheme boundary before giving up
 _ZWJ = "\u200d"
-_RETRY_STATUSES = frozenset({408, 429})  # and every 5xx
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class UpdateBatch:
         return self.failure is None
 
 
-class TelegramSender:
+class TelegramSender(HttpSender):
     """A Sender for one bot token; also polls the bot's updates.
 
     `transport` lets tests plug in httpx.MockTransport or any other httpx transport; the
@@ -157,31 +157,16 @@ class TelegramSender:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
-
     # --- internals ------------------------------------------------------------------------
 
     def _call(self, method: str, payload: Mapping[str, object],
               timeout_s: float | None = None) -> object:
         """The `result` of one Bot API call, or the Failure it came to. Never raises for
         the network or the provider."""
-        url = f"{self._base_url}{_BOT_PATH_SLOT}{method}"
-        timeout = self._timeout_s if timeout_s is None else timeout_s
-        try:
-            response = self._http.post(url, json=payload, timeout=timeout)
-        except httpx.TimeoutException as exc:
-            return Failure.retry(self._redact(f"{method}: timed out "
-                                              f"({exc.__class__.__name__})"))
-        except httpx.HTTPError as exc:  # refused, reset, reply lost, protocol garbage ...
-            return Failure.retry(self._redact(f"{method}: {exc.__class__.__name__}: {exc}"))
+        response = post_json(self._http, f"{self._base_url}{_BOT_PATH_SLOT}{method}",
+                             payload, method, self._redact, timeout_s)
+        if isinstance(response, Failure):
+            return response
         return self._classify(method, response)
 
     def _classify(self, method: str, response: httpx.Response) -> object:
@@ -190,7 +175,7 @@ class TelegramSender:
         if body is not None and body.get("ok") is True and 200 <= status < 300:
             return body.get("result")
         description = self._redact(f"{method}: HTTP {status}: {_description(body)}")
-        if status in _RETRY_STATUSES or status >= 500:
+        if is_retry_status(status):
             return Failure.retry(description, status, _retry_after_s(body, response))
         if 200 <= status < 300:
             # Not Telegram talking (a captive portal, a broken proxy): the message probably

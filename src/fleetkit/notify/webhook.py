@@ -16,28 +16,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Self
 
 import httpx
 
 from .base import (
     Failure,
     HiddenPathTransport,
+    HttpSender,
     OutcomeKind,
     SendOutcome,
+    is_retry_status,
+    post_json,
     redact,
     retry_after_header_s,
 )
 
 log = logging.getLogger("fleetkit.notify.webhook")
 
-_RETRY_STATUSES = frozenset({408, 429})  # and every 5xx
 _PATH_SLOT = "/REDACTED"
 _BODY_EXCERPT = 200
 
 
-class WebhookSender:
+class WebhookSender(HttpSender):
     """A Sender that POSTs each notification to `url` with `headers` (e.g. Authorization)."""
 
     def __init__(self, url: str, timeout_s: float = 10.0,
@@ -69,34 +69,19 @@ class WebhookSender:
         if skip_parts >= 1:  # its one part went out on an earlier attempt
             return SendOutcome.delivered((), 1)
         payload = {"destination": destination, "text": text, "source": "fleetkit"}
-        try:
-            response = self._http.post(self._url, json=payload)
-        except httpx.TimeoutException as exc:
-            return self._failed(Failure.retry(f"{self._where}: timed out "
-                                              f"({exc.__class__.__name__})"), destination)
-        except httpx.HTTPError as exc:
-            return self._failed(Failure.retry(self._redact(
-                f"{self._where}: {exc.__class__.__name__}: {exc}")), destination)
+        response = post_json(self._http, self._url, payload, self._where, self._redact)
+        if isinstance(response, Failure):
+            return self._failed(response, destination)
         status = response.status_code
         if 200 <= status < 300:
             return SendOutcome.delivered((), 1)
         description = self._redact(f"{self._where}: HTTP {status}: "
                                    f"{response.text[:_BODY_EXCERPT].strip()}")
-        if status in _RETRY_STATUSES or status >= 500:
+        if is_retry_status(status):
             retry_after_s = retry_after_header_s(response.headers.get("Retry-After"),
                                                  time.time())
             return self._failed(Failure.retry(description, status, retry_after_s), destination)
         return self._failed(Failure.rejected(description, status), destination)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
     def _failed(self, failure: Failure, destination: str) -> SendOutcome:
         level = logging.INFO if failure.kind is OutcomeKind.RETRY else logging.WARNING

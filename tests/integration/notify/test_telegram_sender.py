@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,18 +14,6 @@ from fleetkit.testing.fake_telegram import FakeTelegram, FaultKind
 CHAT = "4242"
 LINE = "position drift on BTC/USDT: ledger 0.5, broker 0.4; bot halted " + "." * 36
 THREE_PARTS = "\n".join(f"{n:03d} {LINE}" for n in range(100))  # ~10k characters
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-def sender(telegram: FakeTelegram) -> Iterator[TelegramSender]:
-    with TelegramSender(telegram.token, api_base_url=telegram.url, timeout_s=2.0) as sender:
-        yield sender
 
 
 def free_port() -> int:

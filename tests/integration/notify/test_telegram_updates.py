@@ -5,24 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from fleetkit.notify import OutcomeKind, TelegramSender
 from fleetkit.testing.fake_telegram import FakeTelegram
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-def sender(telegram: FakeTelegram) -> Iterator[TelegramSender]:
-    with TelegramSender(telegram.token, api_base_url=telegram.url, timeout_s=2.0) as sender:
-        yield sender
 
 
 def test_messages_to_the_bot_come_back_with_chat_user_and_text(telegram: FakeTelegram,
