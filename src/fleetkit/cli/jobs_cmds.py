@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -143,37 +143,38 @@ def jobs(config: ConfigOption = None, db: DbOption = None, as_json: JsonOption =
 
 def check_job_commands(jobs: Sequence[JobSettings]) -> None:
     """Each job's first word must be a fleet command or a registered job kind."""
-    import shlex
-
     from fleetkit.runtime.scheduler import JOB_KINDS
 
-    commands = _fleet_commands()
     for job in jobs:
-        word = shlex.split(job.command)[0]
-        if word in JOB_KINDS:
-            continue
-        if word in _NOT_AS_JOBS:
-            fail(f"job {job.name}: `fleet {word}` runs until stopped and cannot be a job — "
-                 "schedule a command that finishes, e.g. \"reconcile --all\"")
-        if word not in commands:
-            known = ", ".join(sorted(c for c in commands if c not in _NOT_AS_JOBS))
-            fail(f"job {job.name}: {word!r} is not a fleet command or a registered job kind "
-                 f"(commands: {known})")
+        _check_command(f"job {job.name}", job.command, JOB_KINDS,
+                       "runs until stopped and cannot be a job — schedule a command that "
+                       "finishes, e.g. \"reconcile --all\"",
+                       "a fleet command or a registered job kind")
 
 
 def check_service_commands(services: Sequence[ServiceSettings]) -> None:
     """Each service's first word must be a fleet command that is not itself a supervisor."""
+    for service in services:
+        _check_command(f"service {service.name}", service.command, {},
+                       "cannot run as a market-hours service — name the command the service "
+                       "should run, e.g. \"metrics serve\"", "a fleet command")
+
+
+def _check_command(who: str, command: str, kinds: Mapping[str, object], not_here: str,
+                   expected: str) -> None:
+    """`fail()` unless the command's first word is a registered kind or a fleet command
+    other than the supervisors (`up`, `scheduler`)."""
     import shlex
 
+    word = shlex.split(command)[0]
+    if word in kinds:
+        return
+    if word in _NOT_AS_JOBS:
+        fail(f"{who}: `fleet {word}` {not_here}")
     commands = _fleet_commands()
-    for service in services:
-        word = shlex.split(service.command)[0]
-        if word in _NOT_AS_JOBS:
-            fail(f"service {service.name}: `fleet {word}` cannot run as a market-hours "
-                 "service — name the command the service should run, e.g. \"metrics serve\"")
-        if word not in commands:
-            known = ", ".join(sorted(c for c in commands if c not in _NOT_AS_JOBS))
-            fail(f"service {service.name}: {word!r} is not a fleet command (commands: {known})")
+    if word not in commands:
+        known = ", ".join(sorted(c for c in commands if c not in _NOT_AS_JOBS))
+        fail(f"{who}: {word!r} is not {expected} (commands: {known})")
 
 
 def _fleet_commands() -> set[str]:

@@ -468,15 +468,18 @@ def _known_market(market: str) -> str:
 MarketName = Annotated[str, AfterValidator(_known_market)]
 
 
-def _service_name(name: str) -> str:
-    if not JOB_NAME.match(name):
-        raise ValueError("service names are 1-48 lowercase letters, digits, '-' or '_', "
-                         "starting with a letter or digit")
-    return name
+def _scheduled_name(kind: str) -> AfterValidator:
+    """The name rule of jobs and services (they name units, runs and leases)."""
+    def check(name: str) -> str:
+        if not JOB_NAME.match(name):
+            raise ValueError(f"{kind} names are 1-48 lowercase letters, digits, '-' or '_', "
+                             "starting with a letter or digit")
+        return name
+    return AfterValidator(check)
 
 
-def _service_command(command: str) -> str:
-    return fleet_command(command, 'e.g. "metrics serve --port 9200"')
+def _command_line(example: str) -> AfterValidator:
+    return AfterValidator(lambda command: fleet_command(command, example))
 
 
 class JobWhen(Strict):
@@ -499,9 +502,9 @@ class JobSettings(Strict):
     `catch_up` says what happens to periods missed while no scheduler was running.
     """
 
-    name: str
-    command: str = Field(description='a fleet command line, e.g. "reconcile --all", or a '
-                         "registered job kind")
+    name: Annotated[str, _scheduled_name("job")]
+    command: Annotated[str, _command_line('e.g. "reconcile --all"')] = Field(
+        description='a fleet command line, e.g. "reconcile --all", or a registered job kind')
     cron: str | None = Field(default=None, description='crontab line, e.g. "0 2 * * *"')
     timezone: str | None = Field(default=None, description="IANA zone of the cron line "
                                  "(default UTC)")
@@ -513,19 +516,6 @@ class JobSettings(Strict):
     max_catch_up: int = Field(default=10, ge=1, le=1000)
     timeout_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     enabled: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _name_shape(cls, name: str) -> str:
-        if not JOB_NAME.match(name):
-            raise ValueError("job names are 1-48 lowercase letters, digits, '-' or '_', "
-                             "starting with a letter or digit")
-        return name
-
-    @field_validator("command")
-    @classmethod
-    def _command_words(cls, command: str) -> str:
-        return fleet_command(command, 'e.g. "reconcile --all"')
 
     @field_validator("timezone")
     @classmethod
@@ -561,8 +551,8 @@ class ServiceSettings(Strict):
     scheduler starts when its market opens and stops when it closes; on a holiday there is
     no session, so it stays off. A 24/7 market's service simply runs."""
 
-    name: Annotated[str, AfterValidator(_service_name)]
-    command: Annotated[str, AfterValidator(_service_command)] = Field(
+    name: Annotated[str, _scheduled_name("service")]
+    command: Annotated[str, _command_line('e.g. "metrics serve --port 9200"')] = Field(
         description='a long-running fleet command line, e.g. "metrics serve --port 9200"')
     market: MarketName
     start_minutes_before_open: int = Field(default=0, ge=0, le=720)

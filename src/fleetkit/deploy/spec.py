@@ -94,7 +94,6 @@ def fleet_processes(config: FleetConfig, roles: DbRoles, passwords_dir: str, *,
                     dashboard_host: str = "127.0.0.1") -> tuple[Process, ...]:
     """Everything that runs beside the bots, in start order. `passwords_dir` is where the
     roles one-shot finds each role's `<role>.password`."""
-    has_jobs = config.scheduled_work
     return (
         Process("migrate", "database migrations (one-shot)", ("db", "upgrade"), oneshot=True,
                 after=()),
@@ -102,7 +101,7 @@ def fleet_processes(config: FleetConfig, roles: DbRoles, passwords_dir: str, *,
                 roles.roles_args(passwords_dir), oneshot=True),
         Process("broker", "sandbox broker", ("broker", "serve", *broker_args)),
         Process("scheduler", "scheduled jobs (each period runs once, fleet-wide)",
-                ("scheduler", "run"), off=None if has_jobs else NO_JOBS_NOTE),
+                ("scheduler", "run"), off=None if config.scheduled_work else NO_JOBS_NOTE),
         Process("metrics", "Prometheus metrics for the whole fleet (local only)",
                 ("metrics", "serve", "--host", dashboard_host, "--port", str(METRICS_PORT)),
                 login="reader", after=BOTS_AFTER),

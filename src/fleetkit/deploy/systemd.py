@@ -99,7 +99,8 @@ class ScheduledJob:
 
     def __post_init__(self) -> None:
         if not _JOB_UNIT.match(self.name):
-            raise ValueError(f"job name {self.name!r}: lowercase letters, digits and '-'")
+            raise ValueError(f"job name {self.name!r}: lowercase letters, digits, '-' and "
+                             "'_', starting with a letter or digit")
         if not _CALENDAR.match(self.on_calendar):
             raise ValueError(f"job {self.name}: {self.on_calendar!r} is not a calendar expression")
 

@@ -41,10 +41,6 @@ class ServiceLeases:
         self._owner = owner
         self._actor = actor
 
-    @property
-    def owner(self) -> str:
-        return self._owner
-
     def acquire(self, service: str, ttl_s: float, now: datetime, pid: int | None = None) -> bool:
         """Take or renew the lease on `service`; False while another owner's is live."""
         values = {"owner": self._owner, "expires_at": now + timedelta(seconds=ttl_s),
