@@ -310,12 +310,6 @@ class _Handler(LoopbackHandler):
 
     server: LoopbackServer
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
     def log_message(self, format: str, *args: object) -> None:
         # The request line holds a token (right or wrong): keep it out of the test's logs too.
         log.debug("fake telegram: %s", _ANY_TOKEN.sub("/bot<token>/", format % args))

@@ -20,7 +20,18 @@ class LoopbackServer(ThreadingHTTPServer):
 
 
 class LoopbackHandler(BaseHTTPRequestHandler):
+    """GET and POST go to `_serve`, which each fake writes."""
+
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        raise NotImplementedError
 
     def send_body(self, status: int, content_type: str, body: bytes,
                   headers: Mapping[str, str] | None = None) -> None:

@@ -19,12 +19,6 @@ class _Handler(LoopbackHandler):
 
     server: LoopbackServer
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
     def do_DELETE(self) -> None:
         self._serve()
 
