@@ -40,6 +40,7 @@ def _register() -> None:
         fleet_cmds,
         jobs_cmds,
         metrics_cmds,
+        notify_cmds,
         reconcile_cmd,
     )
 

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.core.instruments import MARKETS
 from fleetkit.core.market_data import INTERVALS_S
 from fleetkit.core.orders import OrderType
@@ -606,6 +607,10 @@ class FleetConfig(Strict):
     services: list[ServiceSettings] = Field(
         default_factory=list, description="market-hours services the scheduler starts at "
         "open and stops at close")
+    notify: NotifySettings = Field(default_factory=NotifySettings, description="alerts by "
+                                   "concern, reports and Telegram commands (`fleet notify run`)")
+    monitors: MonitorSettings = Field(default_factory=MonitorSettings,
+                                      description="server, heartbeat and security checks")
 
     @field_validator("fx_usd")
     @classmethod

@@ -36,6 +36,7 @@ from fleetkit.store.status import FleetView, fleet_view
 log = get_logger("fleet")
 BROKER = "broker"
 SCHEDULER = "scheduler"  # started only when the config has enabled jobs or services
+NOTIFIER = "notifier"  # started only when the config has notification routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,9 @@ def child_specs(loaded: LoadedConfig, db_url: str) -> list[ChildSpec]:
     if loaded.config.scheduled_work:
         specs.append(ChildSpec(SCHEDULER, [*python, "scheduler", "run"],
                                logs / "scheduler.log", env, "service"))
+    if loaded.config.notify.routes:
+        specs.append(ChildSpec(NOTIFIER, [*python, "notify", "run"], logs / "notifier.log",
+                               env, "service"))
     return specs
 
 
@@ -205,7 +209,8 @@ def _supervisor(loaded: LoadedConfig, db_url: str, database: Database) -> Superv
             read_at[0] = now
         if now < trust_from[0]:
             return None
-        component = {BROKER: "broker", SCHEDULER: "scheduler"}.get(name, f"bot:{name}")
+        component = {BROKER: "broker", SCHEDULER: "scheduler",
+                     NOTIFIER: "notifier"}.get(name, f"bot:{name}")
         beat_at = cache.get(component)
         return None if beat_at is None else (datetime.now(UTC) - beat_at).total_seconds()
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert
 
+from fleetkit.core.alerts import concern_for
 from fleetkit.core.controls import Control, HaltSource, TradingState
 from fleetkit.core.ledger import Position
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Fill, Order, OrderStatus, OrderType, Side
-from fleetkit.store.schema import events
+from fleetkit.store.schema import events, outbox
 
 
 def order_from_row(row: Row[Any]) -> Order:
@@ -60,10 +61,26 @@ def control_from_row(row: Row[Any] | None) -> Control:
 def insert_event(conn: Connection, *, bot_id: int | None, kind: str, message: str, now: datetime,
                  severity: str = "info", code: str | None = None,
                  data: Mapping[str, Any] | None = None, actor: str | None = None) -> None:
-    """Write an audit event on `conn`, i.e. inside the caller's transaction."""
+    """Write an audit event on `conn`, i.e. inside the caller's transaction, and, when its
+    kind is news to someone (core.alerts), the notification of it: both or neither."""
     conn.execute(insert(events).values(
         bot_id=bot_id, kind=kind, severity=severity, code=code, message=message,
         data=jsonable(data or {}), actor=actor, created_at=now))
+    concern = concern_for(kind)
+    if concern is not None:
+        enqueue_notification(conn, bot_id=bot_id, kind=kind, concern=concern.value,
+                             severity=severity, text=message, now=now,
+                             collapse_key=f"{kind}|{bot_id or ''}|{code or ''}")
+
+
+def enqueue_notification(conn: Connection, *, bot_id: int | None, kind: str, concern: str,
+                         severity: str, text: str, now: datetime, collapse_key: str,
+                         dedup_key: str | None = None) -> None:
+    """Put a notification in the outbox on `conn` (the caller's transaction). Plain INSERT:
+    a bot's database role may insert its own outbox rows but read none back."""
+    conn.execute(insert(outbox).values(
+        bot_id=bot_id, kind=kind, concern=concern, severity=severity, text=text,
+        collapse_key=collapse_key[:255], dedup_key=dedup_key, created_at=now))
 
 
 def jsonable(value: Any) -> Any:

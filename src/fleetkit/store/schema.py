@@ -274,3 +274,62 @@ service_leases = Table(
     Column("pid", Integer),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# The notification outbox: a row per event worth telling someone, inserted in the same
+# transaction as the event (so a notification exists exactly when its event does), plus
+# reports and monitor alerts. The notifier expands each row into one delivery per route
+# and stamps routed_at; dedup_key makes a scheduled report's enqueue idempotent.
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot_id", Id, ForeignKey("bots.id")),
+    Column("kind", String(64), nullable=False),
+    Column("concern", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    # Identical alerts share it (kind, bot, code): repeats within a window collapse.
+    Column("collapse_key", String(255), nullable=False),
+    Column("dedup_key", String(128), unique=True),
+    # Set by the notifier for its own messages: a collapse summary goes only to the route
+    # whose alerts it counts; news of a failing route is never sent through that route.
+    Column("only_route", String(64)),
+    Column("skip_route", String(64)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("routed_at", UTCDateTime()),
+    Index(None, "routed_at", "id"),
+    # A bot role may insert here but not SELECT, so no INSERT ... RETURNING id.
+    implicit_returning=False,
+)
+
+# One outbox row on one route: the unit that is sent, retried, collapsed or dead-lettered.
+# delivered_parts survives a crash, so a resumed send never repeats a part that went out.
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outbox_id", Id, ForeignKey("outbox.id"), nullable=False),
+    Column("route", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("collapse_key", String(255), nullable=False),
+    Column("collapsed_into", Id),
+    Column("attempts", Integer, nullable=False),
+    Column("delivered_parts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    UniqueConstraint("outbox_id", "route"),
+    CheckConstraint("status IN ('pending', 'sent', 'collapsed', 'dead')", name="status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "route", "collapse_key", "created_at"),
+)
+
+# Small durable state of the notifier and monitors, by key: the Telegram update offset,
+# pending command confirmations, when each report last went out, each monitor key's last
+# severity (so a lasting problem is one alert and its end another).
+notify_state = Table(
+    "notify_state", metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

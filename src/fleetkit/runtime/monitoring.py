@@ -1,0 +1,166 @@
+"""Running the monitors (monitor.server, .services, .security) and turning their findings
+into alerts: once when a problem starts or changes severity, once when it ends.
+
+Each finding's last state is kept in notify_state under `monitor:KEY`, written in the same
+transaction as the event (and so the outbox row) that tells of a change: a lasting problem
+is one alert, not one every 15 minutes, across restarts too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fleetkit.config.loader import LoadedConfig
+from sqlalchemy import Engine
+
+from fleetkit.core.alerts import Concern, Finding, Severity
+from fleetkit.core.errors import FleetError
+from fleetkit.monitor import security, server, services
+from fleetkit.runtime.logs import get_logger
+from fleetkit.sqlutil.engine import write_transaction
+from fleetkit.store.database import Database
+from fleetkit.store.fleet import FleetStore
+from fleetkit.store.outbox import NotifyState, Outbox
+from fleetkit.store.rows import insert_event
+
+log = get_logger("monitor")
+
+MONITORS = ("server", "services", "security")
+STATE_PREFIX = "monitor:"
+
+
+class Monitoring:
+    def __init__(self, loaded: LoadedConfig, database: Database | None, *,
+                 psutil_module: server.PsutilLike | None = None,
+                 runner: security.Runner | None = None) -> None:
+        """`database` may be None to check server and security only (no alerting)."""
+        self._config = loaded.config
+        self._database = database
+        self._psutil = psutil_module
+        self._runner = runner
+        self.security_since: datetime | None = None
+
+    @property
+    def _engine(self) -> Engine:
+        if self._database is None:
+            raise FleetError("the services monitor and alerting need the fleet database")
+        return self._database.engine
+
+    # --- checking -------------------------------------------------------------------------
+
+    def check(self, names: Sequence[str], now: datetime) -> list[Finding]:
+        found: list[Finding] = []
+        for name in names:
+            found += getattr(self, f"check_{name}")(now)
+        return found
+
+    def check_server(self, now: datetime) -> list[Finding]:
+        m = self._config.monitors
+        thresholds = server.ServerThresholds(m.disk_warning_pct, m.disk_critical_pct,
+                                             m.memory_warning_pct, m.memory_critical_pct,
+                                             m.cpu_warning_pct)
+        if self._psutil is None:
+            reading = server.read_server(m.disk_paths)
+        else:
+            reading = server.read_server(m.disk_paths, psutil_module=self._psutil)
+        return server.check_server(reading, thresholds)
+
+    def check_services(self, now: datetime) -> list[Finding]:
+        beats = [services.Beat(b.component, b.kind, b.status, b.beat_at, b.detail)
+                 for b in FleetStore(self._engine).heartbeats()]
+        expected = [f"bot:{bot.name}" for bot in self._config.bots]
+        return services.check_heartbeats(beats, now,
+                                         self._config.monitors.stale_after_minutes * 60,
+                                         expected)
+
+    def check_security(self, now: datetime) -> list[Finding]:
+        window = timedelta(minutes=self._config.monitors.security_every_minutes or 15)
+        since = self.security_since or now - window
+        self.security_since = now
+        failed = security.read_failed_logins(since, self._runner)
+        jails = security.read_jails(self._runner)
+        thresholds = security.SecurityThresholds(self._config.monitors.failed_logins_warning,
+                                                 max(1.0, (now - since).total_seconds()))
+        return security.check_security(failed, jails, thresholds)
+
+    def security_summary(self, now: datetime) -> str:
+        since = now - timedelta(days=1)
+        return security.security_summary(security.read_failed_logins(since, self._runner),
+                                         security.read_jails(self._runner), since, now)
+
+    # --- alerting on changes --------------------------------------------------------------
+
+    def record(self, findings: Sequence[Finding], now: datetime) -> int:
+        """Alert on what changed since the last check; how many alerts were raised."""
+        previous = NotifyState(self._engine).prefixed(STATE_PREFIX)
+        raised = 0
+        with write_transaction(self._engine) as conn:
+            for finding in findings:
+                key = STATE_PREFIX + finding.key
+                before: dict[str, Any] = previous.get(key) or {}
+                was_alerting = bool(before.get("alerting"))
+                if finding.alerting and before.get("severity") != finding.severity.label:
+                    insert_event(conn, bot_id=None, kind=f"monitor.{finding.monitor}",
+                                 severity=finding.severity.label, code=finding.key,
+                                 message=finding.message, now=now, actor="monitor",
+                                 data=dict(finding.data))
+                    raised += 1
+                elif was_alerting and not finding.alerting:
+                    insert_event(conn, bot_id=None, kind="monitor.resolved", severity="info",
+                                 code=finding.key, message=f"resolved: {finding.message}",
+                                 now=now, actor="monitor", data=dict(finding.data))
+                    raised += 1
+                since = before.get("since") if before.get("severity") == \
+                    finding.severity.label else now.isoformat()
+                NotifyState.put_on(conn, key, {
+                    "monitor": finding.monitor, "severity": finding.severity.label,
+                    "alerting": finding.alerting, "message": finding.message,
+                    "since": since, "checked_at": now.isoformat()}, now)
+        return raised
+
+
+class MonitorTask:
+    """The monitors on their intervals inside the notifier, plus the daily security summary."""
+
+    name = "monitors"
+
+    def __init__(self, loaded: LoadedConfig, database: Database,
+                 monitoring: Monitoring | None = None) -> None:
+        self._config = loaded.config
+        self._monitoring = monitoring or Monitoring(loaded, database)
+        self._outbox = Outbox(database.engine)
+        self._last: dict[str, datetime] = {}
+        self._summary_day: str | None = None
+
+    def run_if_due(self, now: datetime) -> None:
+        m = self._config.monitors
+        every = {"server": m.server_every_minutes, "services": m.services_every_minutes,
+                 "security": m.security_every_minutes}
+        for name in MONITORS:
+            minutes = every[name]
+            last = self._last.get(name)
+            if not minutes or (last is not None and now - last < timedelta(minutes=minutes)):
+                continue
+            self._last[name] = now
+            findings = self._monitoring.check([name], now)
+            raised = self._monitoring.record(findings, now)
+            if raised:
+                log.info("monitor alerts", action="monitor.alerts", monitor=name, raised=raised)
+        self._summary_if_due(now)
+
+    def _summary_if_due(self, now: datetime) -> None:
+        at = self._config.monitors.security_summary_at
+        if at is None or not self._config.monitors.security_every_minutes:
+            return
+        local = now.astimezone(ZoneInfo(self._config.notify.reports.timezone))
+        day = local.date().isoformat()
+        if local.strftime("%H:%M") < at or day == self._summary_day:
+            return
+        self._summary_day = day
+        self._outbox.enqueue(kind="report.security", concern=Concern.BRIEF.value,
+                             severity=Severity.INFO, now=now,
+                             text=self._monitoring.security_summary(now),
+                             dedup_key=f"report.security:{day}")

@@ -1,0 +1,318 @@
+"""The notifier: drains the outbox into Telegram and webhooks, never in a bot's way.
+
+One pass (`Notifier.run_once`):
+
+    route      unrouted outbox rows -> one delivery per route (collapsing repeats)
+    summarize  "... — N more times in 10 min" once a collapse window closes
+    deliver    due deliveries, oldest first, within each route's rate limits; a failure
+               is retried with jittered exponential backoff (a provider's retry_after is
+               a floor), then dead-lettered after `max_attempts`, or at once when the
+               provider refused it for good (bad token, blocked bot); a dead letter is
+               itself news, told on every *other* route
+    tasks      reports, monitors (runtime.notify_tasks), each when it is due
+
+Delivery is at least once: the outbox row is marked sent after the provider said so, and a
+split text's delivered parts are recorded on every failure, so a retry resends nothing that
+is known to have gone out. Only a crash between the provider's answer and our commit can
+repeat a message.
+
+A route whose secret cannot be read keeps its messages pending (checked again every
+minute) and says so in status and on the other routes. When the database is down the
+notifier cannot read the outbox; after `db_outage_alert_after_s` it tells the
+infrastructure routes directly, and again when the database is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from fleetkit.config.notify import NotifySettings, TelegramRoute, WebhookRoute
+from fleetkit.config.secrets import read_secret
+from fleetkit.core.alerts import Concern, Severity
+from fleetkit.core.errors import ConfigError, DatabaseUnavailableError, FleetError
+from fleetkit.notify.base import OutcomeKind, Sender
+from fleetkit.notify.ratelimit import Backoff, Bucket, RateLimiter, TelegramLimits
+from fleetkit.notify.telegram import TelegramSender
+from fleetkit.notify.webhook import WebhookSender
+from fleetkit.runtime.logs import get_logger
+from fleetkit.store.outbox import Due, Outbox
+
+log = get_logger("notifier")
+
+COMPONENT = "notifier"
+BROKEN_ROUTE_RECHECK_S = 60.0
+_ICONS = {Severity.DEBUG: "·", Severity.INFO: "ℹ️", Severity.WARNING: "⚠️",
+          Severity.ERROR: "❗", Severity.CRITICAL: "🚨"}
+# A webhook endpoint has no published limits; this keeps a burst from hammering it.
+_WEBHOOK_LIMITS = TelegramLimits(per_chat=Bucket(rate_per_s=5.0, burst=10),
+                                 per_group=Bucket(rate_per_s=5.0, burst=10),
+                                 overall=Bucket(rate_per_s=20.0, burst=20))
+
+
+class ClosableSender(Sender, Protocol):
+    def close(self) -> None: ...
+
+
+@dataclass
+class RouteLink:
+    """A configured route with its sender, or why it has none."""
+
+    name: str
+    destination: str
+    sender: ClosableSender | None
+    broken: str = ""  # why there is no sender (a missing token ...)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    blocked_until: datetime | None = None
+
+
+def open_routes(settings: NotifySettings, base: Path | None = None,
+                transport_for: Callable[[str], object] | None = None) -> dict[str, RouteLink]:
+    """A link per enabled route. A route whose secret is missing is kept, broken, so its
+    messages wait in the outbox rather than vanish. Routes on one Telegram token share one
+    rate limiter (Telegram counts per bot)."""
+    links: dict[str, RouteLink] = {}
+    limiters: dict[str, RateLimiter] = {}
+    for route in settings.routes:
+        if not route.enabled:
+            continue
+        try:
+            sender, key = _sender(route, base)
+        except (ConfigError, ValueError) as exc:
+            links[route.name] = RouteLink(route.name, route.destination, None, str(exc))
+            log.error("route unusable", action="notify.route_broken", route=route.name,
+                      error=str(exc))
+            continue
+        if isinstance(route, WebhookRoute):
+            limiter = RateLimiter(_WEBHOOK_LIMITS)
+        else:
+            limiter = limiters.setdefault(key, RateLimiter())
+        links[route.name] = RouteLink(route.name, route.destination, sender, limiter=limiter)
+    return links
+
+
+def _sender(route: TelegramRoute | WebhookRoute, base: Path | None
+            ) -> tuple[ClosableSender, str]:
+    if isinstance(route, TelegramRoute):
+        token = read_secret(f"route {route.name}: the Telegram token", route.token_env,
+                            route.token_file, base)
+        return TelegramSender(token, route.api_base_url, route.timeout_s), token
+    url = read_secret(f"route {route.name}: the webhook URL", route.url_env, route.url_file,
+                      base)
+    headers = {name: read_secret(f"route {route.name}: header {name}", env, None)
+               for name, env in route.headers_env.items()}
+    return WebhookSender(url, route.timeout_s, headers), route.name
+
+
+def render(due: Due, fleet_name: str) -> str:
+    """The text a person reads: what and where first, then the event's own words."""
+    if due.concern == Concern.BRIEF.value:
+        return due.text
+    where = due.bot or "fleet"
+    return f"{_ICONS[due.severity]} [{fleet_name}] {where} · {due.kind}\n{due.text}"
+
+
+def describe_repeats(text: str, bot: str | None, count: int, window_s: float) -> str:
+    first_line = text.splitlines()[0] if text else ""
+    times = "1 more time" if count == 1 else f"{count} more times"
+    return f"{bot or 'fleet'}: {first_line[:200]} — {times} in {_minutes(window_s)}"
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 120:
+        return f"{int(seconds)} s"
+    return f"{round(seconds / 60)} min"
+
+
+class PeriodicTask(Protocol):
+    """Work the notifier does on a schedule (reports, monitors)."""
+
+    name: str
+
+    def run_if_due(self, now: datetime) -> None: ...
+
+
+@dataclass
+class PassStats:
+    routed: int = 0
+    summaries: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+class Notifier:
+    def __init__(self, outbox: Outbox, settings: NotifySettings, links: Mapping[str, RouteLink],
+                 fleet_name: str, *, tasks: Sequence[PeriodicTask] = (),
+                 backoff: Backoff | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._outbox = outbox
+        self._settings = settings
+        self._links = dict(links)
+        self._fleet = fleet_name
+        self._tasks = list(tasks)
+        self._backoff = backoff or Backoff(settings.backoff_base_s, settings.backoff_cap_s)
+        self._now = now
+        self._db_down_since: datetime | None = None
+        self._db_down_told = False
+        self.passes = 0
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Tell the other routes about any route that cannot send (once a day)."""
+        self._tell_broken_routes()
+
+    def pass_safely(self) -> PassStats:
+        try:
+            stats = self.run_once()
+        except DatabaseUnavailableError as exc:
+            self._database_down(str(exc))
+            return PassStats()
+        self._database_up()
+        return stats
+
+    def run_once(self) -> PassStats:
+        now = self._now()
+        stats = PassStats()
+        self.passes += 1
+        stats.routed = self._outbox.route(self._routes_for, self._settings.collapse_window_s,
+                                          now)
+        stats.summaries = self._outbox.summarize_collapsed(self._settings.collapse_window_s,
+                                                           now, describe_repeats)
+        self._deliver(now, stats)
+        for task in self._tasks:
+            try:
+                task.run_if_due(now)
+            except DatabaseUnavailableError:
+                raise
+            except Exception as exc:  # one task's bug must not stop delivery
+                log.exception("notifier task failed", action="notify.task_failed",
+                              task=task.name, error=str(exc))
+        return stats
+
+    def close(self) -> None:
+        for link in self._links.values():
+            if link.sender is not None:
+                link.sender.close()
+
+    # --- routing and delivery -------------------------------------------------------------
+
+    def _routes_for(self, concern: str, severity: Severity) -> list[str]:
+        return [name for name in self._settings.routes_for(concern, severity)
+                if name in self._links]
+
+    def _deliver(self, now: datetime, stats: PassStats) -> None:
+        for due in self._outbox.due(now):
+            link = self._links.get(due.route)
+            if link is None:
+                self._outbox.dead(due.id, due.delivered_parts, f"route {due.route} is no "
+                                  "longer configured", now)
+                stats.dead += 1
+                continue
+            if link.blocked_until is not None and link.blocked_until > now:
+                continue  # keep the route's order: nothing overtakes a message waiting
+            if link.sender is None:
+                self._outbox.postpone(due.id, link.broken,
+                                      now + timedelta(seconds=BROKEN_ROUTE_RECHECK_S), now)
+                continue
+            if link.limiter.wait_s(link.destination) > 0:
+                continue
+            self._attempt(link, link.sender, due, now, stats)
+
+    def _attempt(self, link: RouteLink, sender: Sender, due: Due, now: datetime,
+                 stats: PassStats) -> None:
+        outcome = sender.send(link.destination, render(due, self._fleet),
+                              skip_parts=due.delivered_parts)
+        link.limiter.sent(link.destination, len(outcome.message_ids))
+        if outcome.ok:
+            self._outbox.sent(due.id, outcome.delivered_parts, now)
+            link.blocked_until = None
+            stats.sent += 1
+            return
+        attempt = due.attempts + 1
+        error = outcome.description or outcome.kind.value
+        if outcome.kind is OutcomeKind.REJECTED or attempt >= self._settings.max_attempts:
+            self._outbox.dead(due.id, outcome.delivered_parts, error, now)
+            stats.dead += 1
+            log.error("notification dead-lettered", action="notify.dead_letter",
+                      route=link.name, delivery=due.id, attempts=attempt, error=error)
+            self._tell_dead_letter(link.name, due, attempt, error, now)
+            return
+        delay = self._backoff.delay_s(due.attempts, outcome.retry_after_s)
+        retry_at = now + timedelta(seconds=delay)
+        self._outbox.retry(due.id, outcome.delivered_parts, error, retry_at, now)
+        link.blocked_until = retry_at
+        stats.retried += 1
+        log.info("notification will be retried", action="notify.retry", route=link.name,
+                 delivery=due.id, attempt=attempt, retry_in_s=round(delay, 1), error=error)
+
+    def _tell_dead_letter(self, route: str, due: Due, attempts: int, error: str,
+                          now: datetime) -> None:
+        if due.kind.startswith("notify."):
+            return  # news of a failure that failed itself: status shows it, no loop
+        self._outbox.enqueue(
+            kind="notify.dead_letter", concern=Concern.INFRASTRUCTURE.value,
+            severity=Severity.ERROR, now=now, skip_route=route,
+            collapse_key=f"notify.dead_letter|{route}",
+            text=f"route {route} gave up on a {due.kind} message after {attempts} "
+                 f"attempt(s): {error[:300]} — see `fleet notify dead`, then "
+                 f"`fleet notify retry --route {route}`")
+
+    def _tell_broken_routes(self) -> None:
+        broken = {name: link.broken for name, link in self._links.items() if link.sender is None}
+        if not broken:
+            return
+        now = self._now()
+        try:
+            for name, why in broken.items():
+                self._outbox.enqueue(
+                    kind="notify.route_broken", concern=Concern.INFRASTRUCTURE.value,
+                    severity=Severity.ERROR, now=now, skip_route=name,
+                    collapse_key=f"notify.route_broken|{name}",
+                    dedup_key=f"route-broken:{name}:{now:%Y-%m-%d}",
+                    text=f"route {name} cannot send: {why} — its messages wait in the outbox")
+        except FleetError as exc:
+            log.warning("could not enqueue route problem", action="notify.enqueue_failed",
+                        error=str(exc))
+
+    # --- the database going away ----------------------------------------------------------
+
+    def _database_down(self, error: str) -> None:
+        now = self._now()
+        if self._db_down_since is None:
+            self._db_down_since = now
+            log.error("database unavailable: notifications wait", action="db.unavailable",
+                      error=error)
+        waited = (now - self._db_down_since).total_seconds()
+        if not self._db_down_told and waited >= self._settings.db_outage_alert_after_s:
+            self._db_down_told = True
+            self._tell_directly(Severity.CRITICAL, f"database unreachable since "
+                                f"{self._db_down_since:%H:%M:%S} UTC: {error[:300]} — bots "
+                                "pause trading until it is back")
+
+    def _database_up(self) -> None:
+        if self._db_down_since is None:
+            return
+        waited = (self._now() - self._db_down_since).total_seconds()
+        if self._db_down_told:
+            self._tell_directly(Severity.INFO, f"database reachable again after "
+                                f"{_minutes(waited)}")
+        log.info("database reachable again", action="db.recovered", down_s=round(waited, 1))
+        self._db_down_since, self._db_down_told = None, False
+
+    def _tell_directly(self, severity: Severity, text: str) -> None:
+        """Past the outbox (it lives in the database that is down): best effort, once."""
+        message = f"{_ICONS[severity]} [{self._fleet}] notifier · database\n{text}"
+        for name in self._routes_for(Concern.INFRASTRUCTURE.value, severity):
+            link = self._links[name]
+            if link.sender is None:
+                continue
+            outcome = link.sender.send(link.destination, message)
+            link.limiter.sent(link.destination, len(outcome.message_ids))
+            if not outcome.ok:
+                log.warning("direct alert not delivered", action="notify.direct_failed",
+                            route=name, error=outcome.description)
