@@ -523,3 +523,27 @@ def test_a_role_password_without_the_url_naming_the_role_is_refused(
     # SQLite has no roles: generated units set the file anyway, and it is ignored.
     sqlite = LoadedConfig(parse_config(CONFIG, "test.yaml"), "test.yaml", tmp_path)
     assert database_url(sqlite) == f"sqlite:///{tmp_path / 'fleet.db'}"
+
+
+def test_a_bot_enqueues_notifications_for_its_own_events_only_and_reads_none_back(
+        fleet: Fleet, as_bot: dict[str, Database]) -> None:
+    """Migration 0007: a bot's role may INSERT outbox rows for itself (what insert_event does
+    with each notify-worthy event), never for another bot, and may not read the outbox or
+    touch deliveries; the reader sees it all."""
+    a, b = fleet.ids["alpha"], fleet.ids["beta"]
+    alpha = as_bot["alpha"]
+    trade(alpha, a, "a-1", "100")  # its fill event enqueues its notification
+    with fleet.owner.engine.connect() as conn:
+        mine = conn.execute(text("SELECT count(*) FROM outbox WHERE bot_id = :a AND kind = "
+                                 "'order.fill'"), {"a": a}).scalar_one()
+    assert mine >= 1
+    insert = ("INSERT INTO outbox (bot_id, kind, concern, severity, text, collapse_key, "
+              "created_at) VALUES (:b, 'control.halted', 'trading', 'critical', 'forged', "
+              "'k', now())")
+    assert refused(alpha, insert, b=b)
+    assert errors(alpha, "SELECT * FROM outbox")
+    assert errors(alpha, "SELECT * FROM deliveries")
+    assert errors(alpha, "SELECT * FROM notify_state")
+    assert refused(alpha, "UPDATE outbox SET text = 'x'")
+    with as_bot["reader"].engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM outbox")).scalar_one() >= 1

@@ -109,19 +109,30 @@ def status(config: ConfigOption = None, db: DbOption = None,
     from fleetkit.store.database import open_database
     from fleetkit.store.status import fleet_view
 
+    from fleetkit.store.outbox import Outbox
+
     loaded = load_config(config)
     database = open_database(database_url(loaded, db), must_exist=True)
+    now = datetime.now(UTC)
     try:
-        view = fleet_view(database.engine, datetime.now(UTC), loaded.config.runtime.stale_after_s)
+        view = fleet_view(database.engine, now, loaded.config.runtime.stale_after_s)
+        routes = Outbox(database.engine).health()
     finally:
         database.dispose()
     if as_json:
-        typer.echo(json.dumps(view.as_json(), indent=2))
+        typer.echo(json.dumps({**view.as_json(), "notifications": {
+            h.route: h.as_json(now) for h in routes}}, indent=2))
         return
     if not view.bots:
         typer.echo("no bots registered yet: start the fleet with `fleet up`")
         return
     Console().print(fleet_table(view))
+    for h in routes:
+        if h.dead or h.pending:
+            hint = " — see `fleet notify dead`" if h.dead else ""
+            typer.echo(f"notifications {h.route}: {h.pending} pending, {h.dead} dead letter(s)"
+                       f"{hint}" + (f"; last error: {h.last_error[:120]}" if h.last_error
+                                    else ""))
 
 
 @app.command()

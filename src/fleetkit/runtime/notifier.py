@@ -157,7 +157,7 @@ class Notifier:
         self._backoff = backoff or Backoff(settings.backoff_base_s, settings.backoff_cap_s)
         self._now = now
         self._db_down_since: datetime | None = None
-        self._db_down_told = False
+        self._db_down_told: list[str] = []  # the routes told of the outage: told of its end
         self.passes = 0
 
     # --- the loop -------------------------------------------------------------------------
@@ -258,7 +258,7 @@ class Notifier:
             kind="notify.dead_letter", concern=Concern.INFRASTRUCTURE.value,
             severity=Severity.ERROR, now=now, skip_route=route,
             collapse_key=f"notify.dead_letter|{route}",
-            text=f"route {route} gave up on a {due.kind} message after {attempts} "
+            text=f"route {route} gave up on a message ({due.kind}) after {attempts} "
                  f"attempt(s): {error[:300]} — see `fleet notify dead`, then "
                  f"`fleet notify retry --route {route}`")
 
@@ -289,30 +289,37 @@ class Notifier:
                       error=error)
         waited = (now - self._db_down_since).total_seconds()
         if not self._db_down_told and waited >= self._settings.db_outage_alert_after_s:
-            self._db_down_told = True
-            self._tell_directly(Severity.CRITICAL, f"database unreachable since "
-                                f"{self._db_down_since:%H:%M:%S} UTC: {error[:300]} — bots "
-                                "pause trading until it is back")
+            routes = self._routes_for(Concern.INFRASTRUCTURE.value, Severity.CRITICAL)
+            self._db_down_told = self._tell_directly(
+                routes, Severity.CRITICAL, f"database unreachable since "
+                f"{self._db_down_since:%H:%M:%S} UTC: {error[:300]} — bots pause trading "
+                "until it is back")
 
     def _database_up(self) -> None:
         if self._db_down_since is None:
             return
         waited = (self._now() - self._db_down_since).total_seconds()
         if self._db_down_told:
-            self._tell_directly(Severity.INFO, f"database reachable again after "
-                                f"{_minutes(waited)}")
+            self._tell_directly(self._db_down_told, Severity.INFO,
+                                f"database reachable again after {_minutes(waited)}")
         log.info("database reachable again", action="db.recovered", down_s=round(waited, 1))
-        self._db_down_since, self._db_down_told = None, False
+        self._db_down_since, self._db_down_told = None, []
 
-    def _tell_directly(self, severity: Severity, text: str) -> None:
-        """Past the outbox (it lives in the database that is down): best effort, once."""
+    def _tell_directly(self, routes: Sequence[str], severity: Severity, text: str
+                       ) -> list[str]:
+        """Past the outbox (it lives in the database that is down): best effort, once.
+        The routes that took it."""
         message = f"{_ICONS[severity]} [{self._fleet}] notifier · database\n{text}"
-        for name in self._routes_for(Concern.INFRASTRUCTURE.value, severity):
+        told = []
+        for name in routes:
             link = self._links[name]
             if link.sender is None:
                 continue
             outcome = link.sender.send(link.destination, message)
             link.limiter.sent(link.destination, len(outcome.message_ids))
-            if not outcome.ok:
+            if outcome.ok:
+                told.append(name)
+            else:
                 log.warning("direct alert not delivered", action="notify.direct_failed",
                             route=name, error=outcome.description)
+        return told

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -9,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert
 
-from fleetkit.core.alerts import concern_for
+from fleetkit.core.alerts import Severity, concern_for, severity_of
 from fleetkit.core.controls import Control, HaltSource, TradingState
 from fleetkit.core.ledger import Position
 from fleetkit.core.numbers import ZERO
@@ -70,7 +71,17 @@ def insert_event(conn: Connection, *, bot_id: int | None, kind: str, message: st
     if concern is not None:
         enqueue_notification(conn, bot_id=bot_id, kind=kind, concern=concern.value,
                              severity=severity, text=message, now=now,
-                             collapse_key=f"{kind}|{bot_id or ''}|{code or ''}")
+                             collapse_key=collapse_key(kind, bot_id, severity, code, message))
+
+
+def collapse_key(kind: str, bot_id: int | None, severity: str, code: str | None,
+                 message: str) -> str:
+    """What makes two alerts "the same" for collapsing repeats: kind, bot and the code
+    naming the condition (or, without one, the text). Info is news each time (every fill
+    is its own), so it never collapses."""
+    if severity_of(severity) <= Severity.INFO:
+        return f"{kind}|{bot_id or ''}|{uuid.uuid4().hex}"
+    return f"{kind}|{bot_id or ''}|{code if code else message[:120]}"
 
 
 def enqueue_notification(conn: Connection, *, bot_id: int | None, kind: str, concern: str,
