@@ -81,6 +81,9 @@ class Process:
 
 # What the bots (and readers) wait for: the schema, then their roles.
 BOTS_AFTER = ("migrate", "roles")
+NO_ROUTES_NOTE = ("the config has no notify.routes, so nothing would be delivered: generated, "
+                  "but not started by default (add routes, with their tokens in the "
+                  "environment or secret files, and regenerate; docs/alerts.md)")
 
 
 def _missing(name: str, description: str, args: tuple[str, ...],
@@ -105,7 +108,8 @@ def fleet_processes(config: FleetConfig, roles: DbRoles, passwords_dir: str, *,
         Process("metrics", "Prometheus metrics for the whole fleet (local only)",
                 ("metrics", "serve", "--host", dashboard_host, "--port", str(METRICS_PORT)),
                 login="reader", after=BOTS_AFTER),
-        _missing("notifier", "notification outbox sender", ("notify", "run")),
+        Process("notifier", "alerts: outbox delivery, reports, monitors, Telegram commands",
+                ("notify", "run"), off=None if config.notify.routes else NO_ROUTES_NOTE),
         _missing("dashboard", "dashboard (local only)",
                  ("dashboard", "--host", dashboard_host, "--port", str(DASHBOARD_PORT)),
                  login="reader", after=BOTS_AFTER),

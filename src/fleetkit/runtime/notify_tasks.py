@@ -193,8 +193,9 @@ class DailySummary:
                                           events.c.created_at >= since)
                                    .group_by(events.c.code)).all()
         names = {bot.id: bot.name for bot in FleetStore(self._engine).bots()}
-        halt_lines = [f"{h.created_at:%H:%M} {names.get(h.bot_id, 'fleet')}: {h.message}"
-                      for h in halts]
+        zone = ZoneInfo(self._config.notify.reports.timezone)  # as the header: not UTC
+        halt_lines = [f"{h.created_at.astimezone(zone):%H:%M} "
+                      f"{names.get(h.bot_id, 'fleet')}: {h.message}" for h in halts]
         findings = [f"{value.get('severity', '?')}: {value.get('message', '')}"
                     for value in self._state.prefixed("monitor:").values()
                     if isinstance(value, dict) and value.get("alerting")]
