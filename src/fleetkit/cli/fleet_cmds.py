@@ -107,9 +107,8 @@ def status(config: ConfigOption = None, db: DbOption = None,
     from fleetkit.config.loader import load_config
     from fleetkit.runtime.wiring import database_url
     from fleetkit.store.database import open_database
-    from fleetkit.store.status import fleet_view
-
     from fleetkit.store.outbox import Outbox
+    from fleetkit.store.status import fleet_view
 
     loaded = load_config(config)
     database = open_database(database_url(loaded, db), must_exist=True)

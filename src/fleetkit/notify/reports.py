@@ -115,10 +115,13 @@ def _pnl_cells(line: BotLine) -> list[str]:
             _flags(line)]
 
 
+# A label, not behaviour: real money is worth a second look in a report.
+_MODE_FLAGS = {"live": "LIVE"}
+
+
 def _flags(line: BotLine) -> str:
     flags = [] if line.state is TradingState.ACTIVE else [line.state.value.upper()]
-    if line.mode == "live":  # real money: worth a second look
-        flags.append("LIVE")
+    flags += [_MODE_FLAGS[line.mode]] if line.mode in _MODE_FLAGS else []
     return " ".join(flags)
 
 

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fleetkit.config.loader import LoadedConfig
 from sqlalchemy import Engine
 
+from fleetkit.config.loader import LoadedConfig
 from fleetkit.core.alerts import Concern, Finding, Severity
 from fleetkit.core.errors import FleetError
 from fleetkit.monitor import security, server, services
@@ -159,8 +159,8 @@ class MonitorTask:
         day = local.date().isoformat()
         if local.strftime("%H:%M") < at or day == self._summary_day:
             return
-        self._summary_day = day
         self._outbox.enqueue(kind="report.security", concern=Concern.BRIEF.value,
                              severity=Severity.INFO, now=now,
                              text=self._monitoring.security_summary(now),
                              dedup_key=f"report.security:{day}")
+        self._summary_day = day  # only once written: a database blip is retried within the day

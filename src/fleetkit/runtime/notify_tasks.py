@@ -133,17 +133,16 @@ class PnlReports:
         period = _floor(now, self._every)
         if period == self._done:
             return
+        if (now - period).total_seconds() <= LATE_REPORT_S:
+            view = fleet_view(self._engine, now, self._config.runtime.stale_after_s)
+            text = pnl_update(bot_lines(view, open_markets(self._calendars, now)), period,
+                              self._config.notify.reports.timezone)
+            if text is not None:  # None: every market closed, nothing moved, nothing to say
+                self._outbox.enqueue(kind="report.pnl", concern=Concern.BRIEF.value,
+                                     severity=Severity.INFO, text=text, now=now,
+                                     dedup_key=f"report.pnl:{period:%Y-%m-%dT%H:%M}")
+        # Done only once written: a database blip is retried on the next pass while fresh.
         self._done = period
-        if (now - period).total_seconds() > LATE_REPORT_S:
-            return
-        view = fleet_view(self._engine, now, self._config.runtime.stale_after_s)
-        text = pnl_update(bot_lines(view, open_markets(self._calendars, now)), period,
-                          self._config.notify.reports.timezone)
-        if text is None:
-            return  # every market closed: nothing moved, nothing to say
-        self._outbox.enqueue(kind="report.pnl", concern=Concern.BRIEF.value,
-                             severity=Severity.INFO, text=text, now=now,
-                             dedup_key=f"report.pnl:{period:%Y-%m-%dT%H:%M}")
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
@@ -173,10 +172,10 @@ class DailySummary:
         day = local.date().isoformat()
         if local.time() < at or day == self._done_day:
             return
-        self._done_day = day
         self._outbox.enqueue(kind="report.daily", concern=Concern.BRIEF.value,
                              severity=Severity.INFO, text=self.text(now), now=now,
                              dedup_key=f"report.daily:{day}")
+        self._done_day = day  # only once written: a database blip is retried within the day
 
     def text(self, now: datetime) -> str:
         since = now - timedelta(days=1)

@@ -6,6 +6,7 @@ and a fake command runner; the database, events and outbox are real."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,11 +19,13 @@ from sqlalchemy import select
 
 from fleetkit.config.loader import LoadedConfig, parse_config
 from fleetkit.core.alerts import Severity
+from fleetkit.core.errors import DatabaseUnavailableError
 from fleetkit.runtime.monitoring import Monitoring, MonitorTask
 from fleetkit.store.database import Database
 from fleetkit.store.fleet import FleetStore, Heartbeat
 from fleetkit.store.outbox import NotifyState
 from fleetkit.store.schema import events, outbox
+from tests.support import migrated_database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GIB = 1024**3
@@ -286,3 +289,28 @@ def test_the_security_summary_is_sent_once_a_day_after_its_time(setup: Setup) ->
                           "Security, last 24 h:\n"
                           "  SSH: not checked (journalctl not found on this host)\n"
                           "  fail2ban: not checked (fail2ban-client not found on this host)")]
+
+
+def test_a_security_summary_the_database_refused_is_written_on_the_next_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_SQLITE_BUSY_TIMEOUT_MS", "50")  # a locked file fails fast
+    path = tmp_path / "fleet.db"
+    database = migrated_database(f"sqlite:///{path}")
+    try:
+        setup = Setup(database, tmp_path)
+        setup.loaded = loaded_config(tmp_path, security_summary_at="09:00",
+                                     server_every_minutes=0, services_every_minutes=0)
+        task = MonitorTask(setup.loaded, database, setup.monitoring())
+        task.run_if_due(T0 - timedelta(minutes=5))  # the security check, before the summary
+        other_writer = sqlite3.connect(path, isolation_level=None)
+        other_writer.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            with pytest.raises(DatabaseUnavailableError, match="database is locked"):
+                task.run_if_due(T0)
+        finally:
+            other_writer.execute("ROLLBACK")
+            other_writer.close()
+        task.run_if_due(T0 + timedelta(seconds=1))
+        assert [row[0] for row in setup.outbox()] == ["report.security"]
+    finally:
+        database.dispose()

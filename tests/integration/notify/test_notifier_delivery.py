@@ -35,7 +35,7 @@ from fleetkit.testing.fake_telegram import FakeTelegram
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # Private chats (1 message/s each); a group would add its 20-a-minute bucket.
 TRADING_CHAT, OPS_CHAT, BRIEF_CHAT = "1001", "1002", "1003"
-OPS_TOKEN = "987654321:AAOps-token_for-tests-only-000000000"  # noqa: S105 - a fake
+OPS_TOKEN = "987654321:AAOps-token_for-tests-only-000000000"
 
 
 class Clock:

@@ -6,6 +6,7 @@ from the rows the fleet wrote."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from fleetkit.calendars.market_calendars import MarketCalendars
 from fleetkit.config.loader import LoadedConfig, parse_config
 from fleetkit.core.controls import TradingState
+from fleetkit.core.errors import DatabaseUnavailableError
 from fleetkit.core.market_data import Quote
 from fleetkit.core.orders import Fill, OrderIntent, OrderStatus, OrderType, Side
 from fleetkit.engine.ports import OrderReport
@@ -29,6 +31,7 @@ from fleetkit.store.fleet import FleetStore
 from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.outbox import Outbox
 from fleetkit.store.schema import outbox
+from tests.support import migrated_database
 
 MONDAY = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York: NYSE in session
 SATURDAY = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
@@ -191,7 +194,8 @@ def test_no_report_while_every_market_is_closed(fleet: Fleet) -> None:
     assert fleet.reports("report.pnl") == []
     fleet.pnl_reports().run_if_due(MONDAY)  # the same fleet once NYSE opens
     (row,) = fleet.reports("report.pnl")
-    assert said(row.text)[2:] == ["NYSE — +0.00 USD (1 bot)", "gamma +0.00 USD (r +0.00 u +0.00) 0 pos"]
+    assert said(row.text)[2:] == ["NYSE — +0.00 USD (1 bot)",
+                                  "gamma +0.00 USD (r +0.00 u +0.00) 0 pos"]
 
 
 # --- the daily summary ----------------------------------------------------------------------
@@ -252,3 +256,31 @@ def test_the_daily_summary_comes_once_a_day_at_or_after_its_time(fleet: Fleet) -
     summary.run_if_due(SUMMARY_AT + timedelta(days=1))
     assert [r.dedup_key for r in fleet.reports("report.daily")] == [
         "report.daily:2026-03-02", "report.daily:2026-03-03"]
+
+
+def test_reports_the_database_refused_are_written_on_the_next_pass(
+        tmp_path: Path, calendars: MarketCalendars, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_SQLITE_BUSY_TIMEOUT_MS", "50")  # a locked file fails fast
+    path = tmp_path / "fleet.db"
+    database = migrated_database(f"sqlite:///{path}")
+    try:
+        fleet = Fleet(database, loaded_config(tmp_path), calendars)
+        fleet.register("alpha")
+        tasks = [fleet.pnl_reports(), DailySummary(fleet.loaded, database, fleet.outbox)]
+        other_writer = sqlite3.connect(path, isolation_level=None)
+        other_writer.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            for task in tasks:
+                with pytest.raises(DatabaseUnavailableError, match="database is locked"):
+                    task.run_if_due(SUMMARY_AT)
+        finally:
+            other_writer.execute("ROLLBACK")
+            other_writer.close()
+        for task in tasks:  # the notifier's next pass, a second later
+            task.run_if_due(SUMMARY_AT + timedelta(seconds=1))
+        assert [r.dedup_key for r in fleet.reports("report.pnl")] == [
+            "report.pnl:2026-03-02T22:30"]
+        assert [r.dedup_key for r in fleet.reports("report.daily")] == [
+            "report.daily:2026-03-02"]
+    finally:
+        database.dispose()
