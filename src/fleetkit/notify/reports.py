@@ -120,9 +120,8 @@ _MODE_FLAGS = {"live": "LIVE"}
 
 
 def _flags(line: BotLine) -> str:
-    flags = [] if line.state is TradingState.ACTIVE else [line.state.value.upper()]
-    flags += [_MODE_FLAGS[line.mode]] if line.mode in _MODE_FLAGS else []
-    return " ".join(flags)
+    state = "" if line.state is TradingState.ACTIVE else line.state.value.upper()
+    return " ".join(flag for flag in (state, _MODE_FLAGS.get(line.mode, "")) if flag)
 
 
 def _by_market(lines: Iterable[BotLine]) -> list[tuple[str, list[BotLine]]]:
