@@ -8,12 +8,12 @@ is one alert, not one every 15 minutes, across restarts too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.core.alerts import Concern, Finding, Severity
@@ -119,7 +119,28 @@ class Monitoring:
                     "monitor": finding.monitor, "severity": finding.severity.label,
                     "alerting": finding.alerting, "message": finding.message,
                     "since": since, "checked_at": now.isoformat()}, now)
+            raised += self._resolve_vanished(conn, previous, findings, now)
         return raised
+
+    @staticmethod
+    def _resolve_vanished(conn: Connection, previous: Mapping[str, Any],
+                          findings: Sequence[Finding], now: datetime) -> int:
+        """A problem whose key a monitor no longer reports (a disk path taken out of the
+        config, a bot removed) ends too: otherwise it would stay alerting for ever."""
+        checked = {f.monitor for f in findings}
+        current = {STATE_PREFIX + f.key for f in findings}
+        resolved = 0
+        for key, before in previous.items():
+            if key in current or not isinstance(before, dict) or not before.get("alerting") \
+                    or before.get("monitor") not in checked:
+                continue
+            insert_event(conn, bot_id=None, kind="monitor.resolved", severity="info",
+                         code=key.removeprefix(STATE_PREFIX), now=now, actor="monitor",
+                         message=f"resolved (no longer checked): {before.get('message', '')}")
+            NotifyState.put_on(conn, key, {**before, "alerting": False, "severity": "info",
+                                           "checked_at": now.isoformat()}, now)
+            resolved += 1
+        return resolved
 
 
 class MonitorTask:

@@ -314,7 +314,7 @@ class Commands:
         scope = "the fleet" if name is None else f"bot {name}"
         if command.name == "halt":
             previous = store.set_state(name, TradingState.HALTED,
-                                       f"halted from Telegram by {decision.actor}",
+                                       f"halted from Telegram{_asked(decision)}",
                                        decision.actor, now)
             again = " (it already was)" if previous.state is TradingState.HALTED else ""
             return f"{scope} is now HALTED{again} — checked before every order"
@@ -323,7 +323,8 @@ class Commands:
             if control.source is HaltSource.RECONCILIATION:
                 return (f"bot {name} was halted because its ledger and broker disagree: "
                         f"resume it from the CLI after `fleet reconcile {name}`")
-        previous = store.set_state(name, TradingState.ACTIVE, "resumed from Telegram",
+        previous = store.set_state(name, TradingState.ACTIVE,
+                                   f"resumed from Telegram{_asked(decision)}",
                                    decision.actor, now)
         if previous.state is TradingState.ACTIVE:
             return f"{scope} was not halted; nothing changed"
@@ -334,3 +335,10 @@ class Commands:
         if not outcome.ok:
             log.warning("command reply not delivered", action="notify.reply_failed",
                         chat=chat_id, error=outcome.description)
+
+
+def _asked(decision: Execute) -> str:
+    """Who asked, when someone else confirmed: the actor column names the confirmer."""
+    if decision.asked_by and decision.asked_by != decision.actor:
+        return f" (asked by {decision.asked_by})"
+    return ""

@@ -173,6 +173,18 @@ def test_a_full_disk_alerts_once_per_severity_and_once_when_it_ends(setup: Setup
         "info", False, f"disk {DISK} 50.0% full, 50.0 GiB free")
 
 
+def test_a_problem_whose_path_is_no_longer_watched_is_resolved(setup: Setup) -> None:
+    setup.host.disk_pct = 91.0
+    assert check_and_record(setup.monitoring(), "server", T0) == 1
+    setup.loaded = loaded_config(setup.home, disk_paths=[])  # the path left the config
+    assert check_and_record(setup.monitoring(), "server", T0 + timedelta(minutes=15)) == 1
+    kind, severity, code, message = setup.events()[-1]
+    assert (kind, severity, code) == ("monitor.resolved", "info", f"disk:{DISK}")
+    assert message.startswith("resolved (no longer checked): disk")
+    assert setup.state(f"disk:{DISK}")["alerting"] is False
+    assert check_and_record(setup.monitoring(), "server", T0 + timedelta(minutes=30)) == 0
+
+
 def test_cpu_and_memory_within_limits_raise_nothing(setup: Setup) -> None:
     findings = setup.monitoring().check(["server"], T0)
     assert [(f.key, f.severity, f.message) for f in findings] == [

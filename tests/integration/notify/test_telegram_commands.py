@@ -208,12 +208,12 @@ def test_pnl_gives_each_bots_numbers_grouped_by_market(ops: Ops) -> None:
 def test_halting_one_bot_takes_effect_at_once_and_is_audited(ops: Ops) -> None:
     assert ops.say("/halt alpha") == ["bot alpha is now HALTED — checked before every order"]
     assert ops.bot_control("alpha") == Control(
-        TradingState.HALTED, f"halted from Telegram by {ACTOR}", HaltSource.OPERATOR)
+        TradingState.HALTED, "halted from Telegram", HaltSource.OPERATOR)
     assert ops.bot_control("beta").state is TradingState.ACTIVE
     assert ops.fleet_control().state is TradingState.ACTIVE
     assert ops.control_events() == [
         ("control.halted", ops.ids["alpha"], ACTOR,
-         f"bot halted by {ACTOR} (operator): halted from Telegram by {ACTOR}")]
+         f"bot halted by {ACTOR} (operator): halted from Telegram")]
     with ops.database.engine.connect() as conn:
         alert = conn.execute(select(outbox.c.concern, outbox.c.severity)
                              .where(outbox.c.kind == "control.halted")).one()
@@ -234,12 +234,12 @@ def test_halting_the_fleet_waits_for_the_right_code(ops: Ops) -> None:
 
     assert ops.say(f"/confirm {code}") == ["the fleet is now HALTED — checked before every order"]
     assert ops.fleet_control() == Control(
-        TradingState.HALTED, f"halted from Telegram by {ACTOR}", HaltSource.OPERATOR)
+        TradingState.HALTED, "halted from Telegram", HaltSource.OPERATOR)
     assert [(kind, bot, actor) for kind, bot, actor, _ in ops.control_events()] == [
         ("control.halted", None, ACTOR)]
     assert ops.say(f"/confirm {code}") == ["nothing to confirm: no open question in this chat"]
     (status,) = ops.say("/status")
-    assert status.startswith(f"Fleet HALTED (halted from Telegram by {ACTOR}) · 3 bots (3 halted)")
+    assert status.startswith("Fleet HALTED (halted from Telegram) · 3 bots (3 halted)")
 
 
 def test_a_code_past_its_time_confirms_nothing(ops: Ops) -> None:
