@@ -14,12 +14,10 @@ from fleetkit.core.alerts import Severity
 from fleetkit.store.database import Database
 from fleetkit.store.outbox import Outbox
 from fleetkit.testing.fake_telegram import FakeTelegram
-
 from tests.integration.notify.test_notifier_delivery import T0, Clock, notifier
 
 
-def write_config(tmp_path: Path, telegram: FakeTelegram, *, ops_token_env: str = "OPS_TOKEN"
-                 ) -> Path:
+def write_config(tmp_path: Path, telegram: FakeTelegram) -> Path:
     token_file = tmp_path / "trading.token"
     token_file.write_text(telegram.token + "\n", encoding="utf-8")
     config = tmp_path / "fleet.yaml"
@@ -32,7 +30,7 @@ notify:
     - {{name: trading, type: telegram, concerns: [trading], chat_id: "1001",
        token_file: trading.token, api_base_url: "{telegram.url}"}}
     - {{name: ops, type: telegram, concerns: [infrastructure], chat_id: "1002",
-       token_env: {ops_token_env}, api_base_url: "{telegram.url}"}}
+       token_env: OPS_TOKEN, api_base_url: "{telegram.url}"}}
 """, encoding="utf-8")
     return config
 
