@@ -13,6 +13,8 @@ from fleetkit.cli.app import app, fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from fleetkit.config.loader import LoadedConfig
     from fleetkit.store.database import Database
 
@@ -25,16 +27,13 @@ app.add_typer(monitor_app, name="monitor")
 RouteOption = Annotated[str | None, typer.Option("--route", help="only this route")]
 
 
-def _open(config: object, db: str | None, *, must_exist: bool = True
-          ) -> tuple[LoadedConfig, Database]:
-    from pathlib import Path
-
+def _open(config: Path | None, db: str | None) -> tuple[LoadedConfig, Database]:
     from fleetkit.config.loader import load_config
     from fleetkit.runtime.wiring import database_url
     from fleetkit.store.database import open_database
 
-    loaded = load_config(config if isinstance(config, Path) else None)
-    return loaded, open_database(database_url(loaded, db), must_exist=must_exist)
+    loaded = load_config(config)
+    return loaded, open_database(database_url(loaded, db), must_exist=True)
 
 
 @notify_app.command("run")
@@ -85,8 +84,7 @@ def notify_test(concern: Annotated[str | None, typer.Option(
         fail("no route matches: add routes under notify.routes in the config (see "
              "docs/alerts.md)" if not settings.routes else "no enabled route matches "
              f"--route/--concern (routes: {', '.join(r.name for r in settings.routes)})")
-    base = loaded.source_path.parent if loaded.source_path is not None else None
-    links = open_routes(settings.model_copy(update={"routes": chosen}), base)
+    links = open_routes(settings.model_copy(update={"routes": chosen}), loaded.config_dir)
     failed = 0
     now = datetime.now(UTC)
     for r in chosen:

@@ -30,6 +30,11 @@ class LoadedConfig:
     def source_path(self) -> Path | None:
         return None if self.source == DEMO_CONFIG else Path(self.source)
 
+    @property
+    def config_dir(self) -> Path | None:
+        """Where relative paths in the config start (None for the built-in demo)."""
+        return None if self.source_path is None else self.source_path.parent
+
 
 def fleet_home() -> Path:
     return Path(os.environ.get("FLEET_HOME", "var")).expanduser().absolute()

@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -24,6 +22,7 @@ from pydantic import (
 )
 
 from fleetkit.config.notify import MonitorSettings, NotifySettings
+from fleetkit.config.strict import Strict
 from fleetkit.core.instruments import MARKETS
 from fleetkit.core.market_data import INTERVALS_S
 from fleetkit.core.orders import OrderType
@@ -41,10 +40,6 @@ def _has_password(url: str) -> bool:
         return False
     userinfo, at, _ = rest.partition("@")
     return bool(at) and "/" not in userinfo and ":" in userinfo
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RiskSettings(Strict):

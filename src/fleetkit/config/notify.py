@@ -9,8 +9,9 @@ from datetime import time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from fleetkit.config.strict import Strict
 from fleetkit.core.alerts import Concern, Severity
 
 ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
@@ -18,21 +19,14 @@ SeverityName = Literal["debug", "info", "warning", "error", "critical"]
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _one_secret_source(env: str | None, file: str | None, what: str) -> None:
+    """A secret comes from exactly one of an environment variable or a file."""
+    if bool(env) == bool(file):
+        raise ValueError(f"give exactly one of {what}_env (an environment variable's "
+                         f"name) or {what}_file (a secret file's path), never the value")
 
 
-class _SecretSource(_Strict):
-    """Where a secret comes from: exactly one of an environment variable or a file."""
-
-    @staticmethod
-    def _one_of(env: str | None, file: str | None, what: str) -> None:
-        if bool(env) == bool(file):
-            raise ValueError(f"give exactly one of {what}_env (an environment variable's "
-                             f"name) or {what}_file (a secret file's path), never the value")
-
-
-class _Route(_Strict):
+class _Route(Strict):
     name: str
     concerns: list[Concern] = Field(min_length=1, description="trading, infrastructure, "
                                     "data, brief")
@@ -72,7 +66,7 @@ class TelegramRoute(_Route):
 
     @model_validator(mode="after")
     def _token_source(self) -> TelegramRoute:
-        _SecretSource._one_of(self.token_env, self.token_file, "token")
+        _one_secret_source(self.token_env, self.token_file, "token")
         return self
 
     @property
@@ -92,7 +86,7 @@ class WebhookRoute(_Route):
 
     @model_validator(mode="after")
     def _url_source(self) -> WebhookRoute:
-        _SecretSource._one_of(self.url_env, self.url_file, "url")
+        _one_secret_source(self.url_env, self.url_file, "url")
         return self
 
     @property
@@ -103,7 +97,7 @@ class WebhookRoute(_Route):
 Route = Annotated[TelegramRoute | WebhookRoute, Field(discriminator="type")]
 
 
-class CommandSettings(_Strict):
+class CommandSettings(Strict):
     route: str = Field(description="the telegram route whose bot listens for commands")
     allowed_chat_ids: list[str] = Field(min_length=1, description="chats commands are "
                                         "accepted from; everything else is ignored and logged")
@@ -127,6 +121,14 @@ def _clock_time(value: str | None) -> str | None:
     return value
 
 
+def _as_time(value: str | None) -> time | None:
+    """A validated "HH:MM" as a time of day."""
+    if value is None:
+        return None
+    hour, minute = value.split(":")
+    return time(int(hour), int(minute))
+
+
 def _zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -136,7 +138,7 @@ def _zone(value: str) -> str:
     return value
 
 
-class ReportSettings(_Strict):
+class ReportSettings(Strict):
     pnl_every_minutes: int = Field(default=15, ge=0, le=1440, description="P&L update while a "
                                    "bot's market is open (crypto: always); 0 turns it off")
     daily_summary_at: str | None = Field(default="22:00", description="HH:MM in `timezone`; "
@@ -154,13 +156,10 @@ class ReportSettings(_Strict):
         return _zone(value)
 
     def daily_time(self) -> time | None:
-        if self.daily_summary_at is None:
-            return None
-        hour, minute = self.daily_summary_at.split(":")
-        return time(int(hour), int(minute))
+        return _as_time(self.daily_summary_at)
 
 
-class MonitorSettings(_Strict):
+class MonitorSettings(Strict):
     server_every_minutes: int = Field(default=15, ge=0, le=1440, description="0: off")
     disk_paths: list[str] = Field(default_factory=lambda: ["/"])
     disk_warning_pct: float = Field(default=85.0, gt=0, lt=100)
@@ -182,6 +181,9 @@ class MonitorSettings(_Strict):
     def _at(cls, value: str | None) -> str | None:
         return _clock_time(value)
 
+    def security_summary_time(self) -> time | None:
+        return _as_time(self.security_summary_at)
+
     @model_validator(mode="after")
     def _ordered(self) -> MonitorSettings:
         if self.disk_warning_pct >= self.disk_critical_pct:
@@ -191,7 +193,7 @@ class MonitorSettings(_Strict):
         return self
 
 
-class NotifySettings(_Strict):
+class NotifySettings(Strict):
     routes: list[Route] = Field(default_factory=list, description="where each concern goes")
     collapse_window_s: float = Field(default=600.0, ge=0, le=86_400, description="identical "
                                      "alerts within this window become one message and a count")

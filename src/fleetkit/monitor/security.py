@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fleetkit.core.alerts import Finding, Severity
-from fleetkit.monitor.services import format_duration
+from fleetkit.core.durations import format_duration
 
 MONITOR = "security"
 SSH_KEY = "ssh:failed_logins"
@@ -399,15 +399,3 @@ def security_summary(failed: FailedLogins | SkipReason, jails: list[JailStatus] 
         text = "; ".join(_jail_text(jail) for jail in jails) or "no jails running"
         lines.append(f"  fail2ban: {text}")
     return "\n".join(lines)
-
-
-def run_security(now: datetime, *, thresholds: SecurityThresholds | None = None,
-                 summary_window_s: float = 86400.0,
-                 runner: Runner | None = None) -> tuple[list[Finding], str]:
-    """Read both sources once and give the findings (alert window) and the summary."""
-    thresholds = thresholds or SecurityThresholds()
-    since = now - timedelta(seconds=max(thresholds.window_s, summary_window_s))
-    failed = read_failed_logins(since, runner)
-    jails = read_jails(runner)
-    summary = security_summary(failed, jails, now - timedelta(seconds=summary_window_s), now)
-    return check_security(failed, jails, thresholds, now=now), summary

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleetkit.core.alerts import Finding, Severity
+from fleetkit.core.durations import format_duration
 
 MONITOR = "services"
 
@@ -67,19 +68,3 @@ def _beat_finding(beat: Beat, now: datetime, stale_after_s: float) -> Finding:
                        f"{name} paused for {format_duration(paused_s)}{detail}", data)
     return Finding(MONITOR, key, Severity.INFO,
                    f"{name} {beat.status}, last beat {ago} ago{detail}", data)
-
-
-def format_duration(seconds: float) -> str:
-    """A span as a person says it: "40 s", "17 min", "2 h 5 min", "24 h", "3 d 4 h"
-    (rounded down)."""
-    whole = int(max(0.0, seconds))
-    if whole < 60:
-        return f"{whole} s"
-    minutes, hours, days = whole // 60, whole // 3600, whole // 86400
-    if whole < 3600:
-        return f"{minutes} min"
-    if whole < 2 * 86400:  # "last 24 h", "30 h": days only once they read better
-        rest = minutes % 60
-        return f"{hours} h {rest} min" if rest else f"{hours} h"
-    rest = hours % 24
-    return f"{days} d {rest} h" if rest else f"{days} d"

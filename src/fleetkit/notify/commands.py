@@ -19,10 +19,11 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias, cast, get_args
 
+from fleetkit.core.durations import format_duration
 from fleetkit.notify.telegram import Update
 
 CommandName = Literal["status", "pnl", "halt", "resume", "confirm", "help"]
@@ -309,7 +310,7 @@ class CommandDesk:
         ttl_s = self._policy.confirm_ttl_s
         self._pending[chat_id] = PendingConfirmation(
             chat_id, code, command, now + timedelta(seconds=ttl_s), actor)
-        text = f"{_question(command)} Reply /confirm {code} within {_duration(ttl_s)}."
+        text = f"{_question(command)} Reply /confirm {code} within {format_duration(ttl_s)}."
         return Ask(chat_id, text, code, command, actor)
 
     def _confirm(self, chat_id: str, confirm: Command, actor: str, now: datetime) -> Decision:
@@ -331,9 +332,7 @@ class CommandDesk:
             del self._pending[pending.chat_id]
             return Reply(pending.chat_id, f"that code does not match; {wrong} wrong codes, "
                          f"question dropped: send {pending.command.raw} again", actor)
-        self._pending[pending.chat_id] = PendingConfirmation(
-            pending.chat_id, pending.code, pending.command, pending.expires_at,
-            pending.asked_by, wrong)
+        self._pending[pending.chat_id] = replace(pending, wrong_codes=wrong)
         return Reply(pending.chat_id, "that code does not match the open question "
                                       f"({pending.command.raw})", actor)
 
@@ -358,8 +357,3 @@ def _question(command: Command) -> str:
         return "Lift the fleet-wide halt?"
     return f"Resume bot {command.target}?"
 
-
-def _duration(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)} min"
-    return f"{seconds:g} s"

@@ -33,8 +33,8 @@ def overrides_path(loaded: LoadedConfig) -> Path | None:
     if name is None:
         return None
     path = Path(name).expanduser()
-    if not path.is_absolute() and loaded.source_path is not None:
-        path = loaded.source_path.parent / path
+    if not path.is_absolute() and loaded.config_dir is not None:
+        path = loaded.config_dir / path
     return path
 
 

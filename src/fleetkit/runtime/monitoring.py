@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
+import psutil
 from sqlalchemy import Connection, Engine
 
 from fleetkit.config.loader import LoadedConfig
@@ -20,6 +20,7 @@ from fleetkit.core.alerts import Concern, Finding, Severity
 from fleetkit.core.errors import FleetError
 from fleetkit.monitor import security, server, services
 from fleetkit.runtime.logs import get_logger
+from fleetkit.runtime.notifier import daily_due
 from fleetkit.sqlutil.engine import write_transaction
 from fleetkit.store.database import Database
 from fleetkit.store.fleet import FleetStore
@@ -39,7 +40,7 @@ class Monitoring:
         """`database` may be None to check server and security only (no alerting)."""
         self._config = loaded.config
         self._database = database
-        self._psutil = psutil_module
+        self._psutil: server.PsutilLike = psutil_module if psutil_module is not None else psutil
         self._runner = runner
         self.security_since: datetime | None = None
 
@@ -52,20 +53,16 @@ class Monitoring:
     # --- checking -------------------------------------------------------------------------
 
     def check(self, names: Sequence[str], now: datetime) -> list[Finding]:
-        found: list[Finding] = []
-        for name in names:
-            found += getattr(self, f"check_{name}")(now)
-        return found
+        checks = {"server": self.check_server, "services": self.check_services,
+                  "security": self.check_security}
+        return [finding for name in names for finding in checks[name](now)]
 
     def check_server(self, now: datetime) -> list[Finding]:
         m = self._config.monitors
         thresholds = server.ServerThresholds(m.disk_warning_pct, m.disk_critical_pct,
                                              m.memory_warning_pct, m.memory_critical_pct,
                                              m.cpu_warning_pct)
-        if self._psutil is None:
-            reading = server.read_server(m.disk_paths)
-        else:
-            reading = server.read_server(m.disk_paths, psutil_module=self._psutil)
+        reading = server.read_server(m.disk_paths, psutil_module=self._psutil)
         return server.check_server(reading, thresholds)
 
     def check_services(self, now: datetime) -> list[Finding]:
@@ -173,12 +170,11 @@ class MonitorTask:
         self._summary_if_due(now)
 
     def _summary_if_due(self, now: datetime) -> None:
-        at = self._config.monitors.security_summary_at
+        at = self._config.monitors.security_summary_time()
         if at is None or not self._config.monitors.security_every_minutes:
             return
-        local = now.astimezone(ZoneInfo(self._config.notify.reports.timezone))
-        day = local.date().isoformat()
-        if local.strftime("%H:%M") < at or day == self._summary_day:
+        day = daily_due(now, at, self._config.notify.reports.timezone, self._summary_day)
+        if day is None:
             return
         self._outbox.enqueue(kind="report.security", concern=Concern.BRIEF.value,
                              severity=Severity.INFO, now=now,

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from fleetkit.config.notify import NotifySettings, TelegramRoute, WebhookRoute
 from fleetkit.config.secrets import read_secret
 from fleetkit.core.alerts import Concern, Severity
+from fleetkit.core.durations import format_duration
 from fleetkit.core.errors import ConfigError, DatabaseUnavailableError, FleetError
 from fleetkit.notify.base import OutcomeKind, Sender
 from fleetkit.notify.ratelimit import Backoff, Bucket, RateLimiter, TelegramLimits
@@ -69,8 +71,7 @@ class RouteLink:
     blocked_until: datetime | None = None
 
 
-def open_routes(settings: NotifySettings, base: Path | None = None,
-                transport_for: Callable[[str], object] | None = None) -> dict[str, RouteLink]:
+def open_routes(settings: NotifySettings, base: Path | None = None) -> dict[str, RouteLink]:
     """A link per enabled route. A route whose secret is missing is kept, broken, so its
     messages wait in the outbox rather than vanish. Routes on one Telegram token share one
     rate limiter (Telegram counts per bot)."""
@@ -111,20 +112,25 @@ def render(due: Due, fleet_name: str) -> str:
     """The text a person reads: what and where first, then the event's own words."""
     if due.concern == Concern.BRIEF.value:
         return due.text
-    where = due.bot or "fleet"
-    return f"{_ICONS[due.severity]} [{fleet_name}] {where} · {due.kind}\n{due.text}"
+    return _headed(due.severity, fleet_name, due.bot or "fleet", due.kind, due.text)
+
+
+def _headed(severity: Severity, fleet_name: str, where: str, what: str, text: str) -> str:
+    return f"{_ICONS[severity]} [{fleet_name}] {where} · {what}\n{text}"
 
 
 def describe_repeats(text: str, bot: str | None, count: int, window_s: float) -> str:
     first_line = text.splitlines()[0] if text else ""
     times = "1 more time" if count == 1 else f"{count} more times"
-    return f"{bot or 'fleet'}: {first_line[:200]} — {times} in {_minutes(window_s)}"
+    return f"{bot or 'fleet'}: {first_line[:200]} — {times} in {format_duration(window_s)}"
 
 
-def _minutes(seconds: float) -> str:
-    if seconds < 120:
-        return f"{int(seconds)} s"
-    return f"{round(seconds / 60)} min"
+def daily_due(now: datetime, at: time, tz_name: str, done_day: str | None) -> str | None:
+    """The local day (ISO) whose once-a-day report is due at `now`: at or after `at` in
+    `tz_name`, unless `done_day` already had it; else None."""
+    local = now.astimezone(ZoneInfo(tz_name))
+    day = local.date().isoformat()
+    return None if local.time() < at or day == done_day else day
 
 
 class PeriodicTask(Protocol):
@@ -301,7 +307,7 @@ class Notifier:
         waited = (self._now() - self._db_down_since).total_seconds()
         if self._db_down_told:
             self._tell_directly(self._db_down_told, Severity.INFO,
-                                f"database reachable again after {_minutes(waited)}")
+                                f"database reachable again after {format_duration(waited)}")
         log.info("database reachable again", action="db.recovered", down_s=round(waited, 1))
         self._db_down_since, self._db_down_told = None, []
 
@@ -309,7 +315,7 @@ class Notifier:
                        ) -> list[str]:
         """Past the outbox (it lives in the database that is down): best effort, once.
         The routes that took it."""
-        message = f"{_ICONS[severity]} [{self._fleet}] notifier · database\n{text}"
+        message = _headed(severity, self._fleet, "notifier", "database", text)
         told = []
         for name in routes:
             link = self._links[name]

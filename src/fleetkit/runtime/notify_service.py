@@ -1,7 +1,7 @@
 """`fleet notify run`: the notifier process — outbox delivery, reports, monitors, commands.
 
 One notifier drains the outbox at a time, fleet-wide: it holds the `notifier` lease in
-service_leases and renews it every pass; a second one (another host, a restarted unit
+service_leases and renews it every 10 s; a second one (another host, a restarted unit
 before the old lease ran out) waits in standby and takes over when the lease expires.
 """
 
@@ -9,76 +9,68 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.core.errors import DatabaseUnavailableError, FleetError
-from fleetkit.runtime.logs import get_logger
-from fleetkit.runtime.notifier import COMPONENT, Notifier, PeriodicTask, RouteLink, open_routes
+from fleetkit.runtime.heartbeat import ComponentHeartbeat
+from fleetkit.runtime.notifier import COMPONENT, Notifier, open_routes
 from fleetkit.store.database import Database
-from fleetkit.store.fleet import FleetStore, Heartbeat
+from fleetkit.store.fleet import FleetStore
 from fleetkit.store.jobs import RunOwner
 from fleetkit.store.outbox import Outbox
 from fleetkit.store.services import ServiceLeases
 
-log = get_logger("notifier")
-
 LEASE = "notifier"
 LEASE_TTL_S = 30.0
+RENEW_EVERY_S = 10.0  # a third of the lease: two renewals may fail before it runs out
 STANDBY_POLL_S = 5.0
 
 
-def notifier_for(loaded: LoadedConfig, database: Database,
-                 links: dict[str, RouteLink] | None = None,
-                 tasks: Sequence[PeriodicTask] | None = None) -> Notifier:
+def notifier_for(loaded: LoadedConfig, database: Database) -> Notifier:
     """The notifier the config describes, with its reports and monitors as tasks."""
     from fleetkit.runtime.notify_tasks import default_tasks
 
-    settings = loaded.config.notify
-    if links is None:
-        base = loaded.source_path.parent if loaded.source_path is not None else None
-        links = open_routes(settings, base)
     outbox = Outbox(database.engine)
-    chosen = default_tasks(loaded, database, outbox) if tasks is None else tasks
-    return Notifier(outbox, settings, links, loaded.config.fleet.name, tasks=chosen)
+    return Notifier(outbox, loaded.config.notify,
+                    open_routes(loaded.config.notify, loaded.config_dir),
+                    loaded.config.fleet.name, tasks=default_tasks(loaded, database, outbox))
 
 
 def run_notifier(loaded: LoadedConfig, database: Database, stop: threading.Event,
-                 notifier: Notifier | None = None,
                  extra_threads: Sequence[Callable[[threading.Event], None]] = ()) -> None:
     """Run until `stop`: deliver while holding the lease, stand by otherwise."""
-    notifier = notifier or notifier_for(loaded, database)
+    notifier = notifier_for(loaded, database)
     owner = RunOwner.this_process()
     leases = ServiceLeases(database.engine, str(owner), actor="notifier")
-    store = FleetStore(database.engine)
-    started = datetime.now(UTC)
+    heartbeat = ComponentHeartbeat(FleetStore(database.engine), COMPONENT, "service", owner,
+                                   datetime.now(UTC))
     threads = [threading.Thread(target=work, args=(stop,), name=f"notifier-{i}", daemon=True)
                for i, work in enumerate(extra_threads)]
     for thread in threads:
         thread.start()
-
-    def beat(status: str, detail: str, cycles: int) -> None:
-        try:
-            store.beat(Heartbeat(COMPONENT, "service", None, status, detail, owner.pid,
-                                 owner.host, started, datetime.now(UTC), cycles))
-        except FleetError as exc:
-            log.warning("heartbeat not written", action="notifier.beat", error=str(exc))
-
+    # The lease and the heartbeat are written every RENEW_EVERY_S, not on every pass (one a
+    # second): two writes a second would only contend with the bots for the database.
+    renewed_at: float | None = None
+    holding = False
     try:
         notifier.start()
         while not stop.is_set():
-            if not _hold_lease(leases):
-                beat("standby", "another notifier holds the lease", notifier.passes)
+            if renewed_at is None or time.monotonic() - renewed_at >= RENEW_EVERY_S:
+                holding, renewed_at = _hold_lease(leases), time.monotonic()
+                status, detail = ("running", f"{notifier.passes} passes") if holding else \
+                    ("standby", "another notifier holds the lease")
+                heartbeat.beat(status, detail, notifier.passes, datetime.now(UTC))
+            if not holding:
                 stop.wait(STANDBY_POLL_S)
                 continue
             stats = notifier.pass_safely()
-            beat("running", f"{stats.sent} sent, {stats.retried} retried, {stats.dead} dead "
-                 "this pass", notifier.passes)
             busy = stats.sent or stats.routed
             stop.wait(0.05 if busy else loaded.config.notify.poll_interval_s)
     finally:
-        beat("stopped", "stopped cleanly", notifier.passes)
+        heartbeat.beat("stopped", "stopped cleanly", notifier.passes, datetime.now(UTC))
         with contextlib.suppress(FleetError):  # unreleased, it runs out by itself
             leases.release(LEASE)
         notifier.close()

@@ -23,7 +23,7 @@ from fleetkit.config.secrets import read_secret
 from fleetkit.core.alerts import Concern, Severity
 from fleetkit.core.controls import HaltSource, TradingState
 from fleetkit.core.errors import FleetError
-from fleetkit.core.instruments import ALWAYS_OPEN, MARKETS
+from fleetkit.core.instruments import MARKETS
 from fleetkit.notify.commands import (
     ALL_BOTS,
     Ask,
@@ -36,7 +36,8 @@ from fleetkit.notify.commands import (
 from fleetkit.notify.reports import BotLine, daily_summary, pnl_update, signed
 from fleetkit.notify.telegram import TelegramSender
 from fleetkit.runtime.logs import get_logger
-from fleetkit.runtime.notifier import PeriodicTask
+from fleetkit.runtime.monitoring import STATE_PREFIX, MonitorTask
+from fleetkit.runtime.notifier import PeriodicTask, daily_due
 from fleetkit.sqlutil.engine import read_transaction
 from fleetkit.store.database import Database
 from fleetkit.store.fleet import FleetStore
@@ -54,7 +55,6 @@ _STATE_BY_VIEW = {"HALTED": TradingState.HALTED, "REDUCING": TradingState.REDUCI
 def default_tasks(loaded: LoadedConfig, database: Database, outbox: Outbox
                   ) -> list[PeriodicTask]:
     from fleetkit.runtime.calendar_watch import market_calendars
-    from fleetkit.runtime.monitoring import MonitorTask
 
     calendars = market_calendars(loaded)
     tasks: list[PeriodicTask] = []
@@ -73,7 +73,7 @@ def open_markets(calendars: MarketCalendars, now: datetime) -> set[str]:
     """Markets in session now (between open and close; Tokyo's lunch counts as open)."""
     found: set[str] = set()
     for code, market in MARKETS.items():
-        if market.always_open or market.calendar == ALWAYS_OPEN:
+        if market.always_open:
             found.add(code)
             continue
         try:
@@ -166,11 +166,8 @@ class DailySummary:
     def run_if_due(self, now: datetime) -> None:
         reports = self._config.notify.reports
         at = reports.daily_time()
-        if at is None:
-            return
-        local = now.astimezone(ZoneInfo(reports.timezone))
-        day = local.date().isoformat()
-        if local.time() < at or day == self._done_day:
+        day = None if at is None else daily_due(now, at, reports.timezone, self._done_day)
+        if day is None:
             return
         self._outbox.enqueue(kind="report.daily", concern=Concern.BRIEF.value,
                              severity=Severity.INFO, text=self.text(now), now=now,
@@ -196,7 +193,7 @@ class DailySummary:
         halt_lines = [f"{h.created_at.astimezone(zone):%H:%M} "
                       f"{names.get(h.bot_id, 'fleet')}: {h.message}" for h in halts]
         findings = [f"{value.get('severity', '?')}: {value.get('message', '')}"
-                    for value in self._state.prefixed("monitor:").values()
+                    for value in self._state.prefixed(STATE_PREFIX).values()
                     if isinstance(value, dict) and value.get("alerting")]
         return daily_summary(bot_lines(view, None), now, trades=int(trades), halts=halt_lines,
                              denials={str(code or "other"): int(n) for code, n in denials},
@@ -220,10 +217,9 @@ def command_listener(loaded: LoadedConfig, database: Database,
     if not isinstance(route, TelegramRoute):  # the config validates this; say so if not
         raise FleetError(f"commands.route {settings.route!r} is not a telegram route")
     if sender is None:
-        base = loaded.source_path.parent if loaded.source_path is not None else None
         try:
             token = read_secret(f"route {route.name}: the Telegram token", route.token_env,
-                                route.token_file, base)
+                                route.token_file, loaded.config_dir)
         except FleetError as exc:
             log.error("commands off: no token", action="notify.commands_off", error=str(exc))
             return None
@@ -297,10 +293,6 @@ class Commands:
     def _execute(self, decision: Execute) -> str:
         command, now = decision.command, self._now()
         config = self._loaded.config
-        if command.name == "help":
-            from fleetkit.notify.commands import help_text
-
-            return help_text()
         if command.name in ("status", "pnl"):
             view = fleet_view(self._engine, now, config.runtime.stale_after_s)
             if command.name == "status":

@@ -17,6 +17,7 @@ from fleetkit.config.models import JobSettings, ServiceSettings
 from fleetkit.core.errors import FleetError
 from fleetkit.engine.ports import Clock, SessionSource
 from fleetkit.runtime.clock import WallClock
+from fleetkit.runtime.heartbeat import ComponentHeartbeat
 from fleetkit.runtime.logs import get_logger
 from fleetkit.runtime.market_hours import MarketHoursServices, SpecFor
 from fleetkit.runtime.schedule import CronSchedule, schedule_for
@@ -29,7 +30,7 @@ from fleetkit.runtime.scheduler import (
 )
 from fleetkit.runtime.supervisor import ChildSpec
 from fleetkit.store.database import Database
-from fleetkit.store.fleet import FleetStore, Heartbeat
+from fleetkit.store.fleet import FleetStore
 from fleetkit.store.jobs import JobRun, JobStore, RunOwner
 from fleetkit.store.services import ServiceLeases
 
@@ -69,7 +70,8 @@ def run_scheduler(loaded: LoadedConfig, database: Database, db_url: str,
     scheduler = Scheduler(loaded.config.jobs, JobStore(database.engine, f"scheduler@{owner}"),
                           runner, clock=clock, owner=owner, sessions=sessions,
                           dispatch=threads.start, on_done=wake.set)
-    heartbeat = _Heartbeat(FleetStore(database.engine), owner, clock.now())
+    heartbeat = ComponentHeartbeat(FleetStore(database.engine), COMPONENT, COMPONENT, owner,
+                                   clock.now())
     services = _market_hours(loaded, database, db_url, sessions, owner, options)
     # APScheduler only wakes the loop; its own bookkeeping lines would drown ours.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -94,7 +96,7 @@ def run_scheduler(loaded: LoadedConfig, database: Database, db_url: str,
         log.info("scheduler stopped", action="scheduler.stop")
 
 
-def _loop(scheduler: Scheduler, services: MarketHoursServices | None, heartbeat: _Heartbeat,
+def _loop(scheduler: Scheduler, services: MarketHoursServices | None, heartbeat: ComponentHeartbeat,
           clock: Clock, wake: threading.Event, stop: threading.Event,
           options: ServiceOptions) -> None:
     while not stop.is_set():
@@ -164,21 +166,6 @@ class _RunThreads:
         deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
         for thread in self._threads:
             thread.join(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
-
-
-class _Heartbeat:
-    def __init__(self, store: FleetStore, owner: RunOwner, started: datetime) -> None:
-        self._store = store
-        self._owner = owner
-        self._started = started
-
-    def beat(self, status: str, detail: str, cycles: int, now: datetime) -> None:
-        try:
-            self._store.beat(Heartbeat(COMPONENT, COMPONENT, None, status, detail,
-                                       self._owner.pid, self._owner.host, self._started, now,
-                                       cycles))
-        except FleetError as exc:
-            log.warning("heartbeat not written", action="scheduler.beat", error=str(exc))
 
 
 def _market_hours(loaded: LoadedConfig, database: Database, db_url: str,

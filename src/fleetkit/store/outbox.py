@@ -26,16 +26,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, String, and_, cast, func, literal, select, update
 
 from fleetkit.core.alerts import Severity, severity_of
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
 from fleetkit.sqlutil.upsert import insert_if_absent, upsert
-from fleetkit.store.rows import jsonable
+from fleetkit.store.rows import enqueue_notification, jsonable
 from fleetkit.store.schema import bots, deliveries, notify_state, outbox
 
 PENDING, SENT, COLLAPSED, DEAD = "pending", "sent", "collapsed", "dead"
 _ERROR_CHARS = 2000
+_SUMMARY_KEY = "collapsed:"  # + the head delivery's id: its "N more times" summary
 
 RoutesFor = Callable[[str, Severity], Sequence[str]]
 
@@ -107,25 +108,11 @@ class Outbox:
         """Add a notification; with `dedup_key`, only if none with that key exists (True
         when this call added it)."""
         with write_transaction(self._engine) as conn:
-            return self.enqueue_on(conn, kind=kind, concern=concern, severity=severity,
-                                   text=text, now=now, bot_id=bot_id, collapse_key=collapse_key,
-                                   dedup_key=dedup_key, only_route=only_route,
-                                   skip_route=skip_route)
-
-    @staticmethod
-    def enqueue_on(conn: Connection, *, kind: str, concern: str, severity: Severity, text: str,
-                   now: datetime, bot_id: int | None = None, collapse_key: str | None = None,
-                   dedup_key: str | None = None, only_route: str | None = None,
-                   skip_route: str | None = None) -> bool:
-        values = {"bot_id": bot_id, "kind": kind, "concern": concern,
-                  "severity": severity.label, "text": text,
-                  "collapse_key": (collapse_key or f"{kind}|{dedup_key or now.isoformat()}")[:255],
-                  "dedup_key": dedup_key, "only_route": only_route, "skip_route": skip_route,
-                  "created_at": now}
-        if dedup_key is None:
-            conn.execute(insert(outbox).values(**values))
-            return True
-        return insert_if_absent(conn, outbox, values, ["dedup_key"])
+            return enqueue_notification(
+                conn, bot_id=bot_id, kind=kind, concern=concern, severity=severity.label,
+                text=text, now=now,
+                collapse_key=collapse_key or f"{kind}|{dedup_key or now.isoformat()}",
+                dedup_key=dedup_key, only_route=only_route, skip_route=skip_route)
 
     # --- routing --------------------------------------------------------------------------
 
@@ -171,6 +158,12 @@ class Outbox:
             return 0
         closed = now - timedelta(seconds=window_s)
         heads = deliveries.alias("head")
+        summary = outbox.alias("summary")
+        # Heads already summed up are skipped in SQL, not tried against the dedup_key again
+        # on every pass of the notifier.
+        summarized = select(summary.c.id).where(
+            summary.c.dedup_key == literal(_SUMMARY_KEY, String) + cast(heads.c.id, String)
+        ).exists()
         with write_transaction(self._engine) as conn:
             rows = conn.execute(
                 select(heads.c.id, heads.c.route, outbox.c.kind, outbox.c.concern,
@@ -180,17 +173,17 @@ class Outbox:
                 .join(outbox, outbox.c.id == heads.c.outbox_id)
                 .outerjoin(bots, bots.c.id == outbox.c.bot_id)
                 .where(heads.c.created_at <= closed,
-                       heads.c.created_at >= closed - timedelta(days=2))
+                       heads.c.created_at >= closed - timedelta(days=2), ~summarized)
                 .group_by(heads.c.id, heads.c.route, outbox.c.kind, outbox.c.concern,
                           outbox.c.severity, outbox.c.text, outbox.c.bot_id, bots.c.name)
             ).all()
             added = 0
             for row in rows:
-                added += self.enqueue_on(
+                added += enqueue_notification(
                     conn, kind=f"{row.kind}.repeated", concern=row.concern,
-                    severity=severity_of(row.severity), bot_id=row.bot_id,
+                    severity=row.severity, bot_id=row.bot_id,
                     text=describe(row.text, row.name, row.repeats, window_s), now=now,
-                    dedup_key=f"collapsed:{row.id}", collapse_key=f"collapsed:{row.id}",
+                    dedup_key=f"{_SUMMARY_KEY}{row.id}", collapse_key=f"{_SUMMARY_KEY}{row.id}",
                     only_route=row.route)
         return added
 

@@ -27,7 +27,6 @@ from fleetkit.monitor.security import (
     parse_journal_json,
     read_failed_logins,
     read_jails,
-    run_security,
     security_summary,
 )
 
@@ -393,18 +392,6 @@ def test_unexpected_jail_output_is_a_skip() -> None:
                          ("fail2ban-client", "status", "sshd"): "garbage\n"})
     assert read_jails(runner) == SkipReason("unexpected fail2ban-client status output for "
                                             "jail sshd")
-
-
-def test_run_security_reads_once_and_gives_findings_and_summary() -> None:
-    runner = FakeRunner({("journalctl",): REAL_LINE + "\n",
-                         ("fail2ban-client",): None})
-    findings, summary = run_security(NOW + timedelta(minutes=1), runner=runner)
-    assert [f.key for f in findings] == ["ssh:failed_logins", "fail2ban"]
-    assert findings[0].data["failed"] == 1
-    assert summary.startswith("Security, last 24 h:\n  SSH: 1 failed SSH login from 1 address "
-                              "(top: 203.0.113.7 ×1)\n")
-    since = runner.calls[0][0][5]
-    assert since == f"@{int((NOW + timedelta(minutes=1) - timedelta(hours=24)).timestamp())}"
 
 
 # --- the default runner -------------------------------------------------------------------

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fleetkit.core.alerts import Severity
-from fleetkit.monitor.services import Beat, check_heartbeats, format_duration
+from fleetkit.core.durations import format_duration
+from fleetkit.monitor.services import Beat, check_heartbeats
 
 NOW = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
 STALE_S = 15 * 60
