@@ -34,6 +34,7 @@ def _register() -> None:
         bot_cmds,
         broker_cmds,
         calendar_cmds,
+        dashboard_cmds,
         db_cmds,
         deploy_cmds,
         exchange_cmds,

@@ -7,6 +7,7 @@ from decimal import Decimal
 from rich.table import Table
 from rich.text import Text
 
+from fleetkit.core.durations import short_age
 from fleetkit.store.status import BotView, FleetView
 
 STATE_STYLE = {"ACTIVE": "green", "HALTED": "bold red", "REDUCING": "yellow", "STALE": "yellow",
@@ -28,16 +29,6 @@ def _positions(bot: BotView) -> str:
         return "flat"
     return ", ".join(f"{p.instrument.split(':', 1)[1]} {p.quantity.normalize():f}"
                      for p in bot.positions)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.0f}h"
 
 
 # Real money must stand out in a table of paper bots.
@@ -65,7 +56,7 @@ def fleet_table(view: FleetView, title: str | None = None) -> Table:
                       _pnl(bot.daily_pnl), bot.currency,
                       f"{bot.orders_today}" + (f" ({bot.open_orders} open)" if bot.open_orders
                                               else ""),
-                      _age(bot.heartbeat_age_s), detail[:60])
+                      short_age(bot.heartbeat_age_s), detail[:60])
     return table
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from fleetkit.config.dashboard import DashboardSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.config.strict import Strict
 from fleetkit.core.instruments import MARKETS
@@ -606,6 +607,9 @@ class FleetConfig(Strict):
                                    "concern, reports and Telegram commands (`fleet notify run`)")
     monitors: MonitorSettings = Field(default_factory=MonitorSettings,
                                       description="server, heartbeat and security checks")
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings,
+                                         description="the Streamlit dashboard "
+                                         "(`fleet dashboard`)")
 
     @field_validator("fx_usd")
     @classmethod

@@ -104,15 +104,16 @@ def pnl_totals(marked: Iterable[tuple[Position, Decimal | None]]) -> PnlTotals:
     return PnlTotals(realized, unrealized, fees)
 
 
-def day_start_net(previous_day: str | None, previous_day_start: Decimal, previous_net: Decimal,
-                  day: str) -> Decimal:
-    """The net P&L a day's P&L is measured from: kept within a day, rolled to the last known
-    net when a new day begins, zero for a bot never seen before."""
+def day_start_value(previous_day: str | None, previous_day_start: Decimal,
+                    previous_value: Decimal, day: str) -> Decimal:
+    """Where a day's change of a running figure (net or realized P&L) is measured from:
+    kept within a day, rolled to the last known value when a new day begins, zero for a bot
+    never seen before."""
     if previous_day is None:
         return ZERO
     if previous_day == day:
         return previous_day_start
-    return previous_net
+    return previous_value
 
 
 def fill_refusal(order: Order | None, fill: Fill) -> str | None:

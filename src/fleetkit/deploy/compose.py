@@ -196,6 +196,12 @@ def _services(loaded: LoadedConfig, roles: DbRoles) -> list[Service]:
         note = [f"NOTE: {process.off} (profile {PENDING_PROFILE})."] if process.off else []
         spec = _process(process, config.sandbox.port)
         spec.update(_process_database(process, roles, roles.every(config)))
+        if process.name == "dashboard" and config.dashboard.auth.users_env:
+            name = config.dashboard.auth.users_env
+            # Interpolated by compose from the operator's environment or .env: the users'
+            # hashes never land in a generated file.
+            spec["environment"] = {**spec.get("environment", ENVIRONMENT), name: (
+                f"${{{name}:?set {name} to the lines of `fleet dashboard passwd NAME`}}")}
         services.append(([f"{process.description[0].upper()}{process.description[1:]}.", *note],
                          process.name, spec, True))
     stop_grace = f"{math.ceil(config.runtime.stop_timeout_s) + 5}s"

@@ -4,12 +4,12 @@ they all read."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fleetkit.config.dashboard import is_loopback
 from fleetkit.config.loader import LoadedConfig, demo_config_text
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
@@ -22,8 +22,10 @@ LIVE_CONFIRM_ENV = "FLEET_LIVE_CONFIRM"
 DEFAULT_READER_ROLE = "fleet_reader_login"
 DASHBOARD_PORT = 8501
 METRICS_PORT = 9108
-MISSING_NOTE = ("`fleet {command}` is not in this fleetkit yet: generated so the deployment "
-                "is complete when it lands, but not started by default")
+NO_DASHBOARD_AUTH_NOTE = (
+    "inside its container the dashboard must listen on every interface, which fleetkit "
+    "allows only with dashboard.auth configured: generated, but not started by default (add "
+    "users from `fleet dashboard passwd NAME`, or oidc, and regenerate; docs/dashboard.md)")
 NO_JOBS_NOTE = ("the config has no enabled jobs or services and `fleet scheduler run` refuses "
                 "an empty schedule: generated, but not started by default (add some and "
                 "regenerate)")
@@ -69,7 +71,6 @@ class Process:
     description: str
     args: tuple[str, ...]  # after `fleet`
     oneshot: bool = False
-    command_missing: bool = False  # its command is not in this fleetkit yet
     off: str | None = None  # why it is generated but not started by default
     login: DbLogin = "owner"
     after: tuple[str, ...] = ("migrate",)  # one-shots that must have succeeded first
@@ -85,11 +86,6 @@ NO_ROUTES_NOTE = ("the config has no notify.routes, so nothing would be delivere
                   "but not started by default (add routes, with their tokens in the "
                   "environment or secret files, and regenerate; docs/alerts.md)")
 
-
-def _missing(name: str, description: str, args: tuple[str, ...],
-             login: DbLogin = "owner", after: tuple[str, ...] = ("migrate",)) -> Process:
-    process = Process(name, description, args, command_missing=True, login=login, after=after)
-    return dataclasses.replace(process, off=MISSING_NOTE.format(command=process.command))
 
 
 def fleet_processes(config: FleetConfig, roles: DbRoles, passwords_dir: str, *,
@@ -110,9 +106,11 @@ def fleet_processes(config: FleetConfig, roles: DbRoles, passwords_dir: str, *,
                 login="reader", after=BOTS_AFTER),
         Process("notifier", "alerts: outbox delivery, reports, monitors, Telegram commands",
                 ("notify", "run"), off=None if config.notify.routes else NO_ROUTES_NOTE),
-        _missing("dashboard", "dashboard (local only)",
-                 ("dashboard", "--host", dashboard_host, "--port", str(DASHBOARD_PORT)),
-                 login="reader", after=BOTS_AFTER),
+        Process("dashboard", "dashboard (local only; controls need a login)",
+                ("dashboard", "--host", dashboard_host, "--port", str(DASHBOARD_PORT)),
+                login="reader", after=BOTS_AFTER,
+                off=None if is_loopback(dashboard_host) or config.dashboard.auth.configured
+                else NO_DASHBOARD_AUTH_NOTE),
     )
 
 

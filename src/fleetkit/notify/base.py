@@ -14,6 +14,11 @@ no part is ever sent twice because a later one failed. A reply lost on the wire 
 exception: the provider may have accepted a part we never heard about, and that part is sent
 again (at least once, never silently dropped).
 
+A send may carry one picture (`photo`, PNG bytes: a chart). A sender that posts it as a
+message of its own (Telegram) makes it part 1, ahead of the text's parts, so a photo that
+went out is skipped like any other part and never sent twice; a sender that posts
+everything in one request (a webhook) carries it inside its single part.
+
 Outcomes, reprs and log lines never carry a credential: senders pass every provider or
 network text through `redact` with their secrets before it leaves them.
 """
@@ -26,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 from urllib.parse import quote
 
 import httpx
@@ -110,15 +115,22 @@ class SendOutcome:
 
 
 class Sender(Protocol):
-    """Delivers a text to a destination (a chat id, a channel, a webhook's routing key).
+    """Delivers a text, and optionally one picture, to a destination (a chat id, a channel,
+    a webhook's routing key).
 
     Never raises for provider or network problems: they come back as a retry or rejected
     outcome. `skip_parts`: parts a previous attempt already delivered (its
     `delivered_parts`); they are not sent again. Splitting is deterministic, so the same
-    text splits into the same parts on every attempt.
+    text (and the same photo or none) splits into the same parts on every attempt.
+
+    `photo`: PNG bytes sent with the text. Where the sender sends it as a message of its
+    own, it is part 1 and the text's parts follow (`total_parts` = 1 + the text's parts),
+    so `skip_parts` >= 1 means the photo is out and it is not sent again; where the sender
+    posts one request per notification, the photo rides in that one part.
     """
 
-    def send(self, destination: str, text: str, *, skip_parts: int = 0) -> SendOutcome: ...
+    def send(self, destination: str, text: str, *, skip_parts: int = 0,
+             photo: bytes | None = None) -> SendOutcome: ...
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -165,10 +177,28 @@ def post_json(http: httpx.Client, url: str, payload: Mapping[str, object], what:
               ) -> httpx.Response | Failure:
     """One POST, or the retry Failure a timeout or network error comes to (its text passed
     through `hide`, so no secret in an exception's message leaves): never raises for them."""
+    return _post(http, url, what, hide, timeout_s, json=payload)
+
+
+# A file in a multipart form: (file name, content, content type).
+FormFile = tuple[str, bytes, str]
+
+
+def post_multipart(http: httpx.Client, url: str, fields: Mapping[str, str],
+                   files: Mapping[str, FormFile], what: str, hide: Callable[[str], str],
+                   timeout_s: float | None = None) -> httpx.Response | Failure:
+    """One multipart/form-data POST of `fields` and `files` (name -> (file name, bytes,
+    content type)); like `post_json`, a timeout or network error comes back as a retry
+    Failure, never raised."""
+    return _post(http, url, what, hide, timeout_s, data=dict(fields), files=dict(files))
+
+
+def _post(http: httpx.Client, url: str, what: str, hide: Callable[[str], str],
+          timeout_s: float | None, **body: Any) -> httpx.Response | Failure:
     try:
         if timeout_s is None:
-            return http.post(url, json=payload)
-        return http.post(url, json=payload, timeout=timeout_s)
+            return http.post(url, **body)
+        return http.post(url, timeout=timeout_s, **body)
     except httpx.TimeoutException as exc:
         return Failure.retry(hide(f"{what}: timed out ({exc.__class__.__name__})"))
     except httpx.HTTPError as exc:  # refused, reset, reply lost, protocol garbage ...

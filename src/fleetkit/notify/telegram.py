@@ -4,10 +4,14 @@
         outcome = telegram.send("-1001234567890", text, skip_parts=row.delivered_parts)
 
 Texts go as plain text (no parse_mode: a cut can never break Markdown or HTML), split into
-numbered parts when longer than Telegram's limit (see `split_message`). Every failure comes
-back as a Failure/SendOutcome, classified by HTTP status: 429 and 5xx (and timeouts, refused
-connections) are retry, with Telegram's `parameters.retry_after`; any other 4xx (401 bad
-token, 400 chat not found, 403 bot blocked) is rejected.
+numbered parts when longer than Telegram's limit (see `split_message`). A picture (`photo=`,
+PNG bytes) goes first, by sendPhoto as multipart/form-data with the text's first line as its
+caption (`photo_caption`), and counts as part 1: the text's parts follow it.
+
+Every failure, of sendMessage and sendPhoto alike, comes back as a Failure/SendOutcome,
+classified by HTTP status: 429 and 5xx (and timeouts, refused connections) are retry, with
+Telegram's `parameters.retry_after`; any other 4xx (401 bad token, 400 chat not found, 403
+bot blocked) is rejected.
 
 The token never leaves this module: it is put into the URL by a transport below httpx's
 client (HiddenPathTransport), so httpx's own "HTTP Request: POST ..." log line, its Request
@@ -28,12 +32,14 @@ import httpx
 
 from .base import (
     Failure,
+    FormFile,
     HiddenPathTransport,
     HttpSender,
     OutcomeKind,
     SendOutcome,
     is_retry_status,
     post_json,
+    post_multipart,
     redact,
     retry_after_header_s,
 )
@@ -47,6 +53,8 @@ _BOT_PATH_SLOT = "/botREDACTED/"
 # UTF-16 code units (the unit of Telegram's entity offsets); we count UTF-16 units, never
 # fewer than code points, so a part within it fits under either reading.
 TELEGRAM_TEXT_LIMIT = 4096
+TELEGRAM_CAPTION_LIMIT = 1024  # a photo's caption, counted like a text
+TELEGRAM_PHOTO_LIMIT_BYTES = 10_000_000  # "10 MB max" for a photo sent by upload
 _MIN_LIMIT = 32  # room for a "(12/34) " label and some text
 _MAX_CLUSTER = 32  # how far back a hard cut looks for a grapheme boundary before giving up
 _ZWJ = "\u200d"
@@ -112,19 +120,31 @@ class TelegramSender(HttpSender):
 
     # --- sending --------------------------------------------------------------------------
 
-    def send(self, destination: str, text: str, *, skip_parts: int = 0) -> SendOutcome:
+    def send(self, destination: str, text: str, *, skip_parts: int = 0,
+             photo: bytes | None = None) -> SendOutcome:
         """Send `text` to chat `destination` (a chat id, or @channelname), part by part,
-        skipping the first `skip_parts` parts (delivered by an earlier attempt)."""
+        skipping the first `skip_parts` parts (delivered by an earlier attempt).
+
+        With `photo` (PNG bytes), part 1 is the photo (sendPhoto, captioned with the text's
+        first line) and the text's parts follow; a blank text then sends the photo alone.
+        """
         if skip_parts < 0:
             raise ValueError("skip_parts cannot be negative")
         parts = split_message(text, self._text_limit)
-        if not parts:  # Telegram answers 400 "message text is empty": save it the trip
+        if not parts and photo is None:  # Telegram answers 400 "message text is empty"
             return SendOutcome.failed(Failure.rejected("message text is empty"), 0, 1)
-        total = len(parts)
+        first = 0 if photo is None else 1  # the text's first part's index among all parts
+        total = first + len(parts)
         ids: list[str] = []
         for index in range(min(skip_parts, total), total):
-            answer = self._call("sendMessage", {"chat_id": destination, "text": parts[index],
-                                                "disable_web_page_preview": True})
+            if index < first and photo is not None:
+                answer = self._call_multipart(
+                    "sendPhoto", {"chat_id": destination, "caption": photo_caption(text)},
+                    {"photo": ("chart.png", photo, "image/png")})
+            else:
+                answer = self._call("sendMessage", {
+                    "chat_id": destination, "text": parts[index - first],
+                    "disable_web_page_preview": True})
             if isinstance(answer, Failure):
                 self._log_failure(answer, destination, part=index + 1, of=total)
                 return SendOutcome.failed(answer, index, total, ids)
@@ -165,6 +185,15 @@ class TelegramSender(HttpSender):
         the network or the provider."""
         response = post_json(self._http, f"{self._base_url}{_BOT_PATH_SLOT}{method}",
                              payload, method, self._redact, timeout_s)
+        if isinstance(response, Failure):
+            return response
+        return self._classify(method, response)
+
+    def _call_multipart(self, method: str, fields: Mapping[str, str],
+                        files: Mapping[str, FormFile]) -> object:
+        """`_call` for a method that uploads a file (multipart/form-data)."""
+        response = post_multipart(self._http, f"{self._base_url}{_BOT_PATH_SLOT}{method}",
+                                  fields, files, method, self._redact)
         if isinstance(response, Failure):
             return response
         return self._classify(method, response)
@@ -287,6 +316,21 @@ def split_message(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
         if len(str(len(chunks))) <= digits:
             return [f"({k}/{len(chunks)}) {chunk}" for k, chunk in enumerate(chunks, 1)]
         digits += 1
+
+
+def photo_caption(text: str, limit: int = TELEGRAM_CAPTION_LIMIT) -> str:
+    """A photo's caption: the text's first non-blank line, cut to `limit` UTF-16 units
+    (ending "…" when cut, never inside a character); "" for a blank text. The whole text
+    follows the photo anyway: the caption only says what the picture is."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if utf16_len(line) <= limit:
+        return line
+    end = _fit(line, 0, limit - 1)  # room for the ellipsis
+    for cut in range(end, max(0, end - _MAX_CLUSTER), -1):
+        if not _inside_cluster(line, cut):
+            end = cut
+            break
+    return line[:end].rstrip() + "…"
 
 
 def utf16_len(text: str) -> int:

@@ -2,6 +2,9 @@
 
     {"destination": "ops", "text": "bot alpha halted: ...", "source": "fleetkit"}
 
+A notification with a picture (`photo=`, PNG bytes) adds `"image_png_base64": "<base64>"`
+to that same payload: still one POST, one part.
+
 2xx is delivered; 408, 429, 5xx, timeouts and network errors are retry (a Retry-After header
 is honoured, in seconds or as an HTTP-date); any other status is rejected (the endpoint's
 URL or credentials are wrong, which no retry fixes). The whole text is one part.
@@ -13,6 +16,7 @@ port do.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Mapping
@@ -63,12 +67,16 @@ class WebhookSender(HttpSender):
     def __repr__(self) -> str:
         return f"WebhookSender({self._where!r})"
 
-    def send(self, destination: str, text: str, *, skip_parts: int = 0) -> SendOutcome:
+    def send(self, destination: str, text: str, *, skip_parts: int = 0,
+             photo: bytes | None = None) -> SendOutcome:
+        """POST `text` (and `photo`, base64 in the same payload) as one part."""
         if skip_parts < 0:
             raise ValueError("skip_parts cannot be negative")
         if skip_parts >= 1:  # its one part went out on an earlier attempt
             return SendOutcome.delivered((), 1)
         payload = {"destination": destination, "text": text, "source": "fleetkit"}
+        if photo is not None:
+            payload["image_png_base64"] = base64.b64encode(photo).decode("ascii")
         response = post_json(self._http, self._url, payload, self._where, self._redact)
         if isinstance(response, Failure):
             return self._failed(response, destination)

@@ -16,6 +16,13 @@ split text's delivered parts are recorded on every failure, so a retry resends n
 is known to have gone out. Only a crash between the provider's answer and our commit can
 repeat a message.
 
+A notification with an attachment (a PNG chart: outbox.attachment, a path under the fleet's
+data directory unless absolute) goes out with it as a photo on every route, read afresh on
+each attempt. A file that is missing, unreadable, not a PNG or too big never holds up or
+dead-letters the text: the text goes alone, with a line saying why the chart is not there.
+For such a row part 1 is the photo's place whether or not the file could be read, so a
+retry resumes at the right part even when the file appeared or vanished in between.
+
 A route whose secret cannot be read keeps its messages pending (checked again every
 minute) and says so in status and on the other routes. When the database is down the
 notifier cannot read the outbox; after `db_outage_alert_after_s` it tells the
@@ -24,6 +31,7 @@ infrastructure routes directly, and again when the database is back.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -36,9 +44,9 @@ from fleetkit.config.secrets import read_secret
 from fleetkit.core.alerts import Concern, Severity
 from fleetkit.core.durations import format_duration
 from fleetkit.core.errors import ConfigError, DatabaseUnavailableError, FleetError
-from fleetkit.notify.base import OutcomeKind, Sender
+from fleetkit.notify.base import OutcomeKind, Sender, SendOutcome
 from fleetkit.notify.ratelimit import Backoff, Bucket, RateLimiter, TelegramLimits
-from fleetkit.notify.telegram import TelegramSender
+from fleetkit.notify.telegram import TELEGRAM_PHOTO_LIMIT_BYTES, TelegramSender
 from fleetkit.notify.webhook import WebhookSender
 from fleetkit.runtime.logs import get_logger
 from fleetkit.store.outbox import Due, Outbox
@@ -47,6 +55,7 @@ log = get_logger("notifier")
 
 COMPONENT = "notifier"
 BROKEN_ROUTE_RECHECK_S = 60.0
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ICONS = {Severity.DEBUG: "·", Severity.INFO: "ℹ️", Severity.WARNING: "⚠️",
           Severity.ERROR: "❗", Severity.CRITICAL: "🚨"}
 # A webhook endpoint has no published limits; this keeps a burst from hammering it.
@@ -119,6 +128,51 @@ def _headed(severity: Severity, fleet_name: str, where: str, what: str, text: st
     return f"{_ICONS[severity]} [{fleet_name}] {where} · {what}\n{text}"
 
 
+def read_attachment(path: str, base: Path | None = None) -> bytes | str:
+    """The PNG at `path` (relative to `base`, the fleet's data directory, unless absolute),
+    or why it cannot be sent: "<path> is missing", "... could not be read: ...", "... is
+    not a PNG", "... is too big ...". Never raises for the file."""
+    file = Path(path).expanduser()
+    if not file.is_absolute() and base is not None:
+        file = base / file
+    try:
+        with file.open("rb") as stream:
+            data = stream.read(TELEGRAM_PHOTO_LIMIT_BYTES + 1)
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except OSError as exc:  # a directory, no permission, an I/O error ...
+        return f"{path} could not be read: {exc.strerror or exc.__class__.__name__}"
+    if len(data) > TELEGRAM_PHOTO_LIMIT_BYTES:
+        return f"{path} is too big (over {TELEGRAM_PHOTO_LIMIT_BYTES} bytes)"
+    if not data.startswith(PNG_SIGNATURE):
+        return f"{path} is not a PNG"
+    return data
+
+
+def send_due(sender: Sender, destination: str, text: str, due: Due,
+             base: Path | None = None) -> SendOutcome:
+    """Send one delivery's text, with its attachment as a photo when it has one.
+
+    When the attachment cannot be read, the text goes alone with a line saying why, and the
+    outcome is counted as if the photo's place (part 1) were there: taken once any part is
+    out, so `delivered_parts` means the same whether or not the file is back next attempt.
+    """
+    skip = due.delivered_parts
+    if due.attachment is None:
+        return sender.send(destination, text, skip_parts=skip)
+    photo = read_attachment(due.attachment, base)
+    if isinstance(photo, bytes):
+        return sender.send(destination, text, skip_parts=skip, photo=photo)
+    log.warning("chart not attached", action="notify.attachment_missing",
+                delivery=due.id, route=due.route, error=photo)
+    slot = 1 if skip >= 1 else 0
+    outcome = sender.send(destination, f"{text}\n(chart not attached: {photo})",
+                          skip_parts=skip - slot)
+    slot = 1 if slot or outcome.delivered_parts else 0
+    return dataclasses.replace(outcome, delivered_parts=outcome.delivered_parts + slot,
+                               total_parts=outcome.total_parts + 1)
+
+
 def describe_repeats(text: str, bot: str | None, count: int, window_s: float) -> str:
     first_line = text.splitlines()[0] if text else ""
     times = "1 more time" if count == 1 else f"{count} more times"
@@ -154,7 +208,10 @@ class Notifier:
     def __init__(self, outbox: Outbox, settings: NotifySettings, links: Mapping[str, RouteLink],
                  fleet_name: str, *, tasks: Sequence[PeriodicTask] = (),
                  backoff: Backoff | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 attachment_dir: Path | None = None) -> None:
+        """`attachment_dir`: where relative attachment paths start (the fleet's data
+        directory); None: the working directory."""
         self._outbox = outbox
         self._settings = settings
         self._links = dict(links)
@@ -162,6 +219,7 @@ class Notifier:
         self._tasks = list(tasks)
         self._backoff = backoff or Backoff(settings.backoff_base_s, settings.backoff_cap_s)
         self._now = now
+        self._attachment_dir = attachment_dir
         self._db_down_since: datetime | None = None
         self._db_down_told: list[str] = []  # the routes told of the outage: told of its end
         self.passes = 0
@@ -231,8 +289,8 @@ class Notifier:
 
     def _attempt(self, link: RouteLink, sender: Sender, due: Due, now: datetime,
                  stats: PassStats) -> None:
-        outcome = sender.send(link.destination, render(due, self._fleet),
-                              skip_parts=due.delivered_parts)
+        outcome = send_due(sender, link.destination, render(due, self._fleet), due,
+                           self._attachment_dir)
         link.limiter.sent(link.destination, len(outcome.message_ids))
         if outcome.ok:
             self._outbox.sent(due.id, outcome.delivered_parts, now)

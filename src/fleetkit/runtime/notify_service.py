@@ -36,7 +36,8 @@ def notifier_for(loaded: LoadedConfig, database: Database) -> Notifier:
     outbox = Outbox(database.engine)
     return Notifier(outbox, loaded.config.notify,
                     open_routes(loaded.config.notify, loaded.config_dir),
-                    loaded.config.fleet.name, tasks=default_tasks(loaded, database, outbox))
+                    loaded.config.fleet.name, tasks=default_tasks(loaded, database, outbox),
+                    attachment_dir=loaded.home)
 
 
 def run_notifier(loaded: LoadedConfig, database: Database, stop: threading.Event,

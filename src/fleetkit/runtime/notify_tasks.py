@@ -21,7 +21,7 @@ from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.notify import TelegramRoute
 from fleetkit.config.secrets import read_secret
 from fleetkit.core.alerts import Concern, Severity
-from fleetkit.core.controls import HaltSource, TradingState
+from fleetkit.core.controls import TradingState
 from fleetkit.core.errors import FleetError
 from fleetkit.core.instruments import MARKETS
 from fleetkit.notify.commands import (
@@ -41,7 +41,6 @@ from fleetkit.runtime.notifier import PeriodicTask, daily_due
 from fleetkit.sqlutil.engine import read_transaction
 from fleetkit.store.database import Database
 from fleetkit.store.fleet import FleetStore
-from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.outbox import NotifyState, Outbox
 from fleetkit.store.schema import events, fills
 from fleetkit.store.status import FleetView, fleet_view
@@ -310,11 +309,9 @@ class Commands:
                                        decision.actor, now)
             again = " (it already was)" if previous.state is TradingState.HALTED else ""
             return f"{scope} is now HALTED{again} — checked before every order"
-        if name is not None:
-            control = SqlLedger(self._engine, "-").controls(store.bot(name).id).bot
-            if control.source is HaltSource.RECONCILIATION:
-                return (f"bot {name} was halted because its ledger and broker disagree: "
-                        f"resume it from the CLI after `fleet reconcile {name}`")
+        if name is not None and store.held_by_reconciliation(name):
+            return (f"bot {name} was halted because its ledger and broker disagree: "
+                    f"resume it from the CLI after `fleet reconcile {name}`")
         previous = store.set_state(name, TradingState.ACTIVE,
                                    f"resumed from Telegram{_asked(decision)}",
                                    decision.actor, now)

@@ -134,6 +134,14 @@ class FleetStore:
 
     # --- the kill switch ----------------------------------------------------------------
 
+    def held_by_reconciliation(self, bot_name: str) -> bool:
+        """Whether the bot is halted because its ledger and broker disagreed: such a halt is
+        lifted from the CLI only, after `fleet reconcile` (Telegram and the dashboard refuse
+        to resume it)."""
+        bot_id = self.bot(bot_name).id
+        with read_transaction(self._engine) as conn:
+            return read_controls(conn, bot_id).bot.source is HaltSource.RECONCILIATION
+
     def set_state(self, bot_name: str | None, state: TradingState, reason: str, actor: str,
                   now: datetime) -> Control:
         """Halt, reduce-only or resume one bot (by name) or, with None, the whole fleet.

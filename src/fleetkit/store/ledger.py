@@ -17,7 +17,7 @@ from fleetkit.core.ledger import (
     PnlTotals,
     Position,
     apply_fill,
-    day_start_net,
+    day_start_value,
     fill_refusal,
     order_after_fill,
     pnl_totals,
@@ -303,13 +303,17 @@ class SqlLedger:
             totals = pnl_totals(_marked_positions(conn, bot_id))
             previous = conn.execute(select(bot_pnl).where(bot_pnl.c.bot_id == bot_id)).first()
             if previous is None:
-                start = ZERO
+                start = start_realized = ZERO
             else:
                 m = previous._mapping
-                start = day_start_net(m["day"], m["day_start_net"], _row_net(m), day)
+                start = day_start_value(m["day"], m["day_start_net"], _row_net(m), day)
+                # NULL within the day for a row from before migration 0008: stays NULL.
+                start_realized = day_start_value(m["day"], m["day_start_realized"],
+                                                 m["realized"], day)
             snapshot = _snapshot(day, totals, start, usd_per_unit)
             upsert(conn, bot_pnl, {
                 "bot_id": bot_id, "day": day, "day_start_net": start,
+                "day_start_realized": start_realized,
                 "realized": totals.realized, "unrealized": totals.unrealized,
                 "fees": totals.fees, "daily": snapshot.daily, "daily_usd": snapshot.daily_usd,
                 "usd_per_unit": usd_per_unit, "updated_at": now}, key=["bot_id"])
@@ -427,7 +431,7 @@ def _risk_inputs(conn: Connection, bot_id: int, instrument: str, usd_per_unit: D
     row = conn.execute(sql.BOT_PNL, {"b_bot": bot_id}).first()
     if row is not None:
         m = row._mapping
-        own_daily = (net - day_start_net(m["day"], m["day_start_net"], _row_net(m), day)
+        own_daily = (net - day_start_value(m["day"], m["day_start_net"], _row_net(m), day)
                      ) * usd_per_unit
         if m["day"] == day:
             own_stored = m["daily_usd"]

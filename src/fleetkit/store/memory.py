@@ -17,7 +17,7 @@ from fleetkit.core.errors import BadBrokerReplyError
 from fleetkit.core.ledger import (
     Position,
     apply_fill,
-    day_start_net,
+    day_start_value,
     fill_refusal,
     order_after_fill,
     pnl_totals,
@@ -272,7 +272,7 @@ class MemoryLedger:
         open_sells = sum((o.remaining for o in open_here if o.side.sign < 0), ZERO)
         net = self._totals_net(book)[3]
         pnl = book.pnl
-        start = ZERO if pnl is None else day_start_net(pnl.day, pnl.start, pnl.net, day)
+        start = ZERO if pnl is None else day_start_value(pnl.day, pnl.start, pnl.net, day)
         own = (net - start) * usd_per_unit
         others = sum((b.pnl.daily_usd for i, b in self._books.items()
                       if i != bot_id and b.pnl is not None and b.pnl.day == day), ZERO)
@@ -288,7 +288,7 @@ class MemoryLedger:
                 book.marks[key] = quote.price
         realized, unrealized, fees, net = self._totals_net(book)
         pnl = book.pnl
-        start = ZERO if pnl is None else day_start_net(pnl.day, pnl.start, pnl.net, day)
+        start = ZERO if pnl is None else day_start_value(pnl.day, pnl.start, pnl.net, day)
         daily = net - start
         book.pnl = _DayPnl(day, start, net, daily * usd_per_unit)
         snapshot = PnlSnapshot(day, realized, unrealized, fees, daily, daily * usd_per_unit)

@@ -56,6 +56,7 @@ class Due:
     text: str
     bot: str | None
     created_at: datetime
+    attachment: str | None = None  # a PNG file's path (outbox.attachment), sent as a photo
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +105,16 @@ class Outbox:
     def enqueue(self, *, kind: str, concern: str, severity: Severity, text: str,
                 now: datetime, bot_id: int | None = None, collapse_key: str | None = None,
                 dedup_key: str | None = None, only_route: str | None = None,
-                skip_route: str | None = None) -> bool:
+                skip_route: str | None = None, attachment: str | None = None) -> bool:
         """Add a notification; with `dedup_key`, only if none with that key exists (True
-        when this call added it)."""
+        when this call added it). `attachment`: a PNG file's path, sent with the text."""
         with write_transaction(self._engine) as conn:
             return enqueue_notification(
                 conn, bot_id=bot_id, kind=kind, concern=concern, severity=severity.label,
                 text=text, now=now,
                 collapse_key=collapse_key or f"{kind}|{dedup_key or now.isoformat()}",
-                dedup_key=dedup_key, only_route=only_route, skip_route=skip_route)
+                dedup_key=dedup_key, only_route=only_route, skip_route=skip_route,
+                attachment=attachment)
 
     # --- routing --------------------------------------------------------------------------
 
@@ -195,13 +197,14 @@ class Outbox:
                 select(deliveries.c.id, deliveries.c.outbox_id, deliveries.c.route,
                        deliveries.c.attempts, deliveries.c.delivered_parts, outbox.c.kind,
                        outbox.c.concern, outbox.c.severity, outbox.c.text,
-                       bots.c.name.label("bot"), outbox.c.created_at)
+                       bots.c.name.label("bot"), outbox.c.created_at, outbox.c.attachment)
                 .join(outbox, outbox.c.id == deliveries.c.outbox_id)
                 .outerjoin(bots, bots.c.id == outbox.c.bot_id)
                 .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now)
                 .order_by(deliveries.c.id).limit(limit)).all()
         return [Due(r.id, r.outbox_id, r.route, r.attempts, r.delivered_parts, r.kind,
-                    r.concern, severity_of(r.severity), r.text, r.bot, r.created_at)
+                    r.concern, severity_of(r.severity), r.text, r.bot, r.created_at,
+                    r.attachment)
                 for r in rows]
 
     def sent(self, delivery_id: int, parts: int, now: datetime) -> None:

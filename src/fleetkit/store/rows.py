@@ -88,15 +88,17 @@ def collapse_key(kind: str, bot_id: int | None, severity: str, code: str | None,
 def enqueue_notification(conn: Connection, *, bot_id: int | None, kind: str, concern: str,
                          severity: str, text: str, now: datetime, collapse_key: str,
                          dedup_key: str | None = None, only_route: str | None = None,
-                         skip_route: str | None = None) -> bool:
+                         skip_route: str | None = None, attachment: str | None = None) -> bool:
     """Put a notification in the outbox on `conn` (the caller's transaction); with
     `dedup_key`, only if none with that key exists (True when this call added it).
+    `attachment`: the path of a PNG picture (a chart) sent with the text on every route.
 
     Without a dedup_key it is a plain INSERT: a bot's database role may insert its own
     outbox rows but read none back (the dedup check needs RETURNING, so SELECT)."""
     values = {"bot_id": bot_id, "kind": kind, "concern": concern, "severity": severity,
               "text": text, "collapse_key": collapse_key[:255], "dedup_key": dedup_key,
-              "only_route": only_route, "skip_route": skip_route, "created_at": now}
+              "only_route": only_route, "skip_route": skip_route, "created_at": now,
+              "attachment": attachment}
     if dedup_key is None:
         conn.execute(insert(outbox).values(**values))
         return True

@@ -128,6 +128,8 @@ orders = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index(None, "bot_id", "status"),
+    Index(None, "created_at"),  # fleet-wide history, newest first (the dashboard)
+    Index(None, "status", "bot_id"),  # open orders per bot, however many orders there were
 )
 
 fills = Table(
@@ -145,6 +147,7 @@ fills = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("bot_id", "broker_fill_id"),
     Index(None, "bot_id", "ts"),
+    Index(None, "ts"),  # fleet-wide history, newest first (the dashboard)
 )
 
 positions = Table(
@@ -165,6 +168,8 @@ bot_pnl = Table(
     Column("bot_id", Id, ForeignKey("bots.id"), primary_key=True),
     Column("day", String(10), nullable=False),
     Column("day_start_net", ExactDecimal(), nullable=False),
+    # Realized P&L when the day began, so today's realized is realized - this.
+    Column("day_start_realized", ExactDecimal()),
     Column("realized", ExactDecimal(), nullable=False),
     Column("unrealized", ExactDecimal(), nullable=False),
     Column("fees", ExactDecimal(), nullable=False),
@@ -296,6 +301,8 @@ outbox = Table(
     Column("skip_route", String(64)),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("routed_at", UTCDateTime()),
+    # A file sent with the text (a PNG chart): a path under the fleet's data directory.
+    Column("attachment", Text),
     Index(None, "routed_at", "id"),
     # A bot role may insert here but not SELECT, so no INSERT ... RETURNING id.
     implicit_returning=False,

@@ -156,7 +156,7 @@ def _bot_view(row: Any, control: Any, beat: Any, pnl: Any, held: list[Any], orde
         name=row.name, market=row.market, currency=row.currency, strategy=row.strategy,
         mode=row.mode, state=state, reason=reason, process=process,
         detail="" if beat is None else beat.detail, heartbeat_age_s=age, positions=views,
-        realized_today=(pnl.realized if pnl is not None else ZERO),
+        realized_today=realized_today(pnl, day),
         unrealized=sum((v.unrealized for v in views), ZERO),
         daily_pnl=pnl.daily if today else ZERO, daily_pnl_usd=pnl.daily_usd if today else ZERO,
         orders_today=orders_today, fills_today=fills_today,
@@ -164,6 +164,16 @@ def _bot_view(row: Any, control: Any, beat: Any, pnl: Any, held: list[Any], orde
         cycle_lag_s=None if beat is None or beat.cycle_lag_ms is None
         else beat.cycle_lag_ms / 1000,
     )
+
+
+def realized_today(pnl: Any, day: str) -> Decimal:
+    """Realized P&L since the UTC day began: zero before the bot's first mark today, and
+    (for a row from before migration 0008) lifetime realized until the next day starts."""
+    if pnl is None or pnl.day != day:
+        return ZERO
+    start: Decimal | None = pnl.day_start_realized
+    realized: Decimal = pnl.realized
+    return realized if start is None else realized - start
 
 
 def _state(control: Any, beat: Any, age: float | None, fleet_state: str,

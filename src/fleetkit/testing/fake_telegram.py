@@ -1,4 +1,5 @@
-"""A fake Telegram Bot API on loopback: sendMessage and getUpdates, with faults on demand.
+"""A fake Telegram Bot API on loopback: sendMessage, sendPhoto and getUpdates, with faults
+on demand.
 
     with FakeTelegram() as telegram:
         sender = TelegramSender(telegram.token, api_base_url=telegram.url)
@@ -12,6 +13,12 @@ outside `chats` (when given) 400 "Bad Request: chat not found"; a blank text 400
 Request: message text is empty"; a text over 4096 UTF-16 code units 400 "Bad Request:
 message is too long" (the stricter reading of Telegram's limit: real Telegram has been seen
 to accept 4096 astral characters, so a sender that passes here passes there).
+
+sendPhoto takes multipart/form-data (chat_id, caption, and the file as `photo`), as a real
+upload does; the picture must be a PNG (else 400 "Bad Request: IMAGE_PROCESS_FAILED"), at
+most 10 MiB (else 400 "Bad Request: file is too big"), its caption at most 1024 UTF-16
+units (else 400 "Bad Request: message caption is too long"). An accepted photo is recorded
+among `messages` with `photo=True`, its byte size and its caption (`text` is "" for it).
 
 Faults (`fail_next(count, kind, ...)`) fire on the next `count` matching calls, first armed
 first fired, after the token check:
@@ -33,11 +40,15 @@ Tests only: it never talks to the real Telegram, and nothing else should talk to
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import itertools
 import json
 import logging
 import re
+import struct
 import threading
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,17 +66,37 @@ DEFAULT_TOKEN = "123456789:AAFake-telegram-token_for-tests-only00"  # noqa: S105
 _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
 _ANY_TOKEN = re.compile(r"/bot[^/\s]+/")
 _MAX_BODY = 1 << 20
+PHOTO_LIMIT_BYTES = 10 << 20  # Telegram's limit for an uploaded photo
+CAPTION_LIMIT_UTF16 = 1024
+_MAX_UPLOAD = PHOTO_LIMIT_BYTES + (1 << 20)  # a too-big photo and its form, read whole
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FIRST_UPDATE_ID = 700_000_000  # far from 0, as Telegram's are: a client must not assume 0
 
 
 @dataclass(frozen=True, slots=True)
 class SentMessage:
-    """A message the fake accepted (what the chat's members would now see)."""
+    """A message the fake accepted (what the chat's members would now see).
+
+    A photo (sendPhoto) has `photo` True, `photo_size` its bytes, `caption` its caption and
+    `text` ""; a text message has `photo` False, `photo_size` 0 and `caption` "".
+    """
 
     message_id: int
     chat_id: str
     text: str
     at: datetime
+    photo: bool = False
+    photo_size: int = 0
+    caption: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file part of a multipart/form-data call."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +176,13 @@ class FakeTelegram(ServedInThread):
             return list(self._messages)
 
     def texts(self, chat_id: str | None = None) -> list[str]:
-        return [m.text for m in self.messages if chat_id in (None, m.chat_id)]
+        """The texts of the text messages (photos left out), oldest first."""
+        return [m.text for m in self.messages
+                if not m.photo and chat_id in (None, m.chat_id)]
+
+    def photos(self, chat_id: str | None = None) -> list[SentMessage]:
+        """The photos accepted so far, oldest first."""
+        return [m for m in self.messages if m.photo and chat_id in (None, m.chat_id)]
 
     @property
     def calls(self) -> list[ApiCall]:
@@ -230,6 +267,8 @@ class FakeTelegram(ServedInThread):
     def _dispatch(self, method: str, chat_id: str | None, params: Mapping[str, object]) -> Reply:
         if method == "sendMessage":
             return self._send_message(chat_id, params.get("text"))
+        if method == "sendPhoto":
+            return self._send_photo(chat_id, params.get("photo"), params.get("caption"))
         if method == "getUpdates":
             return self._get_updates(params)
         if method == "getMe":
@@ -254,6 +293,37 @@ class FakeTelegram(ServedInThread):
             "message_id": message.message_id, "date": _unix_now(), "text": text,
             "chat": {"id": _json_chat_id(chat_id),
                      "type": "group" if chat_id.startswith("-") else "private"}}})
+
+    def _send_photo(self, chat_id: str | None, photo: object, caption: object) -> Reply:
+        if chat_id is None:
+            return _error(400, "Bad Request: chat_id is empty")
+        if self._chats is not None and chat_id not in self._chats:
+            return _error(400, "Bad Request: chat not found")
+        if not isinstance(photo, Upload) or not photo.data:
+            return _error(400, "Bad Request: there is no photo in the request")
+        if len(photo.data) > PHOTO_LIMIT_BYTES:
+            return _error(400, "Bad Request: file is too big")
+        size = _png_size(photo.data)
+        if size is None:
+            return _error(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        caption = caption if isinstance(caption, str) else ""
+        if utf16_units(caption) > CAPTION_LIMIT_UTF16:
+            return _error(400, "Bad Request: message caption is too long")
+        with self._state:
+            message = SentMessage(next(self._message_ids), chat_id, "", datetime.now(UTC),
+                                  photo=True, photo_size=len(photo.data), caption=caption)
+            self._messages.append(message)
+        width, height = size
+        result: dict[str, object] = {
+            "message_id": message.message_id, "date": _unix_now(),
+            "chat": {"id": _json_chat_id(chat_id),
+                     "type": "group" if chat_id.startswith("-") else "private"},
+            "photo": [{"file_id": f"photo-{message.message_id}",
+                       "file_unique_id": f"p{message.message_id}", "width": width,
+                       "height": height, "file_size": len(photo.data)}]}
+        if caption:
+            result["caption"] = caption
+        return Reply(200, {"ok": True, "result": result})
 
     def _get_updates(self, params: Mapping[str, object]) -> Reply:
         try:
@@ -286,6 +356,47 @@ def _fault_reply(fault: _Fault) -> Reply:
     if fault.kind == "blocked":
         return _error(403, "Forbidden: bot was blocked by the user")
     return _error(fault.status, "Internal Server Error")
+
+
+def png_bytes(width: int = 2, height: int = 2) -> bytes:
+    """A valid grey PNG of `width` x `height` pixels: something for tests to send."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))  # filter 0, grey
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return (_PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """A PNG's (width, height) from its IHDR chunk; None when `data` is not a PNG."""
+    if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return (width, height) if width and height else None
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, object]:
+    """A multipart/form-data body's fields: str for plain ones, Upload for files."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise ValueError("can't parse the multipart/form-data body")
+    fields: dict[str, object] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = data.decode("utf-8", "replace")
+        else:
+            fields[name] = Upload(filename, part.get_content_type(), data)
+    return fields
 
 
 def _update_id(update: Mapping[str, object]) -> int:
@@ -329,13 +440,18 @@ class _Handler(LoopbackHandler):
         self._send(fake.handle(match["token"], match["method"], params))
 
     def _params(self, query: str) -> dict[str, object]:
-        """Parameters as Telegram takes them: query string, then a JSON or form body."""
+        """Parameters as Telegram takes them: query string, then a JSON, form or
+        multipart/form-data body (a file upload)."""
         params: dict[str, object] = dict(parse_qsl(query))
-        length = min(int(self.headers.get("Content-Length") or 0), _MAX_BODY)
+        multipart = self.headers.get_content_type() == "multipart/form-data"
+        length = min(int(self.headers.get("Content-Length") or 0),
+                     _MAX_UPLOAD if multipart else _MAX_BODY)
         body = self.rfile.read(length) if length else b""
         if not body:
             return params
-        if self.headers.get_content_type() == "application/json":
+        if multipart:
+            params.update(_multipart(self.headers.get("Content-Type", ""), body))
+        elif self.headers.get_content_type() == "application/json":
             try:
                 data = json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -2,9 +2,10 @@
 
     python -m fleetkit.testing.fake_telegram_main --port 8081 --token-file var/tg.token
 
-Every message a notifier sends is printed as it arrives. Type `CHAT_ID text` (e.g.
-`42 /status`) to send the bot a message from chat CHAT_ID, user 1: how to try the two-way
-commands. Loopback only; for demos and manual tests (docs/alerts.md), never production.
+Every message a notifier sends is printed as it arrives (a photo as its size and
+caption). Type `CHAT_ID text` (e.g. `42 /status`) to send the bot a message from chat
+CHAT_ID, user 1: how to try the two-way commands. Loopback only; for demos and manual tests
+(docs/alerts.md), never production.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             while True:
                 messages = fake.messages
                 for message in messages[seen:]:
-                    print(f"--- to chat {message.chat_id}:\n{message.text}", flush=True)
+                    body = (f"[photo, {message.photo_size} bytes] {message.caption}"
+                            if message.photo else message.text)
+                    print(f"--- to chat {message.chat_id}:\n{body}", flush=True)
                 seen = len(messages)
                 time.sleep(0.2)
         except KeyboardInterrupt:

@@ -18,8 +18,7 @@ from sqlalchemy import select
 from fleetkit.config.loader import LoadedConfig, parse_config
 from fleetkit.core.controls import Control, HaltSource, TradingState
 from fleetkit.core.market_data import Quote
-from fleetkit.core.orders import Fill, OrderIntent, OrderStatus, OrderType, Side
-from fleetkit.engine.ports import OrderReport
+from fleetkit.core.orders import Side
 from fleetkit.notify import TelegramSender
 from fleetkit.notify.commands import CommandDesk, CommandPolicy
 from fleetkit.runtime.notify_tasks import Commands
@@ -29,6 +28,7 @@ from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.outbox import NotifyState
 from fleetkit.store.schema import events, outbox
 from fleetkit.testing.fake_telegram import FakeTelegram
+from tests.integration.dashboard.dashboard_seed import trade as seed_trade
 
 OPS_CHAT = "-100777"
 STRANGER_CHAT = "-100666"
@@ -127,15 +127,8 @@ def ops(fleet_db: Database, telegram: FakeTelegram, sender: TelegramSender,
 def trade(database: Database, bot_id: int, instrument: str, side: Side, quantity: str,
           price: str, fill_id: str, at: datetime) -> None:
     """One market order filled at `price` (fee 1.5), recorded as the bot's runner does."""
-    ledger = SqlLedger(database.engine, database.fleet_tag())
-    order = ledger.write_ahead(bot_id, OrderIntent(instrument, side, Decimal(quantity),
-                                                   OrderType.MARKET, Decimal(price)), None, at)
-    fill = Fill(fill_id, order.client_order_id, instrument, side, Decimal(quantity),
-                Decimal(price), Decimal("1.5"), at)
-    ledger.record_report(bot_id, order, OrderReport(
-        order.client_order_id, f"B-{fill_id}", instrument, side, OrderType.MARKET,
-        Decimal(quantity), None, OrderStatus.FILLED, Decimal(quantity), Decimal(price), "",
-        (fill,)), at)
+    seed_trade(SqlLedger(database.engine, database.fleet_tag()), bot_id, instrument, side,
+               quantity, price, fill_id, at)
 
 
 def mark(database: Database, bot_id: int, instrument: str, price: str, at: datetime) -> None:

@@ -159,7 +159,7 @@ def test_config_error_is_a_user_error_that_exits_2() -> None:
 def test_unknown_top_level_key_lists_the_known_sections() -> None:
     message = config_error("fleet: {name: x}\nbogus: 1\n")
     assert message.startswith("fleet.yaml: bogus: unknown key; known keys here: bots, "
-                              "calendars, database, ")
+                              "calendars, dashboard, database, ")
     assert message.endswith("— remove or rename it")
 
 

@@ -23,7 +23,7 @@ from fleetkit.core.ledger import (
     PnlTotals,
     Position,
     apply_fill,
-    day_start_net,
+    day_start_value,
     fill_refusal,
     order_after_fill,
     pnl_totals,
@@ -272,15 +272,15 @@ def test_pnl_totals_of_nothing_is_zero() -> None:
 
 
 def test_day_start_net_is_zero_for_a_bot_never_seen_before() -> None:
-    assert day_start_net(None, Decimal(99), Decimal(42), "2026-01-05") == 0
+    assert day_start_value(None, Decimal(99), Decimal(42), "2026-01-05") == 0
 
 
 def test_day_start_net_is_kept_within_the_same_day() -> None:
-    assert day_start_net("2026-01-05", Decimal(99), Decimal(42), "2026-01-05") == Decimal(99)
+    assert day_start_value("2026-01-05", Decimal(99), Decimal(42), "2026-01-05") == Decimal(99)
 
 
 def test_day_start_net_rolls_to_the_last_net_on_a_new_day() -> None:
-    assert day_start_net("2026-01-05", Decimal(99), Decimal(42), "2026-01-06") == Decimal(42)
+    assert day_start_value("2026-01-05", Decimal(99), Decimal(42), "2026-01-06") == Decimal(42)
 
 
 # --- fill refusal ------------------------------------------------------------------------

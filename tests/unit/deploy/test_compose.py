@@ -170,9 +170,8 @@ def test_only_the_dashboard_and_metrics_publish_a_port_and_only_on_the_loopback_
                          "metrics": ["127.0.0.1:9108:9108"]}
 
 
-def test_processes_whose_command_is_not_in_fleetkit_yet_are_behind_a_profile(
+def test_every_process_runs_a_real_command_and_only_those_turned_off_have_a_profile(
         demo: LoadedConfig) -> None:
-    """When `fleet notify run` (say) lands, this fails: mark it as there then."""
     import typer.main
 
     from fleetkit.cli.app import _register, app
@@ -191,12 +190,11 @@ def test_processes_whose_command_is_not_in_fleetkit_yet_are_behind_a_profile(
         return True
 
     services = compose_of(demo)["services"]
-    text = generated(demo)["docker-compose.yml"]
-    for process in fleet_processes(demo.config, DbRoles(), "/run/secrets"):
-        assert exists(process.args) is not process.command_missing, process.args
+    every = "0.0.0.0"  # noqa: S104 - what compose binds inside each container
+    for process in fleet_processes(demo.config, DbRoles(), "/run/secrets",
+                                   dashboard_host=every):
+        assert exists(process.args), process.args
         assert ("profiles" in services[process.name]) is (process.off is not None)
-        if process.command_missing:
-            assert f"`fleet {process.command}` is not in this fleetkit yet" in text
 
 
 def test_the_scheduler_starts_by_default_only_when_the_config_has_jobs(
@@ -641,3 +639,21 @@ def test_the_build_context_is_an_allowlist_without_data_or_secrets() -> None:
     assert lines[0] == "*"  # everything out ...
     allowed = {line[1:] for line in lines if line.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "src/"}  # ... but what the build needs
+
+
+def test_the_dashboard_starts_only_with_authentication_and_takes_its_users_from_env(
+        tmp_path: Path) -> None:
+    """Inside a container it listens beyond loopback: without dashboard.auth it is behind a
+    profile; with users_env the users come from the operator's environment, never the file."""
+    def load(extra: str) -> LoadedConfig:
+        path = tmp_path / "fleet.yaml"
+        path.write_text(MIXED + extra, encoding="utf-8")
+        return load_config(path)
+
+    plain = compose_of(load(""))["services"]["dashboard"]
+    assert plain["profiles"] == ["pending"]
+    guarded = compose_of(load("dashboard:\n  auth:\n    users_env: DASH_USERS\n"))
+    dashboard = guarded["services"]["dashboard"]
+    assert "profiles" not in dashboard
+    assert dashboard["environment"]["DASH_USERS"].startswith("${DASH_USERS:?")
+    assert dashboard["ports"] == ["127.0.0.1:8501:8501"]

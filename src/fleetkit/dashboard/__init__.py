@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (`fleet dashboard`): the fleet at a glance, safe to expose."""

@@ -1,0 +1,131 @@
+"""A small fleet with known numbers, written through the real ledger, for the dashboard's
+query and page tests.
+
+    alpha  NYSE, USD    bought 10 @ 100, sold 4 @ 110, marked 105: realized +40,
+                        unrealized +30, fees 3 -> +67 today; fresh heartbeat
+    beta   CRYPTO, USDT bought 0.5 @ 60000, marked 59000: -500, fee 1.5 -> -501.5 today;
+                        halted by an operator ("spread too wide")
+    gamma  NSE, INR     never started (no heartbeat, no trades)
+    delta  LSE, GBP     heartbeat 2 h old: stale
+
+Plus 3 max_order_value denials and 1 price_collar denial, a process restart, a monitor
+finding, a dead letter, and a failed job run. The fleet's P&L today: 67 - 501.5 = -434.5 USD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert
+
+from fleetkit.core.controls import TradingState
+from fleetkit.core.market_data import Quote
+from fleetkit.core.orders import Fill, OrderIntent, OrderStatus, OrderType, Side
+from fleetkit.engine.ports import OrderReport
+from fleetkit.sqlutil.engine import write_transaction
+from fleetkit.store.fleet import FleetStore, Heartbeat
+from fleetkit.store.jobs import JobStore, RunOwner, RunStatus
+from fleetkit.store.ledger import SqlLedger
+from fleetkit.store.outbox import NotifyState
+from fleetkit.store.rows import insert_event
+from fleetkit.store.schema import deliveries, outbox
+
+AAPL = "NYSE:AAPL"
+BTC = "CRYPTO:BTC/USDT"
+FLEET_PNL_TODAY_USD = Decimal("-434.5")
+
+
+@dataclass(frozen=True)
+class Seeded:
+    now: datetime
+    ids: dict[str, int]
+
+
+def seed_start(now: datetime) -> datetime:
+    """Ten minutes ago, but never before today's UTC midnight (so "today" holds it all)."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(now - timedelta(minutes=10), midnight + timedelta(seconds=1))
+
+
+def seed_fleet(database: Any, now: datetime | None = None) -> Seeded:
+    now = now or datetime.now(UTC)
+    t0 = seed_start(now)
+    store = FleetStore(database.engine)
+    ledger = SqlLedger(database.engine, database.fleet_tag())
+    ids = {name: store.register_bot(name=name, market=market, currency=currency,
+                                    strategy=strategy, mode="sandbox", settings={}, now=t0)
+           for name, market, currency, strategy in (
+               ("alpha", "NYSE", "USD", "sma_cross"), ("beta", "CRYPTO", "USDT", "rsi_reversion"),
+               ("gamma", "NSE", "INR", "buy_and_hold"), ("delta", "LSE", "GBP", "sma_cross"))}
+    trade(ledger, ids["alpha"], AAPL, Side.BUY, "10", "100", "a1", t0)
+    mark(ledger, ids["alpha"], AAPL, "100", t0 + timedelta(seconds=1))
+    trade(ledger, ids["alpha"], AAPL, Side.SELL, "4", "110", "a2", t0 + timedelta(seconds=30))
+    mark(ledger, ids["alpha"], AAPL, "105", t0 + timedelta(seconds=60))
+    trade(ledger, ids["beta"], BTC, Side.BUY, "0.5", "60000", "b1", t0 + timedelta(seconds=5))
+    mark(ledger, ids["beta"], BTC, "59000", t0 + timedelta(seconds=65))
+    beat_started = t0 - timedelta(hours=3)
+    store.beat(Heartbeat("bot:alpha", "bot", ids["alpha"], "trading", "", 4242, "host-a",
+                         beat_started, now - timedelta(seconds=3), 120))
+    store.beat(Heartbeat("bot:beta", "bot", ids["beta"], "halted", "", 4243, "host-a",
+                         beat_started, now - timedelta(seconds=4), 118))
+    store.beat(Heartbeat("bot:delta", "bot", ids["delta"], "trading", "", 4244, "host-a",
+                         beat_started, now - timedelta(hours=2), 7))
+    store.beat(Heartbeat("notifier", "service", None, "running", "", 4245, "host-a",
+                         beat_started, now - timedelta(seconds=2), 900))
+    store.set_state("beta", TradingState.HALTED, "spread too wide", "cli:ops",
+                    t0 + timedelta(seconds=70))
+    _events(database, ids, t0)
+    _health(database, now, t0)
+    return Seeded(now, ids)
+
+
+def trade(ledger: SqlLedger, bot_id: int, instrument: str, side: Side, quantity: str,
+           price: str, fill_id: str, at: datetime) -> None:
+    order = ledger.write_ahead(bot_id, OrderIntent(instrument, side, Decimal(quantity),
+                                                   OrderType.MARKET, Decimal(price)), None, at)
+    fill = Fill(fill_id, order.client_order_id, instrument, side, Decimal(quantity),
+                Decimal(price), Decimal("1.5"), at)
+    ledger.record_report(bot_id, order, OrderReport(
+        order.client_order_id, f"B-{fill_id}", instrument, side, OrderType.MARKET,
+        Decimal(quantity), None, OrderStatus.FILLED, Decimal(quantity), Decimal(price), "",
+        (fill,)), at)
+
+
+def mark(ledger: SqlLedger, bot_id: int, instrument: str, price: str, at: datetime) -> None:
+    ledger.mark(bot_id, {instrument: Quote(instrument, Decimal(price), at)}, Decimal(1), at)
+
+
+def _events(database: Any, ids: dict[str, int], t0: datetime) -> None:
+    with write_transaction(database.engine) as conn:
+        for index, code in enumerate(["max_order_value"] * 3 + ["price_collar"]):
+            insert_event(conn, bot_id=ids["alpha"], kind="risk.denied", severity="warning",
+                         code=code, message=f"denied: {code}",
+                         now=t0 + timedelta(seconds=10 + index))
+        insert_event(conn, bot_id=None, kind="process.exited", severity="error", code="1",
+                     message="alpha exited with code 1; restarting (restart #1)",
+                     now=t0 + timedelta(seconds=20), data={"process": "alpha", "code": 1})
+
+
+def _health(database: Any, now: datetime, t0: datetime) -> None:
+    NotifyState(database.engine).put("monitor:server:disk:/", {
+        "monitor": "server", "severity": "warning", "alerting": True,
+        "message": "disk / is 91% full", "since": t0.isoformat(),
+        "checked_at": now.isoformat()}, now)
+    with write_transaction(database.engine) as conn:
+        conn.execute(insert(outbox).values(
+            bot_id=None, kind="order.fill", concern="trading", severity="info",
+            text="alpha bought 10 NYSE:AAPL", collapse_key="k", created_at=t0, routed_at=t0))
+        outbox_id = conn.execute(outbox.select().where(outbox.c.collapse_key == "k")).one().id
+        conn.execute(insert(deliveries).values(
+            outbox_id=outbox_id, route="ops", status="dead", collapse_key="k", attempts=8,
+            delivered_parts=0, next_attempt_at=t0, last_error="403 Forbidden: bot was blocked",
+            created_at=t0, updated_at=t0))
+    jobs = JobStore(database.engine)
+    period = t0.replace(second=0, microsecond=0)
+    owner = RunOwner("host-a", 4246)
+    jobs.claim("nightly-reconcile", period, owner, t0)
+    jobs.finish("nightly-reconcile", period, attempt=1, status=RunStatus.FAILED,
+                detail="broker unreachable", now=t0 + timedelta(seconds=3))
