@@ -138,6 +138,22 @@ def order_count(fleet: Fleet, bot_name: str) -> int:
         database.dispose()
 
 
+def what_happened_to(fleet: Fleet, bot_name: str, output: str) -> str:
+    """A failure message for a bot that did not do what it should: its events and its log."""
+    database = fleet.database()
+    try:
+        bot_id = FleetStore(database.engine).bot(bot_name).id
+        with database.engine.connect() as conn:
+            rows = conn.execute(events.select().where(events.c.bot_id == bot_id)
+                                .order_by(events.c.id)).all()
+    finally:
+        database.dispose()
+    logged = [line for line in output.splitlines() if bot_name in line]
+    return "\n".join([f"{bot_name} events:", *(f"  {r.created_at} {r.kind} {r.message}"
+                                                for r in rows),
+                      f"{bot_name} log (last 40 lines):", *logged[-40:]])
+
+
 def test_the_fleet_runs_for_a_while_stops_cleanly_and_reports_every_bot(fleet: Fleet) -> None:
     started = time.monotonic()
     result = fleet.up(25)
@@ -150,8 +166,9 @@ def test_the_fleet_runs_for_a_while_stops_cleanly_and_reports_every_bot(fleet: F
     assert all(b["state"] == "STOPPED" for b in by_name.values())
     assert all(b["cycles"] >= 1 for b in by_name.values())
     for holder in ("cx-hold", "us-hold"):  # buy-and-hold enters on its first bar
-        assert by_name[holder]["orders_today"] == 1
-        assert by_name[holder]["positions"]
+        output = result.stdout + result.stderr
+        assert by_name[holder]["orders_today"] == 1, what_happened_to(fleet, holder, output)
+        assert by_name[holder]["positions"], what_happened_to(fleet, holder, output)
     assert_ledgers_match_the_broker(fleet)
 
 

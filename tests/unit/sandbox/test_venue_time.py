@@ -5,6 +5,7 @@ out stays on the wall clock."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from decimal import Decimal
 
 import pytest
@@ -22,7 +23,7 @@ from fleetkit.brokers.sandbox.testing import (
     standard_instruments,
 )
 from fleetkit.brokers.sandbox.venue import SandboxVenue
-from fleetkit.brokers.sandbox.venuetime import demo_offset_s
+from fleetkit.brokers.sandbox.venuetime import DEMO_LEAD, demo_offset_s
 from fleetkit.core.errors import ConfigError
 from fleetkit.core.instruments import ALWAYS_OPEN
 from fleetkit.core.orders import OrderStatus, OrderType, Side
@@ -47,15 +48,55 @@ def test_real_mode_runs_every_market_on_the_wall_clock(prices: ScriptedPrices) -
     assert venue.market_clock("NYSE").is_open
 
 
-def test_demo_mode_moves_a_closed_market_into_the_first_hour_of_its_last_session(
+def test_demo_mode_moves_a_closed_market_into_its_last_trading_stretch(
         prices: ScriptedPrices) -> None:
     venue = build_venue(prices, ManualClock(NEW_YORK_MIDDAY), time_mode="demo")
 
-    assert venue.offsets["NYSE"] == ZERO  # open already
+    assert venue.offsets["NYSE"] == ZERO  # open for half an hour already
     assert venue.offsets["CRYPTO"] == ZERO  # never closes
-    last_open = datetime(2024, 1, 3, 0, 0, tzinfo=UTC)
-    assert timedelta(0) <= venue.venue_now("JPX") - last_open < timedelta(hours=1)
+    afternoon_open = datetime(2024, 1, 3, 3, 30, tzinfo=UTC)  # Tokyo after its lunch break
+    into = venue.venue_now("JPX") - afternoon_open
+    assert DEMO_LEAD <= into < DEMO_LEAD + timedelta(hours=1)
     assert venue.market_clock("JPX").is_open
+
+
+WEDNESDAY_OPEN = datetime(2024, 1, 3, 14, 30, tzinfo=UTC)
+TUESDAY_OPEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+FRIDAY_OPEN = datetime(2024, 1, 5, 14, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("now", "replayed_open"), [
+    (WEDNESDAY_OPEN, TUESDAY_OPEN),
+    (WEDNESDAY_OPEN + timedelta(seconds=50), TUESDAY_OPEN),
+    (WEDNESDAY_OPEN + timedelta(minutes=14, seconds=59), TUESDAY_OPEN),
+    # A Saturday at half past: whole hours back from here once landed on Friday's open.
+    (datetime(2024, 1, 6, 12, 30, 20, tzinfo=UTC), FRIDAY_OPEN),
+])
+def test_a_demo_never_starts_a_market_before_its_first_bars_are_complete(
+        prices: ScriptedPrices, now: datetime, replayed_open: datetime) -> None:
+    """Placed a minute after New York's open, a demo bot would find no completed bar and
+    sit out its first bar interval."""
+    venue = build_venue(prices, ManualClock(now), time_mode="demo")
+
+    assert DEMO_LEAD <= venue.venue_now("NYSE") - replayed_open < DEMO_LEAD + timedelta(hours=1)
+    assert venue.offsets["NYSE"].total_seconds() % 3600 == 0
+    bars = venue.bars("NYSE:AAA", 60, now - timedelta(minutes=2), now)
+    assert bars and bars[-1].ts + timedelta(minutes=2) >= now  # a fresh bar to act on
+
+
+def test_a_demo_falls_back_to_whole_minutes_in_a_short_stretch(
+        prices: ScriptedPrices) -> None:
+    """A stretch shorter than the lead plus an hour cannot take a whole-hour step."""
+    short_day = ScriptedPrices({equity("NYSE", "AAA", "USD", "XNYS"): Decimal(1)},
+                               {"XNYS": DailySessions(clock_time(14, 30), clock_time(15, 0))})
+    now = datetime(2024, 1, 3, 18, 7, 13, tzinfo=UTC)
+
+    offset = demo_offset_s(short_day, "XNYS", now)
+
+    venue_now = now + timedelta(seconds=offset)
+    assert offset % 60 == 0
+    assert datetime(2024, 1, 3, 14, 45, tzinfo=UTC) <= venue_now < datetime(2024, 1, 3, 14, 46,
+                                                                             tzinfo=UTC)
 
 
 def test_demo_offsets_are_whole_hours_so_bar_boundaries_stay_aligned(
@@ -63,7 +104,8 @@ def test_demo_offsets_are_whole_hours_so_bar_boundaries_stay_aligned(
     venue = build_venue(prices, ManualClock(SATURDAY_NOON), time_mode="demo")
 
     assert venue.venue_now("NYSE") == datetime(2024, 1, 5, 15, 0, 42, tzinfo=UTC)
-    assert venue.venue_now("JPX") == datetime(2024, 1, 5, 0, 0, 42, tzinfo=UTC)
+    # Tokyo's afternoon opened at 03:30: 04:00 is the first whole-hour step past the lead.
+    assert venue.venue_now("JPX") == datetime(2024, 1, 5, 4, 0, 42, tzinfo=UTC)
     assert all(offset.total_seconds() % 3600 == 0 for offset in venue.offsets.values())
     assert all(offset <= ZERO for offset in venue.offsets.values())
 
@@ -156,6 +198,14 @@ def test_a_market_the_sandbox_does_not_price_is_unknown(prices: ScriptedPrices) 
 
 def test_demo_offset_is_zero_for_a_market_that_never_closes(prices: ScriptedPrices) -> None:
     assert demo_offset_s(prices, ALWAYS_OPEN, SATURDAY_NOON) == 0
+
+
+def test_demo_offset_explains_a_calendar_whose_stretches_are_too_short() -> None:
+    minutes = ScriptedPrices({equity("NYSE", "AAA", "USD", "XNYS"): Decimal(1)},
+                             {"XNYS": DailySessions(clock_time(14, 30), clock_time(14, 40))})
+
+    with pytest.raises(ValueError, match="no trading stretch of over 15 minutes"):
+        demo_offset_s(minutes, "XNYS", SATURDAY_NOON)
 
 
 def test_demo_offset_explains_a_calendar_without_recent_sessions() -> None:

@@ -19,30 +19,43 @@ logger = logging.getLogger("fleetkit.sandbox")
 # Whole hours keep bar boundaries of every interval up to an hour where the wall clock has
 # them, so a bot's "next bar closes at :05" is true in venue time too.
 OFFSET_STEP_S = 3600
+# How far into a trading stretch a demo market starts: every bar of up to 15 minutes that a
+# bot's first cycle asks for is already complete there.
+DEMO_LEAD = timedelta(minutes=15)
 # Long enough to reach back over any holiday run a real calendar has (Golden Week, Diwali).
 LOOKBACK_DAYS = (10, 40)
 
 
 def demo_offset_s(sessions: SessionSource, calendar: str, now: datetime) -> int:
-    """Whole hours (as seconds, zero or negative) to add to `now` so that a market closed at
-    `now` is inside the first hour of its most recent session instead.
+    """Whole hours (as seconds, zero or negative; whole minutes where a stretch is short) to
+    add to `now` so that a market is at least DEMO_LEAD into a trading stretch (a session,
+    or one half of it around a break).
 
-    Markets that are open at `now`, or never close, keep the wall clock. Putting a closed
-    market back into its last session, rather than forward into the next, means every bar
-    a demo bot sees is already in the past of the real market, so nothing is invented "ahead".
+    Markets that are that far into a stretch at `now`, or never close, keep the wall clock.
+    Any other market goes back into its most recent stretch rather than forward into the
+    next, so every bar a demo bot sees is already in the past of the real market and
+    nothing is invented "ahead". The lead is there because a stretch's first bars are not
+    complete yet: a demo placed a minute after the open would sit out its first bar.
     """
     if calendar == ALWAYS_OPEN:
         return 0
-    recent = _sessions_opened_by(sessions, calendar, now)
-    if any(session.is_open(now) for session in recent):
+    spans = sorted((span for session in _sessions_opened_by(sessions, calendar, now)
+                    for span in session.trading_spans()), reverse=True)
+    if any(start + DEMO_LEAD <= now < end for start, end in spans):
         return 0
-    latest = max(recent, key=lambda session: session.open)
-    behind_s = int((now - latest.open).total_seconds())
-    offset = -(behind_s // OFFSET_STEP_S) * OFFSET_STEP_S
-    if not latest.is_open(now + timedelta(seconds=offset)):
-        # A session (or its morning half) shorter than the step: fall back to minutes.
-        offset = -((behind_s - 60) // 60) * 60
-    return offset
+    for start, end in spans:
+        settled = start + DEMO_LEAD
+        if settled > now or end - settled <= timedelta(minutes=1):
+            continue
+        behind_s = int((now - settled).total_seconds())
+        offset = -(behind_s // OFFSET_STEP_S) * OFFSET_STEP_S
+        if now + timedelta(seconds=offset) >= end:
+            # A stretch shorter than lead + step (a half day's morning): fall back to minutes.
+            offset = -(behind_s // 60) * 60
+        return offset
+    raise ValueError(f"calendar {calendar!r} has no trading stretch of over "
+                     f"{DEMO_LEAD.total_seconds() / 60:.0f} minutes before {now.isoformat()}; "
+                     f"cannot place it in session for a demo")
 
 
 def _sessions_opened_by(sessions: SessionSource, calendar: str, now: datetime) -> list[Session]:
