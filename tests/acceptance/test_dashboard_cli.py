@@ -62,6 +62,17 @@ def test_a_missing_users_secret_stops_it_before_it_serves(tmp_path: Path) -> Non
     assert_user_error(fleet("dashboard", cwd=tmp_path), "$FLEET_TEST_NO_SUCH_USERS")
 
 
+def test_an_oidc_login_without_its_secrets_stops_it_before_it_serves(tmp_path: Path) -> None:
+    (tmp_path / "fleet.yaml").write_text(
+        "dashboard:\n  auth:\n    oidc: true\n    oidc_secrets_file: oidc.toml\n",
+        encoding="utf-8")
+    assert_user_error(fleet("dashboard", "--host", "0.0.0.0", cwd=tmp_path),  # noqa: S104
+                      "oidc_secrets_file", "oidc.toml does not exist")
+    (tmp_path / "oidc.toml").write_text('[auth]\nclient_id = "fleet"\n', encoding="utf-8")
+    assert_user_error(fleet("dashboard", cwd=tmp_path),
+                      "lacks redirect_uri, cookie_secret, client_secret, server_metadata_url")
+
+
 def test_passwd_prints_a_line_for_the_users_file_and_never_the_password(tmp_path: Path
                                                                         ) -> None:
     result = fleet("dashboard", "passwd", "alice", "--password-stdin", cwd=tmp_path,

@@ -42,8 +42,14 @@ def serve(ctx: typer.Context, config: ConfigOption = None, db: DbOption = None,
     bind = host or settings.host
     require_safe_bind(bind, settings.auth)
     load_users(settings.auth, loaded.config_dir)  # a missing secret fails here, not in a page
+    secrets_args: list[str] = []
     if settings.auth.oidc:
-        _require_oidc_setup()
+        from fleetkit.dashboard.oidc import check_oidc_setup
+
+        setup = check_oidc_setup(settings.auth, loaded.config_dir, cwd=Path.cwd(),
+                                 home=Path.home())
+        if setup.secrets_file is not None:
+            secrets_args = ["--secrets.files", str(setup.secrets_file.resolve())]
     open_database(database_url(loaded, db), must_exist=True).dispose()  # fail fast, clearly
     env = dict(os.environ)
     if loaded.source_path is not None:
@@ -55,23 +61,10 @@ def serve(ctx: typer.Context, config: ConfigOption = None, db: DbOption = None,
             "--server.address", bind, "--server.port", str(port or settings.port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
-            "--server.runOnSave", "false", "--theme.base", "light"]
+            "--server.runOnSave", "false", "--theme.base", "light", *secrets_args]
     typer.echo(f"dashboard on http://{bind}:{port or settings.port} (Ctrl-C stops it)")
     sys.stdout.flush()
     os.execve(sys.executable, args, env)  # noqa: S606 (our own interpreter, fixed args)
-
-
-def _require_oidc_setup() -> None:
-    from importlib.util import find_spec
-
-    if find_spec("authlib") is None:
-        fail("dashboard.auth.oidc needs Authlib: pip install 'Authlib>=1.3'")
-    places = [Path.cwd() / ".streamlit" / "secrets.toml",
-              Path.home() / ".streamlit" / "secrets.toml"]
-    if not any(p.is_file() and "[auth" in p.read_text(encoding="utf-8") for p in places):
-        fail("dashboard.auth.oidc is on but no .streamlit/secrets.toml with an [auth] "
-             "section (redirect_uri, cookie_secret, client_id, client_secret, "
-             "server_metadata_url) was found here or in ~/.streamlit: docs/dashboard.md")
 
 
 @dashboard_app.command()

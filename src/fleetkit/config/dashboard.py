@@ -22,8 +22,14 @@ class DashboardAuth(Strict):
     users_file: str | None = Field(default=None, description="secret file of `name:hash` "
                                    "lines, one user each")
     oidc: bool = Field(default=False, description="log in with OpenID Connect through "
-                       "Streamlit's st.login: the provider goes in .streamlit/secrets.toml "
-                       "[auth], next to where `fleet dashboard` runs")
+                       "Streamlit's st.login: the provider goes in a secrets.toml [auth] "
+                       "section (oidc_secrets_file, else .streamlit/secrets.toml where "
+                       "`fleet dashboard` runs or in your home)")
+    oidc_secrets_file: str | None = Field(default=None, description="the secrets.toml with "
+                                          "the [auth] section (relative to this file's "
+                                          "directory); it holds the client secret")
+    oidc_provider: str | None = Field(default=None, description="log in with the "
+                                      "[auth.NAME] provider; default: the client in [auth]")
     max_failures: int = Field(default=5, ge=1, le=100, description="wrong passwords in a "
                               "row before logins pause for lockout_s")
     lockout_s: float = Field(default=300.0, ge=1, le=86_400)
@@ -32,6 +38,8 @@ class DashboardAuth(Strict):
     def _one_users_source(self) -> DashboardAuth:
         if self.users_env and self.users_file:
             raise ValueError("give users_env or users_file, not both")
+        if (self.oidc_secrets_file or self.oidc_provider) and not self.oidc:
+            raise ValueError("oidc_secrets_file and oidc_provider need oidc: true")
         return self
 
     @property

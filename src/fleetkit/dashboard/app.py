@@ -35,7 +35,8 @@ def _sidebar_login() -> None:
                        "controls are off and the dashboard listens on loopback only.")
             return
         if auth.oidc:
-            st.button("Log in", key="oidc_login", on_click=st.login)
+            st.button("Log in", key="oidc_login", on_click=st.login,
+                      args=(auth.oidc_provider,))
         if ctx.users:
             _password_form(ctx.users, ctx.guard)
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from fleetkit.config.loader import LoadedConfig, parse_config
-from fleetkit.config.models import BotSettings
+from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
 from fleetkit.deploy.files import Bundle, GeneratedFile
 from fleetkit.deploy.passwords import compose_secrets_script
@@ -45,6 +45,9 @@ DEFAULT_IMAGE = "fleetkit:latest"
 DB_USER = DB_NAME = "fleet"
 DB_SECRET = "db_password"  # noqa: S105 - the secret's name; its value is never ours
 SECRETS = "/run/secrets"  # where Compose mounts a service's secrets
+# The dashboard's login files: Compose secrets from secrets/, never in the config directory.
+DASHBOARD_USERS_SECRET = "dashboard_users"  # noqa: S105 - a secret's name
+DASHBOARD_OIDC_SECRET = "dashboard_oidc.toml"  # noqa: S105 - a secret's name
 SECRET_PATH = f"{SECRETS}/{DB_SECRET}"
 DATABASE_URL = f"postgresql://{DB_USER}@postgres:5432/{DB_NAME}"
 # Bots and readers name the server through Compose variables, so a host whose bots use a
@@ -129,6 +132,15 @@ def compose_config_text(loaded: LoadedConfig) -> str:
     port = loaded.config.sandbox.port
     raw["sandbox"] = {**(raw.get("sandbox") or {}), "host": "0.0.0.0",  # noqa: S104 - in a container
                       "url": f"http://broker:{port}"}
+    auth_files = dashboard_secrets(loaded.config)
+    if auth_files:
+        dashboard = raw.get("dashboard") or {}
+        auth = dashboard.get("auth") or {}
+        if DASHBOARD_USERS_SECRET in auth_files:
+            auth["users_file"] = f"{SECRETS}/{DASHBOARD_USERS_SECRET}"
+        if DASHBOARD_OIDC_SECRET in auth_files:
+            auth["oidc_secrets_file"] = f"{SECRETS}/{DASHBOARD_OIDC_SECRET}"
+        raw["dashboard"] = {**dashboard, "auth": auth}
     header = "\n".join([
         f"# A copy of {source_name(loaded)} for Docker Compose, written by `{GENERATOR}`:",
         "# the database is the postgres service (password from the secret), the sandbox broker",
@@ -156,6 +168,7 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles) -> str:
         "#      random, never replacing one that is there: the owner's db_password, each bot's",
         f"#      {roles.bot_prefix}<bot>.password, the read-only {roles.reader}.password)",
         "#   3. fill in env/<bot>.env for bots that need credentials (live bots).",
+        *_dashboard_steps(config),
         "# Then: docker compose up -d; the fleet's status: docker compose run --rm migrate status",
         "# Each bot connects as its own role and gets only its own password; `roles` creates",
         "# the roles (and sets each password to its file's) before any bot starts.",
@@ -175,9 +188,31 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles) -> str:
         "volumes": {"pgdata": {}, "fleet-home": {}},
         "secrets": {DB_SECRET: {"file": f"./secrets/{DB_SECRET}"},
                     **{r: {"file": f"./secrets/{password_file(r)}"}
-                       for r in roles.every(config)}},
+                       for r in roles.every(config)},
+                    **{name: {"file": f"./secrets/{name}"}
+                       for name in dashboard_secrets(config)}},
     }).rstrip("\n"))
     return "\n".join(lines) + "\n"
+
+
+def dashboard_secrets(config: FleetConfig) -> tuple[str, ...]:
+    """The dashboard's login files, as Compose secrets: a users file, an OIDC [auth]
+    section (always a file in Compose: Streamlit's default places are not in the image)."""
+    auth = config.dashboard.auth
+    return ((DASHBOARD_USERS_SECRET,) if auth.users_file else ()) + (
+        (DASHBOARD_OIDC_SECRET,) if auth.oidc else ())
+
+
+def _dashboard_steps(config: FleetConfig) -> list[str]:
+    auth = config.dashboard.auth
+    steps = []
+    if auth.users_file:
+        steps.append(f"#   4. copy the dashboard's users file ({auth.users_file}) to "
+                     f"secrets/{DASHBOARD_USERS_SECRET}")
+    if auth.oidc:
+        steps.append(f"#   {4 + len(steps)}. put the dashboard's OIDC [auth] section in "
+                     f"secrets/{DASHBOARD_OIDC_SECRET} (docs/dashboard.md)")
+    return steps
 
 
 Service = tuple[list[str], str, dict[str, Any], bool]  # comment, name, spec, shares x-fleet
@@ -196,6 +231,8 @@ def _services(loaded: LoadedConfig, roles: DbRoles) -> list[Service]:
         note = [f"NOTE: {process.off} (profile {PENDING_PROFILE})."] if process.off else []
         spec = _process(process, config.sandbox.port)
         spec.update(_process_database(process, roles, roles.every(config)))
+        if process.name == "dashboard":
+            spec["secrets"] = [*spec.get("secrets", []), *dashboard_secrets(config)]
         if process.name == "dashboard" and config.dashboard.auth.users_env:
             name = config.dashboard.auth.users_env
             # Interpolated by compose from the operator's environment or .env: the users'

@@ -657,3 +657,27 @@ def test_the_dashboard_starts_only_with_authentication_and_takes_its_users_from_
     assert "profiles" not in dashboard
     assert dashboard["environment"]["DASH_USERS"].startswith("${DASH_USERS:?")
     assert dashboard["ports"] == ["127.0.0.1:8501:8501"]
+
+
+def test_the_dashboards_login_files_are_compose_secrets_not_config_files(
+        tmp_path: Path) -> None:
+    """A users file or an OIDC [auth] section is mounted from secrets/ into the dashboard
+    alone, and the config copy points at it there."""
+    path = tmp_path / "fleet.yaml"
+    path.write_text(MIXED + "dashboard:\n  auth:\n    users_file: users.txt\n"
+                    "    oidc: true\n    oidc_secrets_file: oidc.toml\n", encoding="utf-8")
+    loaded = load_config(path)
+    bundle = {f.path: f.content for f in compose_bundle(loaded).files}
+    compose = yaml.safe_load(bundle["docker-compose.yml"])
+
+    dashboard = compose["services"]["dashboard"]
+    assert "profiles" not in dashboard
+    assert {"dashboard_users", "dashboard_oidc.toml"} <= set(dashboard["secrets"])
+    assert compose["secrets"]["dashboard_oidc.toml"] == {
+        "file": "./secrets/dashboard_oidc.toml"}
+    others = [s for name, s in compose["services"].items() if name != "dashboard"]
+    assert not any("dashboard_oidc.toml" in str(s.get("secrets")) for s in others)
+    auth = yaml.safe_load(bundle["config/fleet.yaml"])["dashboard"]["auth"]
+    assert auth["users_file"] == "/run/secrets/dashboard_users"
+    assert auth["oidc_secrets_file"] == "/run/secrets/dashboard_oidc.toml"
+    assert "secrets/dashboard_oidc.toml (docs/dashboard.md)" in bundle["docker-compose.yml"]
