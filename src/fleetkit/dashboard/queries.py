@@ -164,19 +164,21 @@ class DashboardQueries:
                            func.max(pnl_snapshots.c.id).label("id"))
                     .where(pnl_snapshots.c.ts >= start, pnl_snapshots.c.ts < end)
                     .group_by(pnl_snapshots.c.bot_id, bucket).subquery())
+            # Each snapshot at the rate of its own mark (older snapshots: the bot's last).
+            rate = func.coalesce(pnl_snapshots.c.usd_per_unit, _USD_RATE)
             rows = conn.execute(
                 select(bots.c.name, last.c.bucket, pnl_snapshots.c.realized,
-                       pnl_snapshots.c.unrealized, pnl_snapshots.c.fees, pnl_snapshots.c.daily)
+                       pnl_snapshots.c.unrealized, pnl_snapshots.c.fees, pnl_snapshots.c.daily,
+                       rate)
                 .join(pnl_snapshots, pnl_snapshots.c.id == last.c.id)
                 .join(bots, bots.c.id == pnl_snapshots.c.bot_id)
+                .outerjoin(bot_pnl, bot_pnl.c.bot_id == bots.c.id)
                 .order_by(bots.c.name, last.c.bucket)).all()
-            rates = _usd_rates(conn)
         curves: dict[str, list[CurvePoint]] = {}
-        for name, index, realized, unrealized, fees, day_pnl in rows:
+        for name, index, realized, unrealized, fees, day_pnl, usd_per_unit in rows:
             at = datetime.fromtimestamp(int(index) * width_s, UTC)
             net = float(day_pnl if daily else realized + unrealized - fees)
-            rate = rates.get(name, 1.0)
-            curves.setdefault(name, []).append(CurvePoint(at, net, net * rate))
+            curves.setdefault(name, []).append(CurvePoint(at, net, net * float(usd_per_unit)))
         result = {name: Curve(tuple(points_)) for name, points_ in curves.items()}
         if result:
             result[""] = fleet_curve(result)

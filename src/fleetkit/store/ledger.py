@@ -319,7 +319,8 @@ class SqlLedger:
                 "usd_per_unit": usd_per_unit, "updated_at": now}, key=["bot_id"])
             conn.execute(insert(pnl_snapshots).values(
                 bot_id=bot_id, ts=now, day=day, realized=totals.realized,
-                unrealized=totals.unrealized, fees=totals.fees, daily=snapshot.daily))
+                unrealized=totals.unrealized, fees=totals.fees, daily=snapshot.daily,
+                usd_per_unit=usd_per_unit))
         return snapshot
 
 

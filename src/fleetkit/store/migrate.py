@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 # Every revision in migrations/versions, oldest first. A bot checks the schema against these
 # without importing alembic (bot processes start faster and stay smaller); a test keeps the
 # list equal to the migration scripts.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008",
+                              "0009")
 HEAD = REVISIONS[-1]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"

@@ -189,6 +189,9 @@ pnl_snapshots = Table(
     Column("unrealized", ExactDecimal(), nullable=False),
     Column("fees", ExactDecimal(), nullable=False),
     Column("daily", ExactDecimal(), nullable=False),
+    # The quote currency in USD at this mark, so a fleet curve adds each moment at its own
+    # rate. NULL for snapshots from before migration 0009 (readers use the bot's last rate).
+    Column("usd_per_unit", ExactDecimal()),
     Index(None, "bot_id", "ts"),
 )
 

@@ -9,8 +9,16 @@ from typing import Any
 
 import pytest
 
+from fleetkit.core.market_data import Quote
+from fleetkit.core.orders import Side
 from fleetkit.dashboard.queries import DashboardQueries, TradeFilter
-from tests.integration.dashboard.dashboard_seed import FLEET_PNL_TODAY_USD, Seeded, seed_fleet
+from fleetkit.store.ledger import SqlLedger
+from tests.integration.dashboard.dashboard_seed import (
+    FLEET_PNL_TODAY_USD,
+    Seeded,
+    seed_fleet,
+    trade,
+)
 
 
 @pytest.fixture
@@ -80,6 +88,29 @@ def test_pnl_curves_end_at_each_bots_last_net_and_the_fleet_sums_them(
     assert curves["beta"].last_usd == pytest.approx(-501.5)
     assert curves[""].last_usd == pytest.approx(-434.5)
     assert curves["alpha"].points[0].net == pytest.approx(-1.5)  # first mark: fee only
+
+
+def test_each_point_of_a_curve_is_in_usd_at_the_rate_of_its_own_mark(
+        fleet_db: Any, queries: DashboardQueries, seeded: Seeded) -> None:
+    """gamma trades in INR: an hour at 0.012 USD, then at 0.010 after fx_usd changed. Its
+    earlier points keep their rate; only the last mark sets what the bot is worth now."""
+    ledger = SqlLedger(fleet_db.engine, fleet_db.fleet_tag())
+    gamma, stock = seeded.ids["gamma"], "NSE:TCS"
+    start = seeded.now - timedelta(minutes=9)
+    trade(ledger, gamma, stock, Side.BUY, "10", "4000", "g1", start)
+    ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), start)}, Decimal("0.012"),
+                start + timedelta(seconds=1))
+    later = start + timedelta(minutes=5)
+    ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), later)}, Decimal("0.010"), later)
+
+    curves = queries.pnl_curves(seeded.now - timedelta(hours=1),
+                                seeded.now + timedelta(minutes=1), points=60)
+
+    points = curves["gamma"].points  # net: +1,000 INR unrealized - 1.5 fee = 998.5
+    assert [p.net for p in points] == [pytest.approx(998.5)] * 2
+    assert [p.net_usd for p in points] == [pytest.approx(11.982), pytest.approx(9.985)]
+    fleet_at_first = {p.at: p.net_usd for p in curves[""].points}[points[0].at]
+    assert fleet_at_first == pytest.approx(-434.5 + 11.982)
 
 
 def test_no_pnl_in_a_range_before_the_fleet_existed(queries: DashboardQueries,
