@@ -20,9 +20,9 @@ WORKDIR /opt/fleetkit
 
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml changes, not on
 # every edit of the source. The `live` extra (ccxt) is included: one image serves sandbox,
-# paper and live bots alike.
+# paper and live bots alike; so is `oidc` (Authlib), for a dashboard that logs in with OIDC.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['live']))" > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['live'] + p['optional-dependencies']['oidc']))" > requirements.txt \
     && pip install -r requirements.txt
 
 # Then the package itself, without touching the dependencies installed above.

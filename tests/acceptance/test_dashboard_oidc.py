@@ -63,7 +63,8 @@ def serving_with_oidc(tmp_path: Path, *,
     finally:
         database.dispose()
     port = free_port()
-    with FakeOidcProvider(email=EMAIL, name="Alice") as provider:
+    callback = f"http://127.0.0.1:{port}/oauth2callback"
+    with FakeOidcProvider(email=EMAIL, name="Alice", redirect_uris=(callback,)) as provider:
         (tmp_path / "secrets").mkdir()
         (tmp_path / "secrets" / "oidc.toml").write_text(
             secrets_toml(provider, port, client_secret or provider.client_secret),
@@ -107,6 +108,7 @@ def test_a_user_logs_in_through_the_provider_and_their_halt_is_audited(
     click_button(browser, "Log in")  # to the provider, which consents, and back
     wait_for_text(browser, f"Logged in as {EMAIL}")
     assert oidc_dashboard.provider.tokens_issued == 1
+    assert oidc_dashboard.provider.pkce_logins == 1  # Streamlit used PKCE: it was offered
 
     browser.get(f"{oidc_dashboard.url}/controls")  # a reload keeps the login (a cookie)
     wait_for_text(browser, f"Logged in as {EMAIL}", "Type the target's name to confirm")
@@ -143,4 +145,5 @@ def test_a_provider_that_refuses_the_dashboard_leaves_nobody_logged_in(
         body = wait_for_text(browser, "Log in to use the controls")
 
     assert "Logged in as" not in body
+    assert served.provider.token_refusals == ["invalid_client"]  # it got that far, no further
     assert served.provider.tokens_issued == 0

@@ -28,8 +28,10 @@ class DashboardAuth(Strict):
     oidc_secrets_file: str | None = Field(default=None, description="the secrets.toml with "
                                           "the [auth] section (relative to this file's "
                                           "directory); it holds the client secret")
-    oidc_provider: str | None = Field(default=None, description="log in with the "
-                                      "[auth.NAME] provider; default: the client in [auth]")
+    oidc_provider: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+$",
+                                      description="log in with the [auth.NAME] provider "
+                                      "(letters, digits, '-': Streamlit's rule); default: the "
+                                      "client in [auth]")
     max_failures: int = Field(default=5, ge=1, le=100, description="wrong passwords in a "
                               "row before logins pause for lockout_s")
     lockout_s: float = Field(default=300.0, ge=1, le=86_400)

@@ -33,7 +33,7 @@ class OidcSetup:
 
 def default_secrets_places(cwd: Path, home: Path) -> tuple[Path, Path]:
     """Streamlit's own search order: the home file first, the working directory's last
-    (later files win)."""
+    (a later file's [auth] replaces an earlier one's as a whole)."""
     return home / ".streamlit" / "secrets.toml", cwd / ".streamlit" / "secrets.toml"
 
 
@@ -45,16 +45,23 @@ def check_oidc_setup(auth: DashboardAuth, base: Path | None, *, cwd: Path,
         explicit = Path(auth.oidc_secrets_file).expanduser()
         if not explicit.is_absolute() and base is not None:
             explicit = base / explicit
+        if explicit.suffix != ".toml":
+            # Streamlit takes a *.toml file or a folder of Kubernetes-style secrets only.
+            raise ConfigError(f"dashboard.auth.oidc_secrets_file must name a .toml file, not "
+                              f"{explicit.name} (Streamlit reads nothing else)")
         if not explicit.is_file():
             raise ConfigError(f"dashboard.auth.oidc_secrets_file {explicit} does not exist: "
                               "create it with an [auth] section (docs/dashboard.md)")
         files: tuple[Path, ...] = (explicit,)
     else:
         files = tuple(p for p in default_secrets_places(cwd, home) if p.is_file())
+    # Streamlit merges its files table by table: the last [auth] is the one it uses, whole.
     section: dict[str, Any] = {}
+    where = "secrets.toml"
     for path in files:
-        section.update(_auth_section(path))
-    where = " and ".join(str(p) for p in files) or "secrets.toml"
+        found = _auth_section(path)
+        if found is not None:
+            section, where = found, str(path)
     if not section:
         raise ConfigError(
             "dashboard.auth.oidc is on but no secrets.toml with an [auth] section was found "
@@ -70,14 +77,20 @@ def _places(auth: DashboardAuth, cwd: Path, home: Path) -> str:
     return " and ".join(str(p) for p in default_secrets_places(cwd, home))
 
 
-def _auth_section(path: Path) -> dict[str, Any]:
+def _auth_section(path: Path) -> dict[str, Any] | None:
+    """The file's [auth] table, or None when it has none."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text: save it as UTF-8") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    section = document.get("auth", {})
+        raise ConfigError(f"cannot read {path}: {exc.strerror} (the dashboard runs as a "
+                          "user that must be able to read it)") from None
+    section = document.get("auth")
+    if section is None:
+        return None
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: auth must be a table ([auth])")
     return section

@@ -204,15 +204,19 @@ def dashboard_secrets(config: FleetConfig) -> tuple[str, ...]:
 
 
 def _dashboard_steps(config: FleetConfig) -> list[str]:
+    # Mode 644 like secrets.sh's files: Compose bind-mounts them with their host mode, and
+    # the image reads them as a non-root user; secrets/ itself (0700) keeps them private.
     auth = config.dashboard.auth
     steps = []
     if auth.users_file:
-        steps.append(f"#   4. copy the dashboard's users file ({auth.users_file}) to "
+        steps.append(f"copy the dashboard's users file ({auth.users_file}) to "
                      f"secrets/{DASHBOARD_USERS_SECRET}")
     if auth.oidc:
-        steps.append(f"#   {4 + len(steps)}. put the dashboard's OIDC [auth] section in "
+        steps.append(f"put the dashboard's OIDC [auth] section in "
                      f"secrets/{DASHBOARD_OIDC_SECRET} (docs/dashboard.md)")
-    return steps
+    if steps:
+        steps[-1] += "; chmod 644 it, as secrets.sh does with its files"
+    return [f"#   {number}. {step}" for number, step in enumerate(steps, start=4)]
 
 
 Service = tuple[list[str], str, dict[str, Any], bool]  # comment, name, spec, shares x-fleet

@@ -56,18 +56,24 @@ class FakeOidcProvider(ServedInThread):
 
     def __init__(self, *, email: str = "alice@example.test", name: str = "Alice",
                  client_id: str = DEFAULT_CLIENT_ID, client_secret: str | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 redirect_uris: tuple[str, ...] = (), host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         super().__init__(_Handler, "fake-oidc", host, port)
         self.email = email
         self.name = name
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(24)
+        # The client's registered redirect URIs: a real provider sends codes nowhere else.
+        # Empty: any loopback URI (a test that learns its port later registers it then).
+        self.redirect_uris = list(redirect_uris)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._kid = secrets.token_hex(8)
         self._lock = threading.Lock()
         self._grants: dict[str, _Grant] = {}
         self._tokens: set[str] = set()
         self.tokens_issued = 0
+        self.token_refusals: list[str] = []  # the OAuth error of each refused token request
+        self.pkce_logins = 0  # authorizations that came with an S256 code challenge
 
     @property
     def issuer(self) -> str:
@@ -128,6 +134,8 @@ class FakeOidcProvider(ServedInThread):
         redirect_uri = query.get("redirect_uri", "")
         if urlsplit(redirect_uri).hostname not in ("127.0.0.1", "localhost"):
             return 400, "redirect_uri must be on loopback"
+        if self.redirect_uris and redirect_uri not in self.redirect_uris:
+            return 400, "redirect_uri is not registered for this client"
         state = query.get("state")
         if query.get("response_type") != "code":
             return 302, {"error": "unsupported_response_type", **_state(state)}
@@ -140,10 +148,20 @@ class FakeOidcProvider(ServedInThread):
         with self._lock:
             self._grants[code] = _Grant(redirect_uri, query.get("nonce"), challenge,
                                         query["scope"])
+            if challenge is not None:
+                self.pkce_logins += 1
         return 302, {"code": code, **_state(state)}
 
     def token(self, form: dict[str, str],
               basic: tuple[str, str] | None) -> tuple[int, dict[str, Any]]:
+        status, answer = self._token(form, basic)
+        if status != 200:
+            with self._lock:
+                self.token_refusals.append(str(answer["error"]))
+        return status, answer
+
+    def _token(self, form: dict[str, str],
+               basic: tuple[str, str] | None) -> tuple[int, dict[str, Any]]:
         client_id, client_secret = basic or (form.get("client_id", ""),
                                              form.get("client_secret", ""))
         if client_id != self.client_id or not secrets.compare_digest(client_secret,

@@ -8,15 +8,19 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from fleetkit.core.market_data import Quote
 from fleetkit.core.orders import Side
 from fleetkit.dashboard.queries import DashboardQueries, TradeFilter
+from fleetkit.sqlutil.engine import write_transaction
 from fleetkit.store.ledger import SqlLedger
+from fleetkit.store.schema import bot_pnl, pnl_snapshots
 from tests.integration.dashboard.dashboard_seed import (
     FLEET_PNL_TODAY_USD,
     Seeded,
     seed_fleet,
+    seed_start,
     trade,
 )
 
@@ -82,12 +86,16 @@ def test_orders_show_status_and_fill_with_the_same_filters(queries: DashboardQue
 def test_pnl_curves_end_at_each_bots_last_net_and_the_fleet_sums_them(
         queries: DashboardQueries, seeded: Seeded) -> None:
     curves = queries.pnl_curves(seeded.now - timedelta(hours=1), seeded.now + timedelta(
-        minutes=1), points=60)
+        minutes=1), points=600)  # 6 s buckets: alpha's two marks, 59 s apart, never share one
     assert set(curves) == {"alpha", "beta", ""}
     assert curves["alpha"].last_usd == pytest.approx(67.0)
     assert curves["beta"].last_usd == pytest.approx(-501.5)
     assert curves[""].last_usd == pytest.approx(-434.5)
     assert curves["alpha"].points[0].net == pytest.approx(-1.5)  # first mark: fee only
+
+
+def after_the_seeded_marks(seeded: Seeded) -> datetime:
+    return max(seeded.now - timedelta(minutes=5), seed_start(seeded.now) + timedelta(seconds=70))
 
 
 def test_each_point_of_a_curve_is_in_usd_at_the_rate_of_its_own_mark(
@@ -96,11 +104,11 @@ def test_each_point_of_a_curve_is_in_usd_at_the_rate_of_its_own_mark(
     earlier points keep their rate; only the last mark sets what the bot is worth now."""
     ledger = SqlLedger(fleet_db.engine, fleet_db.fleet_tag())
     gamma, stock = seeded.ids["gamma"], "NSE:TCS"
-    start = seeded.now - timedelta(minutes=9)
+    start = after_the_seeded_marks(seeded)
     trade(ledger, gamma, stock, Side.BUY, "10", "4000", "g1", start)
     ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), start)}, Decimal("0.012"),
                 start + timedelta(seconds=1))
-    later = start + timedelta(minutes=5)
+    later = start + timedelta(minutes=2)
     ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), later)}, Decimal("0.010"), later)
 
     curves = queries.pnl_curves(seeded.now - timedelta(hours=1),
@@ -111,6 +119,27 @@ def test_each_point_of_a_curve_is_in_usd_at_the_rate_of_its_own_mark(
     assert [p.net_usd for p in points] == [pytest.approx(11.982), pytest.approx(9.985)]
     fleet_at_first = {p.at: p.net_usd for p in curves[""].points}[points[0].at]
     assert fleet_at_first == pytest.approx(-434.5 + 11.982)
+
+
+def test_snapshots_from_before_their_rate_was_kept_use_the_bots_last_rate(
+        fleet_db: Any, queries: DashboardQueries, seeded: Seeded) -> None:
+    """Migration 0009 does not backfill: such snapshots convert as they always did."""
+    ledger = SqlLedger(fleet_db.engine, fleet_db.fleet_tag())
+    gamma, stock = seeded.ids["gamma"], "NSE:TCS"
+    start = after_the_seeded_marks(seeded)
+    trade(ledger, gamma, stock, Side.BUY, "10", "4000", "g1", start)
+    ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), start)}, Decimal("0.012"),
+                start + timedelta(seconds=1))
+    with write_transaction(fleet_db.engine) as conn:
+        conn.execute(update(pnl_snapshots).where(pnl_snapshots.c.bot_id == gamma)
+                     .values(usd_per_unit=None))
+        conn.execute(update(bot_pnl).where(bot_pnl.c.bot_id == gamma)
+                     .values(usd_per_unit=Decimal("0.011")))
+
+    curves = queries.pnl_curves(seeded.now - timedelta(hours=1),
+                                seeded.now + timedelta(minutes=1), points=60)
+
+    assert [p.net_usd for p in curves["gamma"].points] == [pytest.approx(998.5 * 0.011)]
 
 
 def test_no_pnl_in_a_range_before_the_fleet_existed(queries: DashboardQueries,

@@ -118,4 +118,9 @@ def test_what_a_real_provider_refuses_is_refused(provider: FakeOidcProvider) -> 
     unknown = httpx.get(f"{provider.url}/authorize",
                         params={"client_id": "someone-else", "redirect_uri": REDIRECT})
     assert unknown.status_code == 400
+    assert provider.token_refusals == ["invalid_client", "invalid_grant", "invalid_grant"]
+    provider.redirect_uris.append("http://127.0.0.1:9/elsewhere")
+    unregistered = httpx.get(f"{provider.url}/authorize",
+                             params={"client_id": provider.client_id, "redirect_uri": REDIRECT})
+    assert unregistered.status_code == 400
     assert httpx.get(f"{provider.url}/userinfo").status_code == 401

@@ -44,15 +44,26 @@ def test_an_explicit_file_is_found_next_to_the_config_and_handed_to_streamlit(
 
 
 def test_streamlits_own_places_are_read_and_left_to_streamlit(tmp_path: Path) -> None:
-    home = write(tmp_path / "home" / ".streamlit" / "secrets.toml",
-                 COMPLETE.replace('client_secret = "s3cret"\n', ""))
-    here = write(tmp_path / "cwd" / ".streamlit" / "secrets.toml",
-                 '[auth]\nclient_secret = "from-the-working-directory"\n')
+    home = write(tmp_path / "home" / ".streamlit" / "secrets.toml", COMPLETE)
+    here = write(tmp_path / "cwd" / ".streamlit" / "secrets.toml", '[other]\nkey = "x"\n')
 
     setup = check(tmp_path)
 
-    assert setup.found_in == (home, here)  # merged, the working directory's last
+    assert setup.found_in == (home, here)
     assert setup.secrets_file is None
+
+
+def test_the_working_directorys_auth_replaces_the_homes_whole_as_in_streamlit(
+        tmp_path: Path) -> None:
+    """Streamlit merges its secrets files table by table: an [auth] with only a client
+    secret in the working directory hides every key of the home file's [auth]."""
+    write(tmp_path / "home" / ".streamlit" / "secrets.toml", COMPLETE)
+    here = write(tmp_path / "cwd" / ".streamlit" / "secrets.toml",
+                 '[auth]\nclient_secret = "from-the-working-directory"\n')
+
+    with pytest.raises(ConfigError, match=f"{here} \\[auth\\] lacks redirect_uri, "
+                                          "cookie_secret, client_id, server_metadata_url"):
+        check(tmp_path)
 
 
 def test_no_auth_section_anywhere_names_the_places_looked(tmp_path: Path) -> None:
@@ -101,6 +112,19 @@ def test_a_named_provider_needs_its_own_section(tmp_path: Path) -> None:
         check(tmp_path, oidc_secrets_file="oidc.toml", oidc_provider="okta")
 
 
+def test_a_secrets_file_streamlit_would_not_read_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "conf" / "oidc.secret", COMPLETE)
+    with pytest.raises(ConfigError, match=r"must name a \.toml file, not oidc\.secret"):
+        check(tmp_path, oidc_secrets_file="oidc.secret")
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "oidc.toml").write_bytes(b"[auth]\nclient_id = '\xff'\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        check(tmp_path, oidc_secrets_file="oidc.toml")
+
+
 def test_broken_toml_is_one_line(tmp_path: Path) -> None:
     write(tmp_path / "conf" / "oidc.toml", "[auth\nclient_id = 1\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
@@ -117,3 +141,9 @@ def test_without_authlib_it_says_which_extra_to_install(
 def test_the_oidc_options_need_oidc_on() -> None:
     with pytest.raises(ValueError, match="need oidc: true"):
         DashboardAuth(oidc_secrets_file="oidc.toml")
+
+
+def test_a_provider_name_streamlit_would_refuse_is_refused_in_the_config() -> None:
+    with pytest.raises(ValueError, match="should match pattern"):
+        DashboardAuth(oidc=True, oidc_provider="my_corp")
+    assert DashboardAuth(oidc=True, oidc_provider="corp-sso").oidc_provider == "corp-sso"

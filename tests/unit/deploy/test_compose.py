@@ -619,9 +619,11 @@ def test_the_dependency_layer_installs_the_projects_dependencies_and_the_live_ex
     listed = subprocess.run([sys.executable, "-c", words[2]], cwd=tmp_path, check=True,
                             capture_output=True, text=True).stdout.split("\n")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    expected = project["dependencies"] + project["optional-dependencies"]["live"]
+    extras = project["optional-dependencies"]
+    expected = project["dependencies"] + extras["live"] + extras["oidc"]
     assert [line for line in listed if line] == expected
     assert any(line.startswith("ccxt") for line in expected)  # live bots run from it too
+    assert any(line.startswith("Authlib") for line in expected)  # an OIDC dashboard too
 
 
 def test_the_image_holds_no_secret() -> None:

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 
 from fleetkit.core.errors import ConfigError
 from fleetkit.core.instruments import ALWAYS_OPEN
-from fleetkit.core.sessions import Session
 from fleetkit.engine.ports import SessionSource
 
 from .book import BookSession
@@ -28,22 +27,36 @@ LOOKBACK_DAYS = (10, 40)
 
 def demo_offset_s(sessions: SessionSource, calendar: str, now: datetime) -> int:
     """Whole hours (as seconds, zero or negative; whole minutes where a stretch is short) to
-    add to `now` so that a market is at least DEMO_LEAD into a trading stretch (a session,
-    or one half of it around a break).
+    add to `now` so that a market closed at `now` is at least DEMO_LEAD into a trading
+    stretch (a session, or one half of it around a break).
 
-    Markets that are that far into a stretch at `now`, or never close, keep the wall clock.
-    Any other market goes back into its most recent stretch rather than forward into the
-    next, so every bar a demo bot sees is already in the past of the real market and
-    nothing is invented "ahead". The lead is there because a stretch's first bars are not
-    complete yet: a demo placed a minute after the open would sit out its first bar.
+    Markets that are open at `now`, or never close, keep the wall clock: moving one that
+    opened a minute ago back into an earlier session would cost a long-running demo the real
+    days in between, for the sake of one bar. A closed market goes back into its most recent
+    stretch rather than forward into the next, so every bar a demo bot sees is already in
+    the past of the real market and nothing is invented "ahead". The lead is there because a
+    stretch's first bars are not complete yet: a demo placed a minute after the open would
+    sit out its first bar.
     """
     if calendar == ALWAYS_OPEN:
         return 0
-    spans = sorted((span for session in _sessions_opened_by(sessions, calendar, now)
-                    for span in session.trading_spans()), reverse=True)
-    if any(start + DEMO_LEAD <= now < end for start, end in spans):
-        return 0
-    for start, end in spans:
+    for days in LOOKBACK_DAYS:
+        start = (now - timedelta(days=days)).date()
+        spans = sorted((span for session in sessions.sessions(calendar, start, now.date())
+                        for span in session.trading_spans() if span[0] <= now), reverse=True)
+        if any(begin <= now < end for begin, end in spans):
+            return 0
+        offset = _into_latest_stretch(spans, now)
+        if offset is not None:
+            return offset
+    raise ConfigError(f"calendar {calendar!r} has no trading stretch of over "
+                      f"{DEMO_LEAD.total_seconds() / 60:.0f} minutes in the {LOOKBACK_DAYS[-1]} "
+                      f"days before {now.isoformat()}, so a demo cannot place it in session: "
+                      "check its overrides file, or use time_mode real")
+
+
+def _into_latest_stretch(spans: list[tuple[datetime, datetime]], now: datetime) -> int | None:
+    for start, end in spans:  # latest first
         settled = start + DEMO_LEAD
         if settled > now or end - settled <= timedelta(minutes=1):
             continue
@@ -53,19 +66,7 @@ def demo_offset_s(sessions: SessionSource, calendar: str, now: datetime) -> int:
             # A stretch shorter than lead + step (a half day's morning): fall back to minutes.
             offset = -(behind_s // 60) * 60
         return offset
-    raise ValueError(f"calendar {calendar!r} has no trading stretch of over "
-                     f"{DEMO_LEAD.total_seconds() / 60:.0f} minutes before {now.isoformat()}; "
-                     f"cannot place it in session for a demo")
-
-
-def _sessions_opened_by(sessions: SessionSource, calendar: str, now: datetime) -> list[Session]:
-    for days in LOOKBACK_DAYS:
-        start = (now - timedelta(days=days)).date()
-        found = [s for s in sessions.sessions(calendar, start, now.date()) if s.open <= now]
-        if found:
-            return found
-    raise ValueError(f"calendar {calendar!r} has no session in the {LOOKBACK_DAYS[-1]} days "
-                     f"before {now.isoformat()}; cannot place it in session for a demo")
+    return None
 
 
 def open_venue_time(txn: BookSession, config: VenueConfig, calendars: Mapping[str, str],
