@@ -94,27 +94,32 @@ def test_pnl_curves_end_at_each_bots_last_net_and_the_fleet_sums_them(
     assert curves["alpha"].points[0].net == pytest.approx(-1.5)  # first mark: fee only
 
 
-def after_the_seeded_marks(seeded: Seeded) -> datetime:
-    return max(seeded.now - timedelta(minutes=5), seed_start(seeded.now) + timedelta(seconds=70))
+TCS = "NSE:TCS"
+
+
+def gamma_holds_tcs(fleet_db: Any, seeded: Seeded, *rates: str) -> int:
+    """gamma (INR) buys 10 TCS at 4,000 after the seeded marks, then is marked at 4,100 once
+    per rate, two minutes apart (net each time: +1,000 unrealized - 1.5 fee = 998.5 INR)."""
+    ledger = SqlLedger(fleet_db.engine, fleet_db.fleet_tag())
+    gamma = seeded.ids["gamma"]
+    start = max(seeded.now - timedelta(minutes=5), seed_start(seeded.now) + timedelta(seconds=70))
+    trade(ledger, gamma, TCS, Side.BUY, "10", "4000", "g1", start)
+    for step, rate in enumerate(rates):
+        at = start + timedelta(seconds=1 + 120 * step)
+        ledger.mark(gamma, {TCS: Quote(TCS, Decimal(4100), at)}, Decimal(rate), at)
+    return gamma
 
 
 def test_each_point_of_a_curve_is_in_usd_at_the_rate_of_its_own_mark(
         fleet_db: Any, queries: DashboardQueries, seeded: Seeded) -> None:
     """gamma trades in INR: an hour at 0.012 USD, then at 0.010 after fx_usd changed. Its
     earlier points keep their rate; only the last mark sets what the bot is worth now."""
-    ledger = SqlLedger(fleet_db.engine, fleet_db.fleet_tag())
-    gamma, stock = seeded.ids["gamma"], "NSE:TCS"
-    start = after_the_seeded_marks(seeded)
-    trade(ledger, gamma, stock, Side.BUY, "10", "4000", "g1", start)
-    ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), start)}, Decimal("0.012"),
-                start + timedelta(seconds=1))
-    later = start + timedelta(minutes=2)
-    ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), later)}, Decimal("0.010"), later)
+    gamma_holds_tcs(fleet_db, seeded, "0.012", "0.010")
 
     curves = queries.pnl_curves(seeded.now - timedelta(hours=1),
                                 seeded.now + timedelta(minutes=1), points=60)
 
-    points = curves["gamma"].points  # net: +1,000 INR unrealized - 1.5 fee = 998.5
+    points = curves["gamma"].points
     assert [p.net for p in points] == [pytest.approx(998.5)] * 2
     assert [p.net_usd for p in points] == [pytest.approx(11.982), pytest.approx(9.985)]
     fleet_at_first = {p.at: p.net_usd for p in curves[""].points}[points[0].at]
@@ -124,12 +129,7 @@ def test_each_point_of_a_curve_is_in_usd_at_the_rate_of_its_own_mark(
 def test_snapshots_from_before_their_rate_was_kept_use_the_bots_last_rate(
         fleet_db: Any, queries: DashboardQueries, seeded: Seeded) -> None:
     """Migration 0009 does not backfill: such snapshots convert as they always did."""
-    ledger = SqlLedger(fleet_db.engine, fleet_db.fleet_tag())
-    gamma, stock = seeded.ids["gamma"], "NSE:TCS"
-    start = after_the_seeded_marks(seeded)
-    trade(ledger, gamma, stock, Side.BUY, "10", "4000", "g1", start)
-    ledger.mark(gamma, {stock: Quote(stock, Decimal(4100), start)}, Decimal("0.012"),
-                start + timedelta(seconds=1))
+    gamma = gamma_holds_tcs(fleet_db, seeded, "0.012")
     with write_transaction(fleet_db.engine) as conn:
         conn.execute(update(pnl_snapshots).where(pnl_snapshots.c.bot_id == gamma)
                      .values(usd_per_unit=None))
