@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -26,14 +23,7 @@ from fleetkit.brokers.sandbox.testing import (
 from fleetkit.core.errors import OrderRejectedError
 from fleetkit.core.orders import OrderType, Side
 from fleetkit.engine.ports import OrderRequest
-
-
-def fleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLEET_HOME": str(cwd / "var")}
-    env.pop("FLEET_DB_URL", None)
-    env.pop("FLEET_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "fleetkit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+from tests.acceptance.cli_support import fleet
 
 
 def write_config(workdir: Path, url: str) -> Path:

@@ -4,24 +4,17 @@ names, override files from the config, coverage checks and their alert, and bad 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.acceptance.cli_support import fleet
+
 pytestmark = pytest.mark.slow  # every test starts `fleet` processes
 
-
-def fleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLEET_HOME": str(cwd / "var")}
-    env.pop("FLEET_DB_URL", None)
-    env.pop("FLEET_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "fleetkit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:

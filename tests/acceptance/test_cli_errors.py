@@ -3,32 +3,11 @@ no traceback, nothing written."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def fleet(*args: str, cwd: Path, env: dict[str, str] | None = None
-          ) -> subprocess.CompletedProcess[str]:
-    base = {**os.environ, "FLEET_HOME": str(cwd / "var")}
-    base.pop("FLEET_DB_URL", None)
-    base.pop("FLEET_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "fleetkit", *args], cwd=cwd,
-                          env={**base, **(env or {})}, capture_output=True, text=True,
-                          timeout=60, check=False)
-
-
-def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert lines, "expected an error message on stderr"
-    assert "Traceback" not in result.stderr
-    message = result.stderr.lower()
-    for fragment in fragments:
-        assert fragment.lower() in message, result.stderr
+from tests.acceptance.cli_support import assert_user_error, fleet
 
 
 @pytest.fixture

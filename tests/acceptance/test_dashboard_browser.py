@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from fleetkit.testing.loopback import free_port
 from tests.acceptance.browser_support import (
-    free_port,
     screenshot,
     serving_dashboard,
     wait_for_element,

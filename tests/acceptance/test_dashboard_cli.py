@@ -4,9 +4,6 @@ when alerts are configured, in the outbox for the trading concern."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ from sqlalchemy import select
 
 from fleetkit.dashboard.auth import verify_password
 from fleetkit.store.schema import outbox
+from tests.acceptance.cli_support import assert_user_error, fleet
 from tests.integration.dashboard.dashboard_seed import seed_fleet
 from tests.support import migrated_database
 
@@ -29,21 +27,6 @@ ROUTES = """notify:
 """
 
 
-def fleet(*args: str, cwd: Path, env: dict[str, str] | None = None,
-          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    base = {**os.environ, "FLEET_HOME": str(cwd / "var")}
-    for name in ("FLEET_DB_URL", "FLEET_CONFIG"):
-        base.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "fleetkit", *args], cwd=cwd,
-                          env={**base, **(env or {})}, capture_output=True, text=True,
-                          input=stdin, timeout=120, check=False)
-
-
-def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment.lower() in result.stderr.lower(), result.stderr
 
 
 def test_it_refuses_to_listen_beyond_loopback_without_authentication(tmp_path: Path) -> None:

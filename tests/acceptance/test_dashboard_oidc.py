@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from fleetkit.store.schema import events
 from fleetkit.testing.fake_oidc import FakeOidcProvider
+from fleetkit.testing.loopback import free_port
 from tests.acceptance.browser_support import (
     PAGE_TIMEOUT_S,
-    free_port,
     screenshot,
     serving_dashboard,
     wait_for_text,

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-
-def fleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLEET_HOME": str(cwd / "var")}
-    env.pop("FLEET_CONFIG", None)
-    env.pop("FLEET_DB_URL", None)
-    return subprocess.run([sys.executable, "-m", "fleetkit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+from tests.acceptance.cli_support import fleet
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,17 +33,12 @@ from fleetkit.store.fleet import FleetStore
 from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.schema import events, orders
 from fleetkit.testing.chaos import settle_like_next_boot
+from fleetkit.testing.loopback import free_port
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 
 BOTS = ["cx-hold", "cx-sma", "cx-rsi", "us-hold"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def config_text(port: int) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from fleetkit.testing.loopback import free_port
 from fleetkit.testing.tcpproxy import TcpProxy
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def through(proxy: TcpProxy, url: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,15 +19,10 @@ import pytest
 from fleetkit.brokers.sandbox.client import SandboxClient
 from fleetkit.core.orders import OrderType, Side
 from fleetkit.engine.ports import OrderRequest
+from fleetkit.testing.loopback import free_port
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Operator:

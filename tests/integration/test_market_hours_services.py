@@ -25,6 +25,7 @@ from fleetkit.runtime.supervisor import ChildSpec
 from fleetkit.store.fleet import FleetStore
 from fleetkit.store.schema import events
 from fleetkit.store.services import ServiceLeases
+from fleetkit.testing.loopback import free_port
 from tests.support import eventually
 from tests.unit.runtime.test_market_hours import Weekdays, utc
 
@@ -205,7 +206,7 @@ def test_the_scheduler_process_runs_a_24_7_service_and_stops_it_on_sigterm(
     """`fleet scheduler run` as a real process: the service runs, shows in `fleet services`
     and `fleet status`, and is stopped with the scheduler."""
     config = tmp_path / "fleet.yaml"
-    port = _free_port()
+    port = free_port()
     config.write_text(f"""
 runtime: {{heartbeat_interval_s: 1}}
 bots: [{{name: b1, market: CRYPTO, symbols: ["BTC/USDT"], strategy: buy_and_hold}}]
@@ -233,14 +234,6 @@ services:
         assert scheduler.wait(30) == 0
     assert listed()["status"] == "stopped"
     assert not _serves(port)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _serves(port: int) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from fleetkit.engine.ports import Event
 from fleetkit.risk.rails import Decision, DenialReason
 from fleetkit.store.fleet import FleetStore, Heartbeat
 from fleetkit.store.ledger import SqlLedger
+from fleetkit.testing.loopback import free_port
 from tests.support import eventually
 
 NOW = datetime.now(UTC)
@@ -73,12 +73,6 @@ def test_a_scrape_reports_state_heartbeats_denials_halts_and_restarts(
     assert found[("fleet_halts_total", (("bot", "alpha"), ("source", "operator")))] == 1
     assert found[("fleet_process_restarts_total", (("process", "bot:alpha"),))] == 2
     assert found[("fleet_state", (("state", "active"),))] == 1
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.slow

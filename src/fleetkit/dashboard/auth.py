@@ -9,6 +9,7 @@ itself is never stored anywhere.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -113,7 +114,7 @@ class LoginGuard:
         if self.locked_for_s() > 0:
             return False
         # Hash even for an unknown name, so timing does not tell which names exist.
-        hashed = users.get(name, _DUMMY_HASH)
+        hashed = users.get(name) or _dummy_hash()
         ok = verify_password(password, hashed) and name in users
         with self._lock:
             if ok:
@@ -134,4 +135,7 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
-_DUMMY_HASH = hash_password("not-a-real-password-" + secrets.token_hex(8))
+@functools.cache
+def _dummy_hash() -> str:
+    """Made on the first login, not at import: `fleet dashboard` starts without a scrypt."""
+    return hash_password("not-a-real-password-" + secrets.token_hex(8))

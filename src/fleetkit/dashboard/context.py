@@ -48,7 +48,27 @@ class DashboardContext:
     def set_state(self, bot: str | None, state: TradingState, reason: str,
                   actor: str) -> str:
         """Halt or resume through the CLI's audited path; the sentence to show."""
-        return _set_state(self, bot, state, reason, actor)
+        url = os.environ.get(CONTROL_DB_URL_ENV)
+        database = (open_database(url, must_exist=True, application_name="fleetkit-dashboard")
+                    if url else self.database)
+        try:
+            store = FleetStore(database.engine)
+            now = datetime.now(UTC)
+            scope = "the fleet" if bot is None else f"bot {bot}"
+            if state is TradingState.ACTIVE and bot is not None \
+                    and store.held_by_reconciliation(bot):
+                return f"refused: {store.reconciliation_hold_note(bot)}"
+            previous: Control = store.set_state(bot, state, reason, actor, now)
+        finally:
+            if url:
+                database.dispose()
+        self.cache.clear()
+        if state is TradingState.ACTIVE:
+            if previous.state is TradingState.ACTIVE:
+                return f"{scope} was not halted; nothing changed"
+            return f"{scope} resumed (was {previous.state.value}: {previous.reason})"
+        again = " (it already was; reason updated)" if previous.state is state else ""
+        return f"{scope} is now {state.value.upper()}{again}: {reason}"
 
     def close(self) -> None:
         self.database.dispose()
@@ -64,29 +84,3 @@ def build_context() -> DashboardContext:
     return DashboardContext(loaded, database, queries, TtlCache(settings.cache_ttl_s),
                             load_users(settings.auth, loaded.config_dir),
                             LoginGuard(settings.auth.max_failures, settings.auth.lockout_s))
-
-
-def _set_state(context: DashboardContext, bot: str | None, state: TradingState, reason: str,
-               actor: str) -> str:
-    url = os.environ.get(CONTROL_DB_URL_ENV)
-    database = (open_database(url, must_exist=True, application_name="fleetkit-dashboard")
-                if url else context.database)
-    try:
-        store = FleetStore(database.engine)
-        now = datetime.now(UTC)
-        scope = "the fleet" if bot is None else f"bot {bot}"
-        if state is TradingState.ACTIVE and bot is not None \
-                and store.held_by_reconciliation(bot):
-            return (f"refused: bot {bot} was halted because its ledger and broker "
-                    f"disagree — resume it from the CLI after `fleet reconcile {bot}`")
-        previous: Control = store.set_state(bot, state, reason, actor, now)
-    finally:
-        if url:
-            database.dispose()
-    context.cache.clear()
-    if state is TradingState.ACTIVE:
-        if previous.state is TradingState.ACTIVE:
-            return f"{scope} was not halted; nothing changed"
-        return f"{scope} resumed (was {previous.state.value}: {previous.reason})"
-    again = " (it already was; reason updated)" if previous.state is state else ""
-    return f"{scope} is now {state.value.upper()}{again}: {reason}"

@@ -13,7 +13,7 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
 from fleetkit.core.errors import DatabaseUnavailableError, FleetError
-from fleetkit.dashboard.context import DashboardContext, build_context
+from fleetkit.dashboard.context import DB_URL_ENV, DashboardContext, build_context
 from fleetkit.runtime.logs import get_logger
 
 log = get_logger("dashboard")
@@ -39,7 +39,7 @@ def context() -> DashboardContext:
     """The process-wide context; when the database is down or the config is wrong, an
     error box saying so and what to do (the next refresh tries again)."""
     key = "|".join(os.environ.get(name, "") for name in
-                   ("FLEET_CONFIG", "FLEET_HOME", "FLEET_DB_URL", "FLEET_DASHBOARD_DB_URL"))
+                   ("FLEET_CONFIG", "FLEET_HOME", "FLEET_DB_URL", DB_URL_ENV))
     try:
         return _shared_context(key)
     except DatabaseUnavailableError as exc:
@@ -96,6 +96,11 @@ def range_picker(key: str, default: str = "1 day") -> tuple[datetime, datetime, 
     label = st.segmented_control("Range", list(RANGES), default=default, key=key) or default
     end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     return end - RANGES[label], end, label
+
+
+def utc_text(moment: datetime) -> str:
+    """A moment in a table cell, UTC to the second (the column header says UTC)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def money(value: Decimal | float, currency: str = "USD", *, signed: bool = True) -> str:

@@ -310,8 +310,7 @@ class Commands:
             again = " (it already was)" if previous.state is TradingState.HALTED else ""
             return f"{scope} is now HALTED{again} — checked before every order"
         if name is not None and store.held_by_reconciliation(name):
-            return (f"bot {name} was halted because its ledger and broker disagree: "
-                    f"resume it from the CLI after `fleet reconcile {name}`")
+            return store.reconciliation_hold_note(name)
         previous = store.set_state(name, TradingState.ACTIVE,
                                    f"resumed from Telegram{_asked(decision)}",
                                    decision.actor, now)

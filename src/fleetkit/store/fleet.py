@@ -134,6 +134,12 @@ class FleetStore:
 
     # --- the kill switch ----------------------------------------------------------------
 
+    @staticmethod
+    def reconciliation_hold_note(bot_name: str) -> str:
+        """Why a resume from anywhere but the CLI is refused (see held_by_reconciliation)."""
+        return (f"bot {bot_name} was halted because its ledger and broker disagree: resume "
+                f"it from the CLI after `fleet reconcile {bot_name}`")
+
     def held_by_reconciliation(self, bot_name: str) -> bool:
         """Whether the bot is halted because its ledger and broker disagreed: such a halt is
         lifted from the CLI only, after `fleet reconcile` (Telegram and the dashboard refuse

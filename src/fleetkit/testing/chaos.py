@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from fleetkit.testing.loopback import free_port
 
 STRATEGY_MODULE = '''
 """A chaos-run strategy: long on even 5-second bars, flat on odd ones — an order every bar,
@@ -130,12 +131,6 @@ class ChaosReport:
         return data
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def write_config(home: Path, plan: ChaosPlan, port: int) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     (home / "chaos_strategies.py").write_text(STRATEGY_MODULE, encoding="utf-8")
@@ -173,7 +168,7 @@ class ChaosRun:
         self.home = home
         self.db_url = db_url
         self.say = say
-        self.port = _free_port()
+        self.port = free_port()
         self.config = write_config(home, plan, self.port)
         self.env = {**os.environ, "FLEET_HOME": str(home / "var"), "FLEET_DB_URL": db_url,
                     "FLEET_LOG_FORMAT": "json"}

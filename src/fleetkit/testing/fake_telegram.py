@@ -277,11 +277,19 @@ class FakeTelegram(ServedInThread):
                 "is_bot": True, "first_name": "Fake", "username": "fake_bot"}})
         return _error(404, "Not Found")
 
-    def _send_message(self, chat_id: str | None, text: object) -> Reply:
+    def _known_chat(self, chat_id: str | None) -> str | Reply:
+        """The chat a send goes to, or Telegram's answer when there is none or it does not
+        exist."""
         if chat_id is None:
             return _error(400, "Bad Request: chat_id is empty")
         if self._chats is not None and chat_id not in self._chats:
             return _error(400, "Bad Request: chat not found")
+        return chat_id
+
+    def _send_message(self, to: str | None, text: object) -> Reply:
+        chat_id = self._known_chat(to)
+        if isinstance(chat_id, Reply):
+            return chat_id
         if not isinstance(text, str) or not text.strip():
             return _error(400, "Bad Request: message text is empty")
         if utf16_units(text) > TEXT_LIMIT_UTF16:
@@ -291,14 +299,12 @@ class FakeTelegram(ServedInThread):
             self._messages.append(message)
         return Reply(200, {"ok": True, "result": {
             "message_id": message.message_id, "date": _unix_now(), "text": text,
-            "chat": {"id": _json_chat_id(chat_id),
-                     "type": "group" if chat_id.startswith("-") else "private"}}})
+            "chat": _chat(chat_id)}})
 
-    def _send_photo(self, chat_id: str | None, photo: object, caption: object) -> Reply:
-        if chat_id is None:
-            return _error(400, "Bad Request: chat_id is empty")
-        if self._chats is not None and chat_id not in self._chats:
-            return _error(400, "Bad Request: chat not found")
+    def _send_photo(self, to: str | None, photo: object, caption: object) -> Reply:
+        chat_id = self._known_chat(to)
+        if isinstance(chat_id, Reply):
+            return chat_id
         if not isinstance(photo, Upload) or not photo.data:
             return _error(400, "Bad Request: there is no photo in the request")
         if len(photo.data) > PHOTO_LIMIT_BYTES:
@@ -315,9 +321,7 @@ class FakeTelegram(ServedInThread):
             self._messages.append(message)
         width, height = size
         result: dict[str, object] = {
-            "message_id": message.message_id, "date": _unix_now(),
-            "chat": {"id": _json_chat_id(chat_id),
-                     "type": "group" if chat_id.startswith("-") else "private"},
+            "message_id": message.message_id, "date": _unix_now(), "chat": _chat(chat_id),
             "photo": [{"file_id": f"photo-{message.message_id}",
                        "file_unique_id": f"p{message.message_id}", "width": width,
                        "height": height, "file_size": len(photo.data)}]}
@@ -356,6 +360,12 @@ def _fault_reply(fault: _Fault) -> Reply:
     if fault.kind == "blocked":
         return _error(403, "Forbidden: bot was blocked by the user")
     return _error(fault.status, "Internal Server Error")
+
+
+def _chat(chat_id: str) -> dict[str, object]:
+    """A sent message's `chat` object."""
+    return {"id": _json_chat_id(chat_id),
+            "type": "group" if chat_id.startswith("-") else "private"}
 
 
 def png_bytes(width: int = 2, height: int = 2) -> bytes:

@@ -13,6 +13,13 @@ from types import TracebackType
 from typing import Any, Self
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago, for a service a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False  # port 0 picks a fresh port; reuse would only hide clashes

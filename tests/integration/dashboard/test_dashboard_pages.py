@@ -13,8 +13,10 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 import fleetkit.dashboard as dashboard_package
+from fleetkit.core.controls import HaltSource, TradingState
 from fleetkit.dashboard.auth import hash_password
 from fleetkit.dashboard.ui import _shared_context
+from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.schema import bot_controls, bots, events
 from tests.integration.dashboard.dashboard_seed import Seeded, seed_fleet
 
@@ -160,6 +162,23 @@ def test_controls_need_a_login_and_a_typed_confirmation_then_halt_audited(
                              .where(events.c.kind == "control.halted",
                                     events.c.actor == "dashboard:alice")).all()
     assert len(audit) == 1
+
+
+def test_a_bot_halted_by_reconciliation_is_not_resumed_from_the_dashboard(
+        seeded: Seeded, fleet_db: Any) -> None:
+    reason = "position differs: ledger 10, broker 9 NYSE:AAPL"
+    SqlLedger(fleet_db.engine, "-").set_control(
+        seeded.ids["alpha"], TradingState.HALTED, reason, HaltSource.RECONCILIATION,
+        "reconciler", seeded.now)
+    at = open_page("controls")
+    log_in(at, PASSWORD)
+    at.radio(key="control_action").set_value("Resume")
+    at.selectbox(key="control_target").select("alpha")
+    at.text_input(key="control_confirm").input("alpha")
+    next(b for b in at.button if b.label == "Apply").click().run()
+    assert any("refused: bot alpha was halted because its ledger and broker disagree"
+               in w.value for w in at.warning)
+    assert _bot_state(fleet_db, "alpha") == ("halted", reason, "reconciler")
 
 
 def test_a_wrong_password_logs_nobody_in_and_repeated_ones_lock_logins(seeded: Seeded) -> None:

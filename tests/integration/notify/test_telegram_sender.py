@@ -4,22 +4,16 @@ class, resuming a half-sent text without repeating a part, and no token anywhere
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
 
 from fleetkit.notify import OutcomeKind, SendOutcome, TelegramSender
 from fleetkit.testing.fake_telegram import FakeTelegram, FaultKind
+from fleetkit.testing.loopback import free_port
 
 CHAT = "4242"
 LINE = "position drift on BTC/USDT: ledger 0.5, broker 0.4; bot halted " + "." * 36
 THREE_PARTS = "\n".join(f"{n:03d} {LINE}" for n in range(100))  # ~10k characters
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_short_text_is_delivered_as_one_message(telegram: FakeTelegram,

@@ -3,7 +3,6 @@ surface, background matching, restarts on a SQL book, and many bots at once."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from fleetkit.brokers.sandbox.venue import SandboxVenue
 from fleetkit.core.errors import BadBrokerReplyError, OrderRejectedError, TransientBrokerError
 from fleetkit.core.orders import OrderStatus, OrderType, Side
 from fleetkit.engine.ports import OrderRequest
+from fleetkit.testing.loopback import free_port
 
 D = Decimal
 BOT = "bot/1:demo"  # '/' and ':' must survive the URL
@@ -73,13 +73,6 @@ def service(venue: SandboxVenue) -> Iterator[SandboxService]:
 def client(service: SandboxService) -> Iterator[SandboxClient]:
     with SandboxClient(service.url, BOT) as connected:
         yield connected
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port  # closed again: nothing listens there
 
 
 # --- the Broker surface -----------------------------------------------------------------

@@ -10,7 +10,7 @@ import streamlit as st
 
 from fleetkit.core.durations import short_age
 from fleetkit.dashboard.queries import Health
-from fleetkit.dashboard.ui import context, page
+from fleetkit.dashboard.ui import context, page, utc_text
 
 
 def heartbeat_table(health: Health, stale_after_s: float) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def _restarts(health: Health) -> None:
         return
     st.dataframe(pd.DataFrame([{"Process": name, "Restarts": n} for name, n in
                                sorted(health.restart_counts.items())]), hide_index=True)
-    st.dataframe(pd.DataFrame([{"Time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+    st.dataframe(pd.DataFrame([{"Time (UTC)": utc_text(e.at),
                                 "What": e.message} for e in health.restarts]),
                  hide_index=True, width="stretch")
 
@@ -83,9 +83,9 @@ def _jobs(health: Health) -> None:
         return
     st.dataframe(pd.DataFrame([{
         "Job": r.job, "Period": r.period_key, "Status": r.status.value,
-        "Started (UTC)": r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "Started (UTC)": utc_text(r.started_at),
         "Finished (UTC)": "" if r.finished_at is None
-        else r.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+        else utc_text(r.finished_at),
         "Attempt": r.attempt, "Detail": r.detail} for r in health.job_runs]),
         hide_index=True, width="stretch")
 

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from fleetkit.dashboard.queries import History, OrderRow, TradeFilter, TradeRow
-from fleetkit.dashboard.ui import context, money, page
+from fleetkit.dashboard.ui import context, money, page, utc_text
 
 ANY = "(any)"
 
@@ -39,7 +39,7 @@ def _bounds(days: object) -> tuple[datetime | None, datetime | None]:
 
 def trades_table(found: History[TradeRow]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "Time (UTC)": r.ts.strftime("%Y-%m-%d %H:%M:%S"), "Bot": r.bot,
+        "Time (UTC)": utc_text(r.ts), "Bot": r.bot,
         "Instrument": r.instrument, "Side": r.side, "Quantity": float(r.quantity),
         "Price": float(r.price), "Fee": float(r.fee), "Fill id": r.broker_fill_id}
         for r in found.rows])
@@ -47,7 +47,7 @@ def trades_table(found: History[TradeRow]) -> pd.DataFrame:
 
 def orders_table(found: History[OrderRow]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "Created (UTC)": r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "Bot": r.bot,
+        "Created (UTC)": utc_text(r.created_at), "Bot": r.bot,
         "Instrument": r.instrument, "Side": r.side, "Type": r.order_type,
         "Quantity": float(r.quantity), "Status": r.status, "Filled": float(r.filled_quantity),
         "Average price": None if r.average_fill_price is None else float(r.average_fill_price),

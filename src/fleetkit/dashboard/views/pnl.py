@@ -59,7 +59,7 @@ def render() -> None:
         st.plotly_chart(figure(curves), width="stretch")
         st.dataframe(summary(curves), hide_index=True, width="stretch")
         st.caption("Net P&L is realized + unrealized - fees since each bot started, in USD "
-                   "at the bot's current FX rate; the fleet line sums every bot's latest "
+                   "at the FX rate of each mark; the fleet line sums every bot's latest "
                    "value.")
 
 

@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from fleetkit.dashboard.queries import DenialCount
-from fleetkit.dashboard.ui import context, page, range_picker
+from fleetkit.dashboard.ui import context, page, range_picker, utc_text
 from fleetkit.store.audit import EventView
 
 BUCKETS_S = {"1 hour": 300, "6 hours": 900, "1 day": 3600, "1 week": 6 * 3600,
@@ -24,7 +24,7 @@ def denials_by_rule(found: list[DenialCount]) -> pd.DataFrame:
 
 def events_table(found: list[EventView]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "Time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"), "Bot": e.bot or "(fleet)",
+        "Time (UTC)": utc_text(e.at), "Bot": e.bot or "(fleet)",
         "What": e.kind.removeprefix("control."), "Source": e.code or "",
         "Reason": e.message, "By": e.actor or ""} for e in found])
 
