@@ -1,9 +1,11 @@
 """What the CLI acceptance tests share: `fleet ...` as a user runs it (a fresh data directory
-under `cwd`, no database or config from the caller's environment), and the check that a
-refusal is a user error: exit 2, a message on stderr, no traceback."""
+under `cwd`, no database or config from the caller's environment), the check that a
+refusal is a user error: exit 2, a message on stderr, no traceback — and, for a command
+given --json, that stdout holds the same refusal as a JSON error object."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,3 +30,15 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str)
     message = result.stderr.lower()
     for fragment in fragments:
         assert fragment.lower() in message, result.stderr
+
+
+def assert_json_user_error(result: subprocess.CompletedProcess[str], kind: str,
+                           *fragments: str) -> dict[str, object]:
+    """A user error under --json: the one line on stderr, and on stdout nothing but
+    {"error": {"kind", "message", "exit_code"}}; returns the error object."""
+    assert_user_error(result, *fragments)
+    error = json.loads(result.stdout)["error"]
+    assert error["kind"] == kind, error
+    assert error["exit_code"] == 2
+    assert f"error: {error['message']}" in result.stderr
+    return dict(error)

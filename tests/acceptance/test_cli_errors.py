@@ -3,11 +3,13 @@ no traceback, nothing written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.cli_support import assert_user_error, fleet
+from fleetkit.testing.loopback import free_port
+from tests.acceptance.cli_support import assert_json_user_error, assert_user_error, fleet
 
 
 @pytest.fixture
@@ -63,6 +65,30 @@ def test_an_unreachable_database_url_names_the_fix(workdir: Path) -> None:
     result = fleet("status", "--db", "postgresql://nobody:hunter2@127.0.0.1:1/x", cwd=workdir)
     assert_user_error(result, "cannot reach the database", "FLEET_DB_URL")
     assert "hunter2" not in result.stderr  # passwords never reach logs or errors
+
+
+@pytest.mark.parametrize("command", [("status",), ("events",), ("db", "current"),
+                                     ("notify", "status"), ("reconcile", "--all")])
+def test_a_json_command_on_a_dead_database_prints_a_json_error_and_exits_2(
+        workdir: Path, command: tuple[str, ...]) -> None:
+    url = f"postgresql://nobody:hunter2@127.0.0.1:{free_port()}/fleet"  # nothing listens
+    result = fleet(*command, "--json", "--db", url, cwd=workdir)
+    assert_json_user_error(result, "database_unavailable", "cannot reach the database",
+                           "FLEET_DB_URL")
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_json_command_refusing_bad_input_prints_a_json_error(workdir: Path) -> None:
+    assert_json_user_error(fleet("calendar", "MARS", "--json", cwd=workdir), "user",
+                           "unknown market 'MARS'")
+    assert_json_user_error(fleet("status", "--json", "--config", "nope.yaml", cwd=workdir),
+                           "config", "nope.yaml not found")
+
+
+def test_a_mistyped_option_under_json_is_a_json_usage_error(workdir: Path) -> None:
+    result = fleet("status", "--json", "--bogus", cwd=workdir)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["error"]["kind"] == "usage"
 
 
 def test_a_malformed_database_url_names_the_fix(workdir: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from fleetkit.testing.loopback import free_port
 from fleetkit.testing.tcpproxy import TcpProxy
+from tests.acceptance.cli_support import assert_json_user_error
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
@@ -60,6 +61,11 @@ bots:
             proxy.cut()
             time.sleep(8)  # the live view, the supervisor and the bots all lose the database
             assert fleet.poll() is None, "fleet up died with its database"
+            # A script polling `fleet status --json` gets JSON that says why, not a blank.
+            down = subprocess.run([sys.executable, "-m", "fleetkit", "status", "--json",
+                                   "--config", str(config)], env=env, capture_output=True,
+                                  text=True, timeout=60, check=False)
+            assert_json_user_error(down, "database_unavailable", "cannot reach the database")
             proxy.restore()
             eventually(lambda: int(str(status()["b"]["cycles"])) > before + 1, 60,
                        "bot b to trade again")
@@ -75,3 +81,16 @@ bots:
         bot_log = (tmp_path / "var" / "logs" / "b.log").read_text(encoding="utf-8")
         assert "database unreachable, trading paused" in bot_log
         assert '"action": "db.recovered"' in bot_log
+        # The supervisor (a view every 2 s) and the broker (a heartbeat every second) said
+        # the outage when it began and when it ended, not at every tick in between.
+        logs = tmp_path / "var" / "logs"
+        assert said(logs / "fleet.log", "db.unavailable") == ["started", "over"]
+        assert said(logs / "broker.log", "broker.beat") == ["started", "over"]
+
+
+def said(log: Path, action: str) -> list[str]:
+    """The outage phases (started, ongoing, over) a process logged under `action`."""
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()
+             if line.startswith("{")]
+    return [str(line["outage"]) for line in lines
+            if line.get("action") == action and "outage" in line]

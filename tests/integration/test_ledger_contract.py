@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleetkit.core.controls import HaltSource, TradingState
-from fleetkit.core.ledger import position_from_fills
+from fleetkit.core.ledger import FillChecks, position_from_fills
 from fleetkit.core.market_data import Quote
 from fleetkit.core.orders import Fill, OrderIntent, OrderStatus, OrderType, Side
 from fleetkit.core.signals import Signal, SignalLevel
@@ -52,8 +52,9 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     database.dispose()
 
 
-def intent(qty: str = "10", side: Side = Side.BUY, instrument: str = AAPL) -> OrderIntent:
-    return OrderIntent(instrument, side, Decimal(qty), OrderType.MARKET, Decimal("100"))
+def intent(qty: str = "10", side: Side = Side.BUY, instrument: str = AAPL,
+           reference: str = "100") -> OrderIntent:
+    return OrderIntent(instrument, side, Decimal(qty), OrderType.MARKET, Decimal(reference))
 
 
 def fill(order_cid: str, fid: str, qty: str, price: str, side: Side = Side.BUY,
@@ -154,7 +155,7 @@ def test_a_flip_from_long_to_short_realizes_pnl_and_reopens_at_the_fill_price(en
     bot = env.new_bot("a")
     buy = env.ledger.write_ahead(bot, intent("10"), None, T0)
     env.ledger.apply_fills(bot, [fill(buy.client_order_id, "1", "10", "100", fee="0")], "1", T0)
-    sell = env.ledger.write_ahead(bot, intent("15", Side.SELL), None, T0)
+    sell = env.ledger.write_ahead(bot, intent("15", Side.SELL, reference="110"), None, T0)
     env.ledger.apply_fills(bot, [fill(sell.client_order_id, "2", "15", "110", Side.SELL,
                                       fee="0")], "2", T0)
     position = env.ledger.positions(bot)[AAPL]
@@ -246,10 +247,13 @@ def test_positions_in_the_ledger_equal_the_reference_fold_over_fills(
     bot = env.new_bot(f"p{next(_EXAMPLE_IDS)}")  # a fresh bot per example, never reused
     applied = []
     for side, qty, cents in stream:
-        order = env.ledger.write_ahead(bot, intent(str(qty), side), None, T0)
-        f = Fill(f"{bot}-{order.id}", order.client_order_id, AAPL, side, Decimal(qty),
-                 Decimal(cents) / 100, Decimal("0.01"), T0)
-        env.ledger.apply_fills(bot, [f], None, T0)
+        price = Decimal(cents) / 100
+        order = env.ledger.write_ahead(bot, intent(str(qty), side, reference=str(price)), None,
+                                       T0)
+        f = Fill(f"{bot}-{order.id}", order.client_order_id, AAPL, side, Decimal(qty), price,
+                 Decimal("0.01"), T0)
+        # The fee is what it is: this is about accounting, not plausibility.
+        env.ledger.apply_fills(bot, [f], None, T0, checks=FillChecks(max_fee_pct=Decimal(100)))
         applied.append(f)
     expected = position_from_fills(AAPL, applied)
     actual = env.ledger.positions(bot)[AAPL]

@@ -44,9 +44,10 @@ bots:
 
 class Setup:
     def __init__(self, database: Any, venue: SandboxVenue, clock: ManualClock,
-                 loaded: LoadedConfig, url: str) -> None:
+                 loaded: LoadedConfig, url: str, book: MemoryBook) -> None:
         self.database, self.venue, self.clock, self.loaded, self.url = (database, venue, clock,
                                                                         loaded, url)
+        self.book = book
         self.broker = SandboxBroker(venue, "hold")
 
     def trade_once(self) -> BotRunner:
@@ -75,10 +76,11 @@ class Setup:
 def setup(database_url: str, tmp_path: Path) -> Iterator[Setup]:
     database = migrated_database(database_url)
     clock = ManualClock(START)
-    venue = SandboxVenue(InventedPrices(7, load_catalog(), MarketCalendars()), MemoryBook(),
+    book = MemoryBook()
+    venue = SandboxVenue(InventedPrices(7, load_catalog(), MarketCalendars()), book,
                          clock, VenueConfig(seed=7, partial_fill_probability=0.0))
     loaded = LoadedConfig(parse_config(CONFIG, "test.yaml"), "test.yaml", tmp_path)
-    yield Setup(database, venue, clock, loaded, database_url)
+    yield Setup(database, venue, clock, loaded, database_url, book)
     database.dispose()
 
 
@@ -104,9 +106,10 @@ def test_a_trade_behind_the_bots_back_shows_as_a_difference_and_changes_nothing(
     result = setup.reconciler().inspect()
 
     assert not result.clean
-    (difference,) = result.differences
+    (difference, cash) = result.differences  # the trade moved the broker's cash too
     assert difference.kind is DifferenceKind.POSITION
     assert difference.broker_quantity - difference.ledger_quantity == Decimal("0.01")
+    assert cash.kind is DifferenceKind.CASH
     assert setup.ledger().positions(FleetStore(setup.database.engine).bot("hold").id) == before
     assert result.as_json()["clean"] is False
 
@@ -176,3 +179,108 @@ def test_an_order_only_the_ledger_knows_is_closed(setup: Setup) -> None:
 
     assert after.clean
     assert all(o.client_order_id != ghost.client_order_id for o in ledger.open_orders(bot_id))
+
+
+# --- beyond quantities: cash and average prices (issue 12) --------------------------------
+
+
+def bot_id_of(setup: Setup) -> int:
+    return FleetStore(setup.database.engine).bot("hold").id
+
+
+def tamper_book(setup: Setup, change: Any) -> None:
+    """Change the venue's own book behind everyone's back (a broker's records moving)."""
+    with setup.book.write() as txn:
+        change(txn)
+
+
+def test_the_first_clean_reconciliation_takes_a_cash_baseline_and_later_ones_agree(
+        setup: Setup) -> None:
+    runner = setup.trade_once()
+    bot = bot_id_of(setup)
+    baseline = setup.ledger().cash_baseline(bot)
+    assert set(baseline) == {"USDT"}
+    setup.clock.advance(timedelta(minutes=3))
+    runner.step()  # more fills, fees included
+    report = runner.sync.run()
+    [expected] = runner.sync.expected_cash().values()
+    runner.shutdown()
+    assert report.clean and report.differences == []
+    assert setup.ledger().cash_baseline(bot) == baseline  # taken once, then only compared
+    assert abs(expected - setup.broker.cash()["USDT"]) < Decimal("0.000001")
+
+
+def test_cash_moved_behind_the_ledgers_back_is_a_difference_that_halts(setup: Setup) -> None:
+    runner = setup.trade_once()
+    bot = bot_id_of(setup)
+    cash = setup.broker.cash()["USDT"]
+    tamper_book(setup, lambda txn: txn.set_balance("hold", "USDT", cash - 1_000_000))
+    report = runner.sync.run()
+    runner.shutdown()
+    [difference] = report.differences
+    assert difference.kind is DifferenceKind.CASH and difference.instrument == "USDT"
+    control = setup.ledger().controls(bot).bot
+    assert control.state is TradingState.HALTED and "USDT cash" in control.reason
+    result = setup.reconciler().inspect()
+    assert result.as_json()["clean"] is False
+    assert result.as_json()["differences"][0]["kind"] == "cash"
+
+
+def test_an_average_price_the_broker_disagrees_with_is_a_difference_that_halts(
+        setup: Setup) -> None:
+    from fleetkit.brokers.sandbox.book import StoredPosition
+
+    runner = setup.trade_once()
+    [held] = setup.broker.positions()
+    tamper_book(setup, lambda txn: txn.set_position("hold", StoredPosition(
+        BTC, held.quantity, held.average_price * 1000)))
+    report = runner.sync.run()
+    runner.shutdown()
+    assert [d.kind for d in report.differences] == [DifferenceKind.AVERAGE_PRICE]
+    assert "average price" in setup.ledger().controls(bot_id_of(setup)).bot.reason
+
+
+def test_adopting_the_broker_takes_its_cash_and_average_price_as_the_new_truth(
+        setup: Setup) -> None:
+    from fleetkit.brokers.sandbox.book import StoredPosition
+
+    runner = setup.trade_once()
+    [held] = setup.broker.positions()
+    cash = setup.broker.cash()["USDT"]
+    tamper_book(setup, lambda txn: txn.set_balance("hold", "USDT", cash + 500))
+    tamper_book(setup, lambda txn: txn.set_position("hold", StoredPosition(
+        BTC, held.quantity, held.average_price * Decimal("1.01"))))
+    setup.halt()
+    runner.shutdown()
+    assert {d.kind for d in setup.reconciler().inspect().differences} == {
+        DifferenceKind.CASH, DifferenceKind.AVERAGE_PRICE}
+
+    after = setup.reconciler().adopt_broker("deposit and a venue correction", "ops",
+                                            setup.clock.now())
+
+    assert after.clean, after.differences
+    bot = bot_id_of(setup)
+    assert setup.ledger().positions(bot)[BTC].average_price == held.average_price * Decimal("1.01")
+    with setup.database.engine.connect() as conn:
+        kinds = [row.kind for row in conn.execute(select(events.c.kind))]
+    assert kinds.count("ledger.cash_baseline") == 2  # the first clean one, then the adopted
+
+
+def test_a_broker_that_does_not_report_its_own_cash_is_never_compared_on_cash(
+        setup: Setup) -> None:
+    """A live exchange account's cash is shared with deposits and other use (ccxt: None)."""
+    class SharedAccount(SandboxBroker):
+        def cash(self) -> None:  # type: ignore[override]
+            return None
+
+    def connect(settings: BotSettings) -> BrokerConnection:
+        broker = SharedAccount(setup.venue, settings.name)
+        return BrokerConnection(broker, broker)
+
+    runner = BotRunner(setup.loaded, "hold", setup.url, connect, clock=setup.clock)
+    runner.boot()
+    runner.step()
+    tamper_book(setup, lambda txn: txn.set_balance("hold", "USDT", Decimal(-5)))
+    assert runner.sync.run().clean
+    runner.shutdown()
+    assert setup.ledger().cash_baseline(bot_id_of(setup)) == {}

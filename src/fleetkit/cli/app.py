@@ -1,11 +1,16 @@
 """The `fleet` command: one typer app, sub-apps per area, and one place that turns errors
-into a single clear line and the right exit code (2 for anything the user must fix)."""
+into a single clear line and the right exit code (2 for anything the user must fix) — and,
+when the command was given --json, into a JSON error object on stdout as well."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import re
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import NoReturn
 
 if not sys.stdout.isatty():
@@ -47,15 +52,19 @@ def _register() -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    """Refuse with one line naming the problem and the fix (reported by `main`)."""
+    error = UserError(message)
+    error.exit_code = code
+    raise error
 
 
 def main(argv: list[str] | None = None) -> int:
     _register()
+    args = sys.argv[1:] if argv is None else argv
+    as_json = wants_json(args)
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
         if isinstance(result, int):
             return result
     except typer.Exit as exc:
@@ -64,32 +73,62 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("aborted", err=True)
         return 130
     except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return exc.exit_code
+        return report_error(exc, exc.exit_code, as_json=as_json)
     except DatabaseUnavailableError as exc:
         # At the command line an unreachable database is a setting to fix, not a pause.
-        typer.echo(f"error: {exc}", err=True)
-        return 2
+        return report_error(exc, 2, as_json=as_json)
     except FleetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 1
+        return report_error(exc, 1, as_json=as_json)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        return _unexpected(exc)
+        return _unexpected(exc, as_json=as_json)
     return 0
 
 
-def _unexpected(exc: Exception) -> int:
+def wants_json(args: Sequence[str]) -> bool:
+    """Every command spells its machine-readable flag `--json` (an argument after `--` is
+    not an option)."""
+    return "--json" in itertools.takewhile(lambda arg: arg != "--", args)
+
+
+def error_kind(exc: BaseException) -> str:
+    """The error's class for machines: DatabaseUnavailableError -> database_unavailable."""
+    name = type(exc).__name__.removesuffix("Error") or type(exc).__name__
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def report_error(exc: FleetError, exit_code: int, *, as_json: bool) -> int:
+    """One line on stderr naming the problem and the fix; under --json also the error
+    object on stdout."""
+    typer.echo(f"error: {exc}", err=True)
+    if as_json:
+        json_error(error_kind(exc), str(exc), exit_code)
+    return exit_code
+
+
+def json_error(kind: str, message: str, exit_code: int) -> None:
+    """What every --json command prints on stdout when it fails, so a script that parses
+    stdout gets JSON either way (the shape is documented in docs/reliability.md)."""
+    typer.echo(json.dumps({"error": {"kind": kind, "message": message,
+                                     "exit_code": exit_code}}, indent=2))
+
+
+def _unexpected(exc: Exception, *, as_json: bool) -> int:
     """A usage error from typer's own click, or a bug: never a bare traceback."""
     if _is_usage_error(exc):
         exc.show()  # type: ignore[attr-defined]
-        return int(exc.exit_code)  # type: ignore[attr-defined]
+        code = int(exc.exit_code)  # type: ignore[attr-defined]
+        if as_json:
+            json_error("usage", exc.format_message(), code)  # type: ignore[attr-defined]
+        return code
     if os.environ.get("FLEET_DEBUG"):
         traceback.print_exc()
     else:
         typer.echo(f"internal error: {type(exc).__name__}: {exc} "
                    "(set FLEET_DEBUG=1 for the traceback)", err=True)
+    if as_json:
+        json_error("internal", f"{type(exc).__name__}: {exc}", 1)
     return 1
 
 

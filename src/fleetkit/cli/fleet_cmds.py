@@ -180,10 +180,9 @@ def resume(bot: Annotated[str | None, typer.Argument(help="the bot to resume")] 
 def _refuse_while_mismatched(config: Path | None, db: str | None, name: str) -> None:
     from fleetkit.cli.reconcile_cmd import _Session
     from fleetkit.config.loader import load_config
-    from fleetkit.core.controls import HaltSource
     from fleetkit.runtime.wiring import database_url
     from fleetkit.store.database import open_database
-    from fleetkit.store.fleet import FleetStore
+    from fleetkit.store.fleet import HELD_FOR_RECONCILIATION, FleetStore
     from fleetkit.store.ledger import SqlLedger
 
     loaded = load_config(config)
@@ -191,7 +190,7 @@ def _refuse_while_mismatched(config: Path | None, db: str | None, name: str) -> 
     try:
         bot_id = FleetStore(database.engine).bot(name).id
         control = SqlLedger(database.engine, database.fleet_tag()).controls(bot_id).bot
-        if control.source is not HaltSource.RECONCILIATION:
+        if control.source not in HELD_FOR_RECONCILIATION:
             return
         with _Session(loaded, name, database) as reconciler:
             result = reconciler.inspect()

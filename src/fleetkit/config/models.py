@@ -23,6 +23,7 @@ from pydantic import (
 
 from fleetkit.config.dashboard import DashboardSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
+from fleetkit.config.reconcile import ReconcileSettings
 from fleetkit.config.strict import Strict
 from fleetkit.core.instruments import MARKETS
 from fleetkit.core.market_data import INTERVALS_S
@@ -51,6 +52,11 @@ class RiskSettings(Strict):
     price_collar_pct: Decimal = Field(default=Decimal(5), gt=0, le=100)
     max_price_age_s: float = Field(default=180.0, gt=0)
     daily_loss_limit_usd: Decimal | None = Field(default=Decimal(5_000), gt=0)
+    fill_price_tolerance_pct: Decimal | None = Field(
+        default=None, gt=0, le=100, description="how far a market order's fill may be from "
+        "the price it was decided on before it is refused; default: price_collar_pct")
+    max_fee_pct: Decimal = Field(default=Decimal(1), ge=0, le=100, description="a fill "
+                                 "whose fee is more than this % of its notional is refused")
 
 
 class RiskOverrides(Strict):
@@ -59,6 +65,8 @@ class RiskOverrides(Strict):
     price_collar_pct: Decimal | None = Field(default=None, gt=0, le=100)
     max_price_age_s: float | None = Field(default=None, gt=0)
     daily_loss_limit_usd: Decimal | None = Field(default=None, gt=0)
+    fill_price_tolerance_pct: Decimal | None = Field(default=None, gt=0, le=100)
+    max_fee_pct: Decimal | None = Field(default=None, ge=0, le=100)
 
 
 class FleetRiskSettings(Strict):
@@ -595,6 +603,8 @@ class FleetConfig(Strict):
     fx_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_USD))
     risk: RiskSettings = Field(default_factory=RiskSettings)
     fleet_risk: FleetRiskSettings = Field(default_factory=FleetRiskSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings,
+                                         description="tolerances beyond quantities")
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     defaults: BotDefaults = Field(default_factory=BotDefaults)
     bots: list[BotSettings] = Field(default_factory=list)

@@ -56,7 +56,8 @@ _CONCERN_BY_PREFIX: dict[str, Concern] = {
     "order.fill": Concern.TRADING,
     "order.rejected": Concern.TRADING,
     "order.outcome_unknown": Concern.TRADING,
-    "fill.refused": Concern.TRADING,
+    "order.id_collision": Concern.TRADING,  # someone squatted this bot's client order id
+    "fill.": Concern.TRADING,  # refused or rewritten by the broker
     "risk.": Concern.TRADING,
     "control.": Concern.TRADING,
     "circuit.": Concern.TRADING,

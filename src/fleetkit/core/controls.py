@@ -23,6 +23,9 @@ class HaltSource(StrEnum):
     RECONCILIATION = "reconciliation"
     STRATEGY_ERROR = "strategy_error"
     CREDENTIALS = "credentials"
+    # The broker said something we will not believe (an implausible fill, a fill it
+    # reported before with other numbers): nothing more is traded on its word.
+    BROKER_REPLY = "broker_reply"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ Net P&L = realized + unrealized - fees.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -116,10 +116,43 @@ def day_start_value(previous_day: str | None, previous_day_start: Decimal,
     return previous_value
 
 
-def fill_refusal(order: Order | None, fill: Fill) -> str | None:
-    """Why a broker fill must not be applied to this order, or None if it may."""
+@dataclass(frozen=True, slots=True)
+class FillChecks:
+    """How far a broker's fill may stray before we refuse to believe it.
+
+    `market_price_tolerance_pct`: a market order's fill price may differ from the order's
+    reference price (what it was decided on) by at most this percentage; a limit order's fill
+    must be at its limit or better, exactly. `max_fee_pct`: a fee above this percentage of the
+    fill's notional is refused (a venue charging 1% is extreme; a fee x10^6 is a lie).
+    """
+
+    market_price_tolerance_pct: Decimal = Decimal(5)
+    max_fee_pct: Decimal = Decimal(1)
+
+    def __post_init__(self) -> None:
+        if self.market_price_tolerance_pct <= ZERO or self.max_fee_pct < ZERO:
+            raise ValueError("fill tolerances must be positive")
+
+
+DEFAULT_FILL_CHECKS = FillChecks()
+_HUNDRED = Decimal(100)
+
+
+def fill_refusal(order: Order | None, fill: Fill,
+                 checks: FillChecks = DEFAULT_FILL_CHECKS) -> str | None:
+    """Why a broker fill must not be applied to this order, or None if it may.
+
+    The broker is the source of truth for what happened, not a licence to write any number
+    into the ledger: a fill must be the order's (instrument, side, no overfill), finite and
+    positive, priced as the order allows and charged a plausible fee.
+    """
     if order is None:
         return f"no order with client id {fill.client_order_id!r} belongs to this bot"
+    return (_identity_refusal(order, fill) or _price_refusal(order, fill, checks)
+            or _fee_refusal(fill, checks))
+
+
+def _identity_refusal(order: Order, fill: Fill) -> str | None:
     if fill.instrument != order.instrument:
         return (f"fill {fill.broker_fill_id} is for {fill.instrument} but order "
                 f"{order.client_order_id} is for {order.instrument}")
@@ -133,6 +166,42 @@ def fill_refusal(order: Order | None, fill: Fill) -> str | None:
         return (f"fill {fill.broker_fill_id} of {fill.quantity} would overfill order "
                 f"{order.client_order_id} ({order.filled_quantity}/{order.quantity} filled)")
     return None
+
+
+def _price_refusal(order: Order, fill: Fill, checks: FillChecks) -> str | None:
+    if order.limit_price is not None:
+        worse = (fill.price > order.limit_price if order.side.sign > 0
+                 else fill.price < order.limit_price)
+        if worse:
+            return (f"fill {fill.broker_fill_id} at {fill.price} is worse than the {order.side} "
+                    f"limit {order.limit_price} of order {order.client_order_id}")
+        return None
+    reference = order.reference_price
+    if reference is None or reference <= ZERO:
+        return None  # adopted from the broker: nothing of ours to judge the price by
+    off_pct = abs(fill.price - reference) / reference * _HUNDRED
+    if off_pct > checks.market_price_tolerance_pct:
+        return (f"fill {fill.broker_fill_id} at {fill.price} is {off_pct:.2f}% from the "
+                f"reference price {reference} of market order {order.client_order_id} "
+                f"(tolerance {checks.market_price_tolerance_pct}%)")
+    return None
+
+
+def _fee_refusal(fill: Fill, checks: FillChecks) -> str | None:
+    if fill.fee > fill.notional * checks.max_fee_pct / _HUNDRED:
+        return (f"fill {fill.broker_fill_id} charges a fee of {fill.fee} on a notional of "
+                f"{fill.notional} (more than {checks.max_fee_pct}%)")
+    return None
+
+
+def fill_contents_differ(stored: Fill, reported: Fill) -> list[str]:
+    """What a broker changed in a fill it reported before under the same fill id: names of
+    the fields whose values differ (empty when it is a plain repeat)."""
+    changed = []
+    for name in ("client_order_id", "instrument", "side", "quantity", "price", "fee"):
+        if getattr(stored, name) != getattr(reported, name):
+            changed.append(name)
+    return changed
 
 
 def order_after_fill(order: Order, fill: Fill, now: datetime) -> Order:
@@ -162,3 +231,21 @@ def status_from_report(current: OrderStatus, reported: OrderStatus, filled: Deci
     if filled > ZERO:
         return OrderStatus.PARTIALLY_FILLED
     return OrderStatus.ACKNOWLEDGED
+
+
+def cash_flow(position: Position) -> Decimal:
+    """The cash the fills behind `position` moved (negative: spent), from the position alone:
+    realized P&L less fees less what the open quantity cost. Exact for average-cost
+    accounting (a buy of 1 @ 100 with a fee of 0.1 moved -100.1)."""
+    return position.realized_pnl - position.fees - position.quantity * position.average_price
+
+
+def cash_flows(positions: Iterable[Position], currencies: Mapping[str, str]
+               ) -> dict[str, Decimal]:
+    """Cash moved per currency by every position whose instrument's currency is known."""
+    flows: dict[str, Decimal] = {currency: ZERO for currency in currencies.values()}
+    for position in positions:
+        currency = currencies.get(position.instrument)
+        if currency is not None:
+            flows[currency] += cash_flow(position)
+    return flows

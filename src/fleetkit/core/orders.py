@@ -141,6 +141,9 @@ class Order:
     created_at: datetime
     updated_at: datetime
     reason: str = ""
+    # The price the decision was based on (the intent's reference, e.g. the bar close): what
+    # a market order's fills are judged against. None for an order adopted from the broker.
+    reference_price: Decimal | None = None
 
     @property
     def remaining(self) -> Decimal:

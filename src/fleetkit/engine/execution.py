@@ -114,5 +114,6 @@ class ExecutionEngine:
                 severity="warning", data={"client_order_id": order.client_order_id}),
                 self._clock.now())
             return Execution(Outcome.UNKNOWN, order=order, detail=str(exc))
-        order = ledger.record_report(bot_id, order, report, self._clock.now())
+        order = ledger.record_report(bot_id, order, report, self._clock.now(),
+                                     checks=self._limits.fill_checks)
         return Execution(Outcome.SUBMITTED, order=order)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from fleetkit.core.controls import Controls, HaltSource, TradingState
-from fleetkit.core.ledger import Position
+from fleetkit.core.ledger import DEFAULT_FILL_CHECKS, FillChecks, Position
 from fleetkit.core.market_data import Bar, MarketClock, Quote
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Fill, Order, OrderIntent, OrderStatus, OrderType, Side
@@ -80,6 +80,20 @@ class OrderReport:
     reason: str = ""
     fills: tuple[Fill, ...] = ()
 
+    def mismatch(self, order: Order) -> str | None:
+        """Why this answer cannot be about `order` (another id, instrument, side, type,
+        size or limit), or None: such an answer is garbage, never applied."""
+        ours = (order.client_order_id, order.instrument, order.side, order.order_type,
+                order.quantity, order.limit_price)
+        theirs = (self.client_order_id, self.instrument, self.side, self.order_type,
+                  self.quantity, self.limit_price)
+        if ours == theirs:
+            return None
+        return (f"broker answered for {self.client_order_id}: {self.side} {self.order_type} "
+                f"{self.quantity} {self.instrument} limit {self.limit_price}, when asked about "
+                f"{order.client_order_id}: {order.side} {order.order_type} {order.quantity} "
+                f"{order.instrument} limit {order.limit_price}")
+
 
 @dataclass(frozen=True, slots=True)
 class FillPage:
@@ -116,6 +130,12 @@ class Broker(Protocol):
     def fills_since(self, cursor: str | None, limit: int = 500) -> FillPage: ...
 
     def positions(self) -> list[PositionReport]: ...
+
+    def cash(self) -> Mapping[str, Decimal] | None:
+        """Cash per currency in this account, where the account is this bot's alone (the
+        sandbox gives each bot one); None where the venue does not say or the account is
+        shared with other use (a live exchange account), so cash is never compared there."""
+        ...
 
 
 # --- ledger -----------------------------------------------------------------------------
@@ -263,8 +283,9 @@ class Ledger(Protocol):
         ...
 
     def record_report(self, bot_id: int, order: Order, report: OrderReport,
-                      now: datetime) -> Order:
-        """Status, broker id, any fills in the report and the positions they move: one txn."""
+                      now: datetime, *, checks: FillChecks = DEFAULT_FILL_CHECKS) -> Order:
+        """Status, broker id, any fills in the report and the positions they move: one txn.
+        Fills are judged by `checks` as `apply_fills` says."""
         ...
 
     def record_rejection(self, bot_id: int, order: Order, reason: str, now: datetime) -> Order: ...
@@ -275,12 +296,26 @@ class Ledger(Protocol):
         ...
 
     def apply_fills(self, bot_id: int, fills: Sequence[Fill], cursor: str | None,
-                    now: datetime) -> FillResult:
+                    now: datetime, *, checks: FillChecks = DEFAULT_FILL_CHECKS) -> FillResult:
         """Apply fills not seen before (by broker fill id) and advance the cursor, in one
-        transaction. Fills that match no order of this bot are refused and recorded."""
+        transaction. A fill that is not plausible for its order (core.ledger.fill_refusal:
+        no such order, other instrument or side, overfill, a price its order does not allow,
+        an implausible fee), or a fill id seen before with other contents, is refused: the
+        ledger is left as it was, the refusal recorded (`fill.refused` / `fill.rewritten`,
+        critical) and the bot halted (source broker_reply), all in the same transaction."""
         ...
 
     def fills_cursor(self, bot_id: int) -> str | None: ...
+
+    def cash_baseline(self, bot_id: int) -> dict[str, Decimal]:
+        """Per currency: the broker's cash less the cash the ledger's fills had moved when the
+        two were first reconciled clean (so expected cash = baseline + cash moved since)."""
+        ...
+
+    def set_cash_baseline(self, bot_id: int, baseline: Mapping[str, Decimal], reason: str,
+                          actor: str, now: datetime) -> None:
+        """Replace the baseline of the currencies given, with an audit event."""
+        ...
 
     def record_denial(self, bot_id: int, intent: OrderIntent, decision: Decision,
                       now: datetime) -> None: ...

@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from fleetkit.core.controls import Controls, TradingState
+from fleetkit.core.ledger import FillChecks
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import OrderIntent
 
@@ -53,6 +54,14 @@ class RiskLimits:
     max_price_age_s: float
     daily_loss_limit_usd: Decimal | None
     fleet_daily_loss_limit_usd: Decimal | None
+    # How far a broker's fill may stray (core.ledger.FillChecks); None: the price collar.
+    fill_price_tolerance_pct: Decimal | None = None
+    max_fee_pct: Decimal = Decimal(1)
+
+    @property
+    def fill_checks(self) -> FillChecks:
+        tolerance = self.fill_price_tolerance_pct or self.price_collar_pct
+        return FillChecks(market_price_tolerance_pct=tolerance, max_fee_pct=self.max_fee_pct)
 
     def __post_init__(self) -> None:
         for name in ("max_order_value_usd", "max_position_value_usd", "price_collar_pct"):

@@ -20,6 +20,7 @@ from fleetkit.core.instruments import Instrument
 from fleetkit.engine.ports import Event
 from fleetkit.runtime.calendar_watch import calendar_overrides, watch_calendar_coverage
 from fleetkit.runtime.logs import get_logger
+from fleetkit.runtime.outage import OutageThrottle
 from fleetkit.runtime.supervisor import ChildSpec, Supervisor
 from fleetkit.runtime.wiring import (
     bot_currency,
@@ -166,22 +167,43 @@ def run_fleet(loaded: LoadedConfig, options: FleetOptions, stop: threading.Event
     return 0
 
 
+class LiveView:
+    """The live display's refresh. The supervisor outlives a database outage (its children
+    pause, it waits), and says so when it starts, every few minutes while it lasts and when
+    it ends — not at every refresh."""
+
+    def __init__(self, show: Callable[[FleetView], None], read: Callable[[], FleetView], *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._show = show
+        self._read = read
+        self._outage = OutageThrottle(log, "db.unavailable",
+                                      problem="fleet view unavailable: database down",
+                                      recovered="fleet view back: database answering again",
+                                      monotonic=monotonic)
+
+    def refresh(self) -> None:
+        try:
+            view = self._read()
+        except DatabaseUnavailableError as exc:
+            self._outage.failed(exc)
+            return
+        self._outage.succeeded()
+        self._show(view)
+
+
 def _watch(supervisor: Supervisor, database: Database, loaded: LoadedConfig,
            options: FleetOptions, stop: threading.Event, started: float) -> None:
     next_view = 0.0
     stale_after = loaded.config.runtime.stale_after_s
+    live = None if options.on_view is None else LiveView(
+        options.on_view, lambda: fleet_view(database.engine, datetime.now(UTC), stale_after))
     while not stop.is_set():
         now = time.monotonic()
         if options.run_for_s is not None and now - started >= options.run_for_s:
             return
         supervisor.poll()
-        if options.on_view is not None and now >= next_view:
-            try:
-                options.on_view(fleet_view(database.engine, datetime.now(UTC), stale_after))
-            except DatabaseUnavailableError as exc:
-                # The supervisor outlives a database outage: its children pause, it waits.
-                log.warning("fleet view unavailable: database down", action="db.unavailable",
-                            error=str(exc))
+        if live is not None and now >= next_view:
+            live.refresh()
             next_view = now + options.view_every_s
         stop.wait(0.5)
 

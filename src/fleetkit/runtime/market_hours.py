@@ -25,6 +25,7 @@ from fleetkit.core.instruments import MARKETS
 from fleetkit.core.numbers import require_utc
 from fleetkit.engine.ports import SessionSource
 from fleetkit.runtime.logs import get_logger
+from fleetkit.runtime.outage import OutageThrottle
 from fleetkit.runtime.supervisor import ChildSpec, Supervisor
 from fleetkit.store.fleet import FleetStore, Heartbeat
 from fleetkit.store.services import ServiceLeases
@@ -108,6 +109,9 @@ class MarketHoursServices:
         self._renewed: dict[str, datetime] = {}
         self._started: dict[str, datetime] = {}
         self._now: datetime | None = None
+        self._beat_outages = {s.name: OutageThrottle(
+            log, "service.beat", problem="heartbeat not written",
+            recovered="heartbeat written again", service=s.name) for s in self.services}
         self.supervisor = Supervisor([spec_for(s) for s in self.services],
                                      backoff_initial_s=backoff_initial_s,
                                      backoff_max_s=backoff_max_s, on_exit=self._exited)
@@ -224,5 +228,6 @@ class MarketHoursServices:
                                        pid, self._host, self._started.get(name, now), now,
                                        child.restarts))
         except FleetError as exc:
-            log.warning("heartbeat not written", action="service.beat", service=name,
-                        error=str(exc))
+            self._beat_outages[name].failed(exc)
+            return
+        self._beat_outages[name].succeeded()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
+import time
 from collections.abc import Callable
+from typing import Any, Literal
 
+from fleetkit.core.durations import format_duration
 from fleetkit.core.errors import (
     BadBrokerReplyError,
     DatabaseUnavailableError,
@@ -18,6 +21,7 @@ from fleetkit.runtime.logs import BoundLogger
 from fleetkit.store.database import Database, ping
 
 MAX_BACKOFF_S = 30.0
+REMIND_EVERY_S = 300.0
 
 
 def backoff_delays(initial_s: float = 0.5, maximum_s: float = MAX_BACKOFF_S,
@@ -41,6 +45,64 @@ Sleep = Callable[[float], bool]
 
 Beat = Callable[[str, str], None]
 """Write a heartbeat: (status, detail)."""
+
+
+OutagePhase = Literal["started", "ongoing", "over"]
+
+
+class OutageThrottle:
+    """Says a failure that recurs at every tick (a heartbeat write, a status refresh) once
+    when it starts, as a reminder every `remind_every_s` while it lasts, and once when it
+    ends with how long it lasted: an outage is a few lines in a log, not one a second.
+
+    Callers report each attempt: `failed(error)` or `succeeded()`; both return the phase
+    they announced, None when they kept quiet. `fields` go on every line (service=...)."""
+
+    def __init__(self, log: BoundLogger, action: str, *, problem: str, recovered: str,
+                 remind_every_s: float = REMIND_EVERY_S,
+                 monotonic: Callable[[], float] = time.monotonic, **fields: Any) -> None:
+        self._log = log
+        self._action = action
+        self._problem = problem
+        self._recovered = recovered
+        self._remind_every_s = remind_every_s
+        self._now = monotonic
+        self._fields = fields
+        self._since: float | None = None  # when the current outage started
+        self._said_at = 0.0
+        self._failures = 0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, error: object) -> OutagePhase | None:
+        now = self._now()
+        self._failures += 1
+        if self._since is None:
+            self._since = self._said_at = now
+            self._log.warning(self._problem, action=self._action, outage="started",
+                              error=str(error), **self._fields)
+            return "started"
+        if now - self._said_at < self._remind_every_s:
+            return None
+        self._said_at = now
+        lasted = now - self._since
+        self._log.warning(f"{self._problem} (still, after {format_duration(lasted)})",
+                          action=self._action, outage="ongoing", outage_s=round(lasted, 1),
+                          failures=self._failures, error=str(error), **self._fields)
+        return "ongoing"
+
+    def succeeded(self) -> OutagePhase | None:
+        if self._since is None:
+            return None
+        lasted = self._now() - self._since
+        self._log.info(f"{self._recovered} after {format_duration(lasted)}",
+                       action=self._action, outage="over", outage_s=round(lasted, 1),
+                       failures=self._failures, **self._fields)
+        self._since = None
+        self._failures = 0
+        return "over"
 
 
 class Outage:

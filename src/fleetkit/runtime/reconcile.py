@@ -19,10 +19,11 @@ from fleetkit.core.errors import UserError
 from fleetkit.core.instruments import Instrument
 from fleetkit.core.numbers import ZERO, plain
 from fleetkit.core.orders import OrderStatus
-from fleetkit.engine.ports import Broker
-from fleetkit.engine.reconcile import Difference, DifferenceKind, reconcile
+from fleetkit.engine.ports import Broker, Clock
+from fleetkit.engine.reconcile import Difference, DifferenceKind
 from fleetkit.engine.sync import OrderSync, SyncReport
-from fleetkit.runtime.wiring import bot_identity, bot_instruments, sandbox_catalog
+from fleetkit.runtime.clock import WallClock
+from fleetkit.runtime.wiring import bot_instruments, order_sync, sandbox_catalog
 from fleetkit.store.database import Database
 from fleetkit.store.fleet import FleetStore
 from fleetkit.store.ledger import SqlLedger
@@ -75,6 +76,7 @@ class Reconciler:
     def __init__(self, config: FleetConfig, settings: BotSettings, database: Database,
                  broker: Broker, instruments: Mapping[str, Instrument] | None = None) -> None:
         """`instruments`: the venue's definitions (exchange bots); default, the sandbox's."""
+        self._config = config
         self._settings = settings
         self._database = database
         self._broker = broker
@@ -83,7 +85,14 @@ class Reconciler:
         self._ledger = SqlLedger(database.engine, database.fleet_tag())
         if instruments is None:
             instruments = bot_instruments(settings, sandbox_catalog(config))
-        self._lots = {k: i.lot_size for k, i in instruments.items()}
+        self._instruments = dict(instruments)
+
+    def _sync(self, now: datetime | None = None, unknown_after_s: float | None = None
+              ) -> OrderSync:
+        clock: Clock = WallClock() if now is None else _FixedClock(now)
+        return order_sync(self._config, self._settings, self.bot_id, self._ledger,
+                          self._broker, clock, self._instruments,
+                          unknown_after_s=unknown_after_s)
 
     def inspect(self) -> BotReconciliation:
         """What differs right now; nothing is written or applied."""
@@ -91,15 +100,9 @@ class Reconciler:
         positions = {k: p.quantity for k, p in ledger.positions(self.bot_id).items()
                      if p.quantity != ZERO}
         broker_positions = {p.instrument: p for p in self._broker.positions()}
-        open_orders = ledger.open_orders(self.bot_id)
-        pending = tuple(o.client_order_id for o in open_orders
+        pending = tuple(o.client_order_id for o in ledger.open_orders(self.bot_id)
                         if o.status is OrderStatus.PENDING)
-        differences = reconcile(
-            positions, {k: p.quantity for k, p in broker_positions.items()},
-            [(o.client_order_id, o.instrument) for o in open_orders
-             if o.status is not OrderStatus.PENDING],
-            [(r.client_order_id, r.instrument) for r in self._broker.open_orders()],
-            self._lots)
+        differences = self._sync().differences()
         unapplied = len(self._broker.fills_since(ledger.fills_cursor(self.bot_id)).fills)
         lines = tuple(PositionLine(k, positions.get(k, ZERO),
                                    broker_positions[k].quantity if k in broker_positions
@@ -120,20 +123,26 @@ class Reconciler:
     def adopt_broker(self, reason: str, actor: str, now: datetime) -> BotReconciliation:
         """Make the ledger match the broker, with an audit record of every correction."""
         self._refuse_if_trading(now)
-        sync = OrderSync(bot_identity(self._settings, self.bot_id), self._ledger, self._broker,
-                         _FixedClock(now), self._lots, unknown_after_s=0.0)
+        sync = self._sync(now, unknown_after_s=0.0)
         sync.resolve_pending(SyncReport())
         sync.sync_fills(SyncReport())
         sync.refresh_open_orders()
         before = self.inspect()
         for difference in before.differences:
             self._correct(difference, before, reason, actor, now)
+        if before.differences:
+            # The broker is the truth now, cash included: corrected positions move what the
+            # ledger's fills imply, so what it expects starts again from the broker's cash.
+            sync.take_cash_baseline(f"adopted the broker's figures: {reason}", actor,
+                                    replace=True)
         return self.inspect()
 
     def _correct(self, difference: Difference, before: BotReconciliation, reason: str,
                  actor: str, now: datetime) -> None:
         ledger, bot_id = self._ledger, self.bot_id
-        if difference.kind is DifferenceKind.POSITION:
+        if difference.kind is DifferenceKind.CASH:
+            return  # a new baseline, once every position is settled (adopt_broker)
+        if difference.kind in (DifferenceKind.POSITION, DifferenceKind.AVERAGE_PRICE):
             line = next(p for p in before.positions if p.instrument == difference.instrument)
             ledger.adjust_position(bot_id, line.instrument, line.broker,
                                    line.broker_average or ZERO, reason, actor, now)

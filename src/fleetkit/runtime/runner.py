@@ -35,7 +35,7 @@ from fleetkit.core.market_data import Bar, Quote
 from fleetkit.engine.bot import TradingBot
 from fleetkit.engine.execution import Outcome
 from fleetkit.engine.ports import Broker, Clock, Event, MarketData
-from fleetkit.engine.sync import OrderSync, SyncReport
+from fleetkit.engine.sync import SyncReport
 from fleetkit.risk.rails import HaltScope, daily_loss_breach
 from fleetkit.runtime.clock import WallClock
 from fleetkit.runtime.logs import get_logger
@@ -46,6 +46,7 @@ from fleetkit.runtime.wiring import (
     bot_instruments,
     build_bot,
     describe_bot,
+    order_sync,
     sandbox_catalog,
 )
 from fleetkit.store.database import Database, open_database
@@ -186,10 +187,8 @@ class BotRunner:
                                          self.connection.broker, self.connection.market_data,
                                          self.clock, instruments)
         self.bot: TradingBot = self.parts.bot
-        lots = {k: i.lot_size for k, i in self.parts.instruments.items()}
-        self.sync = OrderSync(self.parts.engine.bot, self.ledger, self.connection.broker,
-                              self.clock, lots,
-                              unknown_after_s=self.runtime.unknown_order_grace_s)
+        self.sync = order_sync(self.config, settings, self.bot_id, self.ledger,
+                               self.connection.broker, self.clock, self.parts.instruments)
         self.outage = Outage(self.log, self._sleep, self.clock,
                              lambda event: self.ledger.record_event(self.bot_id, event,
                                                                     self.clock.now()),
@@ -410,7 +409,8 @@ class BotRunner:
         """A halt is a kill switch: orders already resting at the broker are pulled too."""
         for order in self.ledger.open_orders(self.bot_id):
             report = self.connection.broker.cancel(order.client_order_id)
-            self.ledger.record_report(self.bot_id, order, report, self.clock.now())
+            self.ledger.record_report(self.bot_id, order, report, self.clock.now(),
+                                      checks=self.parts.limits.fill_checks)
 
     def _mark(self) -> None:
         held = [k for k in self.bot.slots if self.bot.position(k) != 0]

@@ -6,6 +6,8 @@ import ipaddress
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fleetkit.brokers.sandbox.config import VenueConfig
@@ -21,6 +23,7 @@ from fleetkit.engine.ports import Clock
 from fleetkit.runtime.calendar_watch import market_calendars
 from fleetkit.runtime.clock import WallClock
 from fleetkit.runtime.logs import get_logger
+from fleetkit.runtime.outage import OutageThrottle
 from fleetkit.runtime.wiring import database_url, sandbox_catalog, sandbox_database_url
 from fleetkit.store.database import Database, open_database
 from fleetkit.store.fleet import FleetStore, Heartbeat
@@ -66,8 +69,9 @@ def serve_sandbox(loaded: LoadedConfig, stop: threading.Event, *, host: str | No
     venue = build_venue(loaded)
     # The fleet database for heartbeats: --db, FLEET_DB_URL, or the config's own database
     # (with its password file) — not a default SQLite file nobody else reads.
-    heartbeat = _Heartbeat(fleet_db or os.environ.get("FLEET_DB_URL")
-                           or (database_url(loaded) if loaded.config.database.url else None))
+    url = fleet_db or os.environ.get("FLEET_DB_URL") or (
+        database_url(loaded) if loaded.config.database.url else None)
+    heartbeat = BrokerHeartbeat.open(url)
     service = SandboxService(venue, host, port if port is not None else settings.port,
                              faults=faults)
     try:
@@ -101,18 +105,28 @@ def _warn_if_exposed(host: str) -> None:
                     "keep it on a private network", action="broker.exposed", host=host)
 
 
-class _Heartbeat:
-    """The broker's heartbeat in the fleet database, when there is one to write to."""
+class BrokerHeartbeat:
+    """The broker's heartbeat in the fleet database, when there is one to write to. It beats
+    every second or so; a database outage is said when it starts, every few minutes while it
+    lasts and when it ends, not at every beat."""
 
-    def __init__(self, url: str | None) -> None:
-        self._database: Database | None = None
+    def __init__(self, database: Database | None, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._database = database
         self._started = datetime.now(UTC)
-        if url:
-            try:
-                self._database = open_database(url, application_name="fleet-broker")
-            except FleetError as exc:
-                log.warning("no heartbeats: fleet database unavailable", action="broker.beat",
-                            error=str(exc))
+        self._outage = OutageThrottle(log, "broker.beat", problem="heartbeat not written",
+                                      recovered="heartbeat written again", monotonic=monotonic)
+
+    @classmethod
+    def open(cls, url: str | None) -> BrokerHeartbeat:
+        if not url:
+            return cls(None)
+        try:
+            return cls(open_database(url, application_name="fleet-broker"))
+        except FleetError as exc:
+            log.warning("no heartbeats: fleet database unavailable", action="broker.beat",
+                        error=str(exc))
+            return cls(None)
 
     def beat(self, status: str, detail: str) -> None:
         if self._database is None:
@@ -122,7 +136,9 @@ class _Heartbeat:
                 "broker", "broker", None, status, detail, os.getpid(), socket.gethostname(),
                 self._started, datetime.now(UTC), 0))
         except FleetError as exc:
-            log.warning("heartbeat not written", action="broker.beat", error=str(exc))
+            self._outage.failed(exc)
+            return
+        self._outage.succeeded()
 
     def close(self) -> None:
         if self._database is not None:

@@ -21,6 +21,8 @@ from fleetkit.core.market_data import interval_seconds
 from fleetkit.engine.bot import InstrumentSlot, TradingBot
 from fleetkit.engine.execution import BotIdentity, ExecutionEngine
 from fleetkit.engine.ports import Broker, Clock, Ledger, MarketData
+from fleetkit.engine.reconcile import Tolerances
+from fleetkit.engine.sync import OrderSync
 from fleetkit.engine.trader import Sizing, Trader
 from fleetkit.risk.rails import RiskLimits
 from fleetkit.strategy.base import build_strategy
@@ -84,6 +86,9 @@ def bot_limits(config: FleetConfig, bot: BotSettings) -> RiskLimits:
         max_price_age_s=over.max_price_age_s or base.max_price_age_s,
         daily_loss_limit_usd=over.daily_loss_limit_usd or base.daily_loss_limit_usd,
         fleet_daily_loss_limit_usd=config.fleet_risk.daily_loss_limit_usd,
+        fill_price_tolerance_pct=(over.fill_price_tolerance_pct
+                                  or base.fill_price_tolerance_pct),
+        max_fee_pct=base.max_fee_pct if over.max_fee_pct is None else over.max_fee_pct,
     )
 
 
@@ -152,6 +157,23 @@ def build_bot(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: L
              for key, inst in instruments.items()}
     trading_bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals)
     return BotParts(trading_bot, engine, instruments, bar_interval_s(config, settings), limits)
+
+
+def order_sync(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: Ledger,
+               broker: Broker, clock: Clock, instruments: Mapping[str, Instrument], *,
+               unknown_after_s: float | None = None) -> OrderSync:
+    """The bot's reconciliation with its broker, with the config's checks and tolerances."""
+    checks = config.reconcile
+    currencies = ({k: i.currency for k, i in instruments.items()} if checks.compare_cash
+                  else None)
+    cash = {c: checks.cash_tolerance_usd / usd_per_unit(config, c)
+            for c in set((currencies or {}).values())}
+    grace = config.runtime.unknown_order_grace_s if unknown_after_s is None else unknown_after_s
+    return OrderSync(bot_identity(settings, bot_id), ledger, broker, clock,
+                     {k: i.lot_size for k, i in instruments.items()},
+                     unknown_after_s=grace, fill_checks=bot_limits(config, settings).fill_checks,
+                     currencies=currencies,
+                     tolerances=Tolerances(checks.average_price_tolerance_pct, cash))
 
 
 def database_url(loaded: LoadedConfig, override: str | None = None) -> str:

@@ -13,8 +13,11 @@ from fleetkit.core.controls import Control, HaltSource, TradingState
 from fleetkit.core.errors import UnknownBotError
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
 from fleetkit.sqlutil.upsert import upsert
-from fleetkit.store.ledger import read_controls, write_control
+from fleetkit.store.controls import read_controls, write_control
 from fleetkit.store.schema import bots, heartbeats, instruments
+
+# Halts lifted from the CLI only, once `fleet reconcile` shows ledger and broker agree.
+HELD_FOR_RECONCILIATION = frozenset({HaltSource.RECONCILIATION, HaltSource.BROKER_REPLY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +144,12 @@ class FleetStore:
                 f"it from the CLI after `fleet reconcile {bot_name}`")
 
     def held_by_reconciliation(self, bot_name: str) -> bool:
-        """Whether the bot is halted because its ledger and broker disagreed: such a halt is
-        lifted from the CLI only, after `fleet reconcile` (Telegram and the dashboard refuse
-        to resume it)."""
+        """Whether the bot is halted because its ledger and broker disagreed, or its broker
+        reported a fill the ledger refused: such a halt is lifted from the CLI only, after
+        `fleet reconcile` (Telegram and the dashboard refuse to resume it)."""
         bot_id = self.bot(bot_name).id
         with read_transaction(self._engine) as conn:
-            return read_controls(conn, bot_id).bot.source is HaltSource.RECONCILIATION
+            return read_controls(conn, bot_id).bot.source in HELD_FOR_RECONCILIATION
 
     def set_state(self, bot_name: str | None, state: TradingState, reason: str, actor: str,
                   now: datetime) -> Control:

@@ -11,15 +11,14 @@ from uuid import uuid4
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from fleetkit.core.controls import Control, Controls, HaltSource, TradingState
+from fleetkit.core.controls import Controls, HaltSource, TradingState
 from fleetkit.core.errors import BadBrokerReplyError
 from fleetkit.core.ledger import (
+    DEFAULT_FILL_CHECKS,
+    FillChecks,
     PnlTotals,
     Position,
-    apply_fill,
     day_start_value,
-    fill_refusal,
-    order_after_fill,
     pnl_totals,
     status_from_report,
 )
@@ -41,12 +40,23 @@ from fleetkit.risk.rails import Decision, HaltScope
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
 from fleetkit.sqlutil.upsert import upsert
 from fleetkit.store import statements as sql
-from fleetkit.store.rows import control_from_row, insert_event, jsonable, order_from_row
+from fleetkit.store.broker_fills import DUPLICATE, apply_one_fill
+from fleetkit.store.controls import halt_unless_halted, read_controls, write_control
+from fleetkit.store.order_ids import (
+    CLAIM_ATTEMPTS,
+    COLLISION_KIND,
+    ClientOrderIdCollisionError,
+    claim_client_order_id,
+    collisions_exhausted,
+)
+from fleetkit.store.rows import (
+    insert_event,
+    jsonable,
+    order_from_row,
+)
 from fleetkit.store.schema import (
-    bot_controls,
     bot_pnl,
     bot_state,
-    fleet_controls,
     orders,
     pnl_snapshots,
     position_adjustments,
@@ -54,7 +64,6 @@ from fleetkit.store.schema import (
 )
 
 OPEN_STATUSES = sql.OPEN_STATUSES
-_DUPLICATE = "duplicate"
 
 
 def utc_day(now: datetime) -> str:
@@ -98,45 +107,58 @@ class SqlLedger:
     def admit(self, bot_id: int, intent: OrderIntent, signal: SignalRecord | None,
               usd_per_unit: Decimal, now: datetime,
               decide: Callable[[RiskInputs], Decision]) -> Admission:
-        with write_transaction(self._engine) as conn:
-            decision = decide(_risk_inputs(conn, bot_id, intent.instrument, usd_per_unit, now))
-            signal_id = None if signal is None else _insert_signal(conn, bot_id, signal, now)
-            if not decision.allowed:
-                _record_denial(conn, bot_id, intent, decision, now)
-                return Admission(decision, None, signal_id)
-            return Admission(decision, self._write_ahead(conn, bot_id, intent, signal_id, now),
-                             signal_id)
+        try:
+            with write_transaction(self._engine) as conn:
+                decision = decide(_risk_inputs(conn, bot_id, intent.instrument, usd_per_unit,
+                                               now))
+                signal_id = None if signal is None else _insert_signal(conn, bot_id, signal,
+                                                                       now)
+                if not decision.allowed:
+                    _record_denial(conn, bot_id, intent, decision, now)
+                    return Admission(decision, None, signal_id)
+                return Admission(decision, self._write_ahead(conn, bot_id, intent, signal_id,
+                                                             now), signal_id)
+        except ClientOrderIdCollisionError as exc:
+            # The admission rolled back with its collision events: say it where it stays.
+            self.record_event(bot_id, Event(COLLISION_KIND, str(exc), "critical",
+                                            "client_order_id"), now)
+            raise
 
     def _write_ahead(self, conn: Connection, bot_id: int, intent: OrderIntent,
                      signal_id: int | None, now: datetime) -> Order:
-        order_id: int = conn.execute(sql.INSERT_ORDER, {
-            "bot_id": bot_id, "client_order_id": f"wa-{uuid4().hex}", "broker_order_id": None,
-            "instrument": intent.instrument, "side": intent.side.value,
-            "order_type": intent.order_type.value, "quantity": intent.quantity,
-            "limit_price": intent.limit_price, "reference_price": intent.reference_price,
-            "status": OrderStatus.PENDING.value, "filled_quantity": ZERO,
-            "average_fill_price": None, "reason": intent.reason, "signal_id": signal_id,
-            "created_at": now, "updated_at": now}).scalar_one()
-        # Derived from the row id, so it exists only once the row does: the id a broker
-        # will see is durable before the order can possibly be sent.
-        client_order_id = f"fk{self._tag}-{bot_id}-{order_id}"
-        conn.execute(sql.SET_CLIENT_ORDER_ID, {"b_id": order_id, "b_cid": client_order_id})
-        return Order(order_id, bot_id, client_order_id, intent.instrument, intent.side,
-                     intent.order_type, intent.quantity, intent.limit_price,
-                     OrderStatus.PENDING, ZERO, None, None, now, now, intent.reason)
+        for _ in range(CLAIM_ATTEMPTS):
+            order_id: int = conn.execute(sql.INSERT_ORDER, {
+                "bot_id": bot_id, "client_order_id": f"wa-{uuid4().hex}",
+                "broker_order_id": None, "instrument": intent.instrument,
+                "side": intent.side.value, "order_type": intent.order_type.value,
+                "quantity": intent.quantity, "limit_price": intent.limit_price,
+                "reference_price": intent.reference_price,
+                "status": OrderStatus.PENDING.value, "filled_quantity": ZERO,
+                "average_fill_price": None, "reason": intent.reason, "signal_id": signal_id,
+                "created_at": now, "updated_at": now}).scalar_one()
+            # Derived from the row id, so it exists only once the row does: the id a broker
+            # will see is durable before the order can possibly be sent. Taken already
+            # (someone squatted it)? That row is rejected and recorded; take the next.
+            client_order_id = f"fk{self._tag}-{bot_id}-{order_id}"
+            if claim_client_order_id(conn, bot_id, order_id, client_order_id, now):
+                return Order(order_id, bot_id, client_order_id, intent.instrument,
+                             intent.side, intent.order_type, intent.quantity,
+                             intent.limit_price, OrderStatus.PENDING, ZERO, None, None, now,
+                             now, intent.reason, intent.reference_price)
+        raise collisions_exhausted(bot_id)
 
     def record_report(self, bot_id: int, order: Order, report: OrderReport,
-                      now: datetime) -> Order:
-        if report.client_order_id != order.client_order_id or report.instrument != order.instrument:
-            raise BadBrokerReplyError(
-                f"broker answered for {report.client_order_id}/{report.instrument} when asked "
-                f"about {order.client_order_id}/{order.instrument}")
+                      now: datetime, *, checks: FillChecks = DEFAULT_FILL_CHECKS) -> Order:
+        mismatch = report.mismatch(order)
+        if mismatch is not None:
+            raise BadBrokerReplyError(mismatch)
         with write_transaction(self._engine) as conn:
             # The caller read or wrote this order just now and is the only process writing
             # this bot's rows (its lease), so no re-read is needed here.
             current = order
             for fill in report.fills:
-                outcome = _apply_one_fill(conn, bot_id, fill, now, current, write_order=False)
+                outcome = apply_one_fill(conn, bot_id, fill, now, current, checks,
+                                          write_order=False)
                 if isinstance(outcome, Order):
                     current = outcome
             status = status_from_report(current.status, report.status, current.filled_quantity,
@@ -175,16 +197,16 @@ class SqlLedger:
             return _order(conn, order.id)
 
     def apply_fills(self, bot_id: int, fills_in: Sequence[Fill], cursor: str | None,
-                    now: datetime) -> FillResult:
+                    now: datetime, *, checks: FillChecks = DEFAULT_FILL_CHECKS) -> FillResult:
         applied: list[Fill] = []
         refused: list[tuple[Fill, str]] = []
         duplicates = 0
         with write_transaction(self._engine) as conn:
             for fill in fills_in:
-                outcome = _apply_one_fill(conn, bot_id, fill, now, None)
+                outcome = apply_one_fill(conn, bot_id, fill, now, None, checks)
                 if isinstance(outcome, Order):
                     applied.append(fill)
-                elif outcome == _DUPLICATE:
+                elif outcome == DUPLICATE:
                     duplicates += 1
                 else:
                     refused.append((fill, outcome))
@@ -197,6 +219,30 @@ class SqlLedger:
                 select(bot_state.c.fills_cursor).where(bot_state.c.bot_id == bot_id)
             ).scalar_one_or_none()
             return cursor
+
+    def cash_baseline(self, bot_id: int) -> dict[str, Decimal]:
+        with read_transaction(self._engine) as conn:
+            raw = conn.execute(select(bot_state.c.cash_baseline)
+                               .where(bot_state.c.bot_id == bot_id)).scalar_one_or_none()
+        return {str(k): Decimal(str(v)) for k, v in (raw or {}).items()}
+
+    def set_cash_baseline(self, bot_id: int, baseline: Mapping[str, Decimal], reason: str,
+                          actor: str, now: datetime) -> None:
+        with write_transaction(self._engine) as conn:
+            raw = conn.execute(select(bot_state.c.cash_baseline)
+                               .where(bot_state.c.bot_id == bot_id)).first()
+            merged = {**((raw[0] if raw is not None else None) or {}),
+                      **{c: str(v) for c, v in baseline.items()}}
+            if raw is None:
+                conn.execute(insert(bot_state).values(bot_id=bot_id, state={}, fills_cursor=None,
+                                                      cash_baseline=merged, updated_at=now))
+            else:
+                conn.execute(update(bot_state).where(bot_state.c.bot_id == bot_id)
+                             .values(cash_baseline=merged))
+            text = ", ".join(f"{c} {v}" for c, v in sorted(baseline.items()))
+            insert_event(conn, bot_id=bot_id, kind="ledger.cash_baseline", actor=actor, now=now,
+                         message=f"cash baseline set to {text} by {actor}: {reason}",
+                         data={"baseline": dict(baseline), "reason": reason})
 
     # --- operator corrections (fleet reconcile --adopt-broker) -------------------------
 
@@ -342,33 +388,6 @@ def _order(conn: Connection, order_id: int) -> Order:
     return order_from_row(conn.execute(sql.ORDER_BY_ID, {"b_id": order_id}).one())
 
 
-def read_controls(conn: Connection, bot_id: int) -> Controls:
-    fleet, bot = Control(), Control()
-    for row in conn.execute(sql.CONTROLS, {"b_bot": bot_id}):
-        if row.scope == "fleet":
-            fleet = control_from_row(row)
-        else:
-            bot = control_from_row(row)
-    return Controls(fleet, bot)
-
-
-def write_control(conn: Connection, bot_id: int | None, state: TradingState, reason: str,
-                  source: HaltSource, actor: str, now: datetime) -> None:
-    """Set the fleet switch (bot_id None) or a bot's switch, with its audit event."""
-    values: dict[str, Any] = {"state": state.value, "reason": reason, "source": source.value,
-                              "changed_by": actor, "changed_at": now}
-    if bot_id is None:
-        upsert(conn, fleet_controls, {"id": 1, **values}, key=["id"])
-    else:
-        upsert(conn, bot_controls, {"bot_id": bot_id, **values}, key=["bot_id"])
-    scope = "fleet" if bot_id is None else "bot"
-    severity = "info" if state is TradingState.ACTIVE else "critical"
-    insert_event(conn, bot_id=bot_id, kind=f"control.{state.value}", severity=severity,
-                 code=source.value, actor=actor, now=now,
-                 message=f"{scope} {state.value} by {actor} ({source.value}): {reason}",
-                 data={"scope": scope, "state": state, "reason": reason, "source": source})
-
-
 def _record_denial(conn: Connection, bot_id: int, intent: OrderIntent, decision: Decision,
                    now: datetime) -> None:
     code = decision.reason.value if decision.reason else None
@@ -380,11 +399,8 @@ def _record_denial(conn: Connection, bot_id: int, intent: OrderIntent, decision:
     if decision.halt is None:
         return
     target = None if decision.halt is HaltScope.FLEET else bot_id
-    current = read_controls(conn, bot_id)
-    already = current.fleet if target is None else current.bot
-    if already.state is not TradingState.HALTED:
-        write_control(conn, target, TradingState.HALTED, decision.detail,
-                      HaltSource.CIRCUIT_BREAKER, "risk", now)
+    halt_unless_halted(conn, bot_id, target, decision.detail, HaltSource.CIRCUIT_BREAKER,
+                       "risk", now)
 
 
 def _insert_signal(conn: Connection, bot_id: int, record: SignalRecord, now: datetime) -> int:
@@ -439,72 +455,6 @@ def _risk_inputs(conn: Connection, bot_id: int, instrument: str, usd_per_unit: D
     others = sql.fleet_daily_usd(conn, day) - own_stored
     return RiskInputs(controls, position, open_buys - open_sells, own_daily, others + own_daily,
                       open_buys, open_sells)
-
-
-def _apply_one_fill(conn: Connection, bot_id: int, fill: Fill, now: datetime,
-                    order: Order | None, *, write_order: bool = True) -> Order | str:
-    """Apply one fill: the order after it, _DUPLICATE if seen before, else why refused.
-
-    `order` is the fill's order when the caller already holds it (an answer to a submit);
-    `write_order=False` leaves writing the order's progress to the caller (once, at the end).
-    """
-    if order is None or order.client_order_id != fill.client_order_id:
-        row = conn.execute(sql.ORDER_BY_CID, {"b_cid": fill.client_order_id,
-                                              "b_bot": bot_id}).first()
-        order = order_from_row(row) if row is not None else None
-    refusal = fill_refusal(order, fill)
-    if refusal is not None or order is None:
-        if _seen(conn, bot_id, fill):
-            return _DUPLICATE  # a replayed fill for an order it completed is no refusal
-        insert_event(conn, bot_id=bot_id, kind="fill.refused", severity="error", now=now,
-                     message=f"refused broker fill {fill.broker_fill_id}: {refusal}",
-                     data={"broker_fill_id": fill.broker_fill_id, "instrument": fill.instrument,
-                           "client_order_id": fill.client_order_id, "quantity": fill.quantity,
-                           "price": fill.price})
-        return refusal or "no order"
-    inserted = conn.execute(sql.insert_fill_once(conn), {
-        "bot_id": bot_id, "order_id": order.id, "broker_fill_id": fill.broker_fill_id,
-        "instrument": fill.instrument, "side": fill.side.value, "quantity": fill.quantity,
-        "price": fill.price, "fee": fill.fee, "ts": fill.ts, "created_at": now}).first()
-    if inserted is None:
-        return _DUPLICATE
-    updated = order_after_fill(order, fill, now)
-    if write_order:
-        conn.execute(sql.SET_ORDER_PROGRESS, {
-            "b_id": order.id, "b_filled": updated.filled_quantity,
-            "b_average": updated.average_fill_price, "b_status": updated.status.value,
-            "b_broker_id": order.broker_order_id, "b_reason": order.reason, "b_now": now})
-    _move_position(conn, bot_id, fill, now)
-    insert_event(conn, bot_id=bot_id, kind="order.fill", now=now,
-                 message=f"{fill.side} {fill.quantity} {fill.instrument} @ {fill.price}",
-                 data={"client_order_id": fill.client_order_id, "price": fill.price,
-                       "quantity": fill.quantity, "fee": fill.fee, "side": fill.side})
-    return updated
-
-
-def _seen(conn: Connection, bot_id: int, fill: Fill) -> bool:
-    from fleetkit.store.schema import fills
-
-    return conn.execute(select(fills.c.id).where(
-        fills.c.bot_id == bot_id, fills.c.broker_fill_id == fill.broker_fill_id)).first() \
-        is not None
-
-
-def _move_position(conn: Connection, bot_id: int, fill: Fill, now: datetime) -> None:
-    row = conn.execute(sql.POSITION, {"b_bot": bot_id, "b_instrument": fill.instrument}).first()
-    if row is None:
-        current = Position(fill.instrument)
-        mark_price, mark_ts = fill.price, fill.ts
-    else:
-        m = row._mapping
-        current = Position(fill.instrument, m["quantity"], m["average_price"],
-                           m["realized_pnl"], m["fees"])
-        mark_price, mark_ts = m["mark_price"], m["mark_ts"]
-    moved = apply_fill(current, fill)
-    conn.execute(sql.upsert_position(conn), {
-        "bot_id": bot_id, "instrument": fill.instrument, "quantity": moved.quantity,
-        "average_price": moved.average_price, "realized_pnl": moved.realized_pnl,
-        "fees": moved.fees, "mark_price": mark_price, "mark_ts": mark_ts, "updated_at": now})
 
 
 def _store_cursor(conn: Connection, bot_id: int, cursor: str | None, now: datetime) -> None:

@@ -15,9 +15,12 @@ from decimal import Decimal
 from fleetkit.core.controls import Control, Controls, HaltSource, TradingState
 from fleetkit.core.errors import BadBrokerReplyError
 from fleetkit.core.ledger import (
+    DEFAULT_FILL_CHECKS,
+    FillChecks,
     Position,
     apply_fill,
     day_start_value,
+    fill_contents_differ,
     fill_refusal,
     order_after_fill,
     pnl_totals,
@@ -64,9 +67,10 @@ class _BotBook:
     by_cid: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
     marks: dict[str, Decimal] = field(default_factory=dict)
-    fill_ids: set[str] = field(default_factory=set)
+    fill_ids: dict[str, Fill] = field(default_factory=dict)  # broker fill id -> as applied
     fills: list[Fill] = field(default_factory=list)
     cursor: str | None = None
+    cash_baseline: dict[str, Decimal] = field(default_factory=dict)
     state: BotState = field(default_factory=BotState)
     pnl: _DayPnl | None = None
     signals: int = 0
@@ -134,7 +138,8 @@ class MemoryLedger:
         self._next_order_id += 1
         order = Order(order_id, bot_id, f"fk{self._tag}-{bot_id}-{order_id}", intent.instrument,
                       intent.side, intent.order_type, intent.quantity, intent.limit_price,
-                      OrderStatus.PENDING, ZERO, None, None, now, now, intent.reason)
+                      OrderStatus.PENDING, ZERO, None, None, now, now, intent.reason,
+                      intent.reference_price)
         book = self._book(bot_id)
         _store(book, order)
         book.by_cid[order.client_order_id] = order_id
@@ -154,13 +159,13 @@ class MemoryLedger:
         return Admission(decision, self.write_ahead(bot_id, intent, signal_id, now), signal_id)
 
     def record_report(self, bot_id: int, order: Order, report: OrderReport,
-                      now: datetime) -> Order:
-        if report.client_order_id != order.client_order_id or report.instrument != order.instrument:
-            raise BadBrokerReplyError(f"broker answered for {report.client_order_id} when asked "
-                                      f"about {order.client_order_id}")
+                      now: datetime, *, checks: FillChecks = DEFAULT_FILL_CHECKS) -> Order:
+        mismatch = report.mismatch(order)
+        if mismatch is not None:
+            raise BadBrokerReplyError(mismatch)
         book = self._book(bot_id)
         for fill in report.fills:
-            self._apply_one(bot_id, book, fill, now)
+            self._apply_one(bot_id, book, fill, now, checks)
         current = book.orders[order.id]
         status = status_from_report(current.status, report.status, current.filled_quantity,
                                     current.quantity)
@@ -184,13 +189,13 @@ class MemoryLedger:
         return updated
 
     def apply_fills(self, bot_id: int, fills: Sequence[Fill], cursor: str | None,
-                    now: datetime) -> FillResult:
+                    now: datetime, *, checks: FillChecks = DEFAULT_FILL_CHECKS) -> FillResult:
         book = self._book(bot_id)
         applied: list[Fill] = []
         refused: list[tuple[Fill, str]] = []
         duplicates = 0
         for fill in fills:
-            outcome = self._apply_one(bot_id, book, fill, now)
+            outcome = self._apply_one(bot_id, book, fill, now, checks)
             if outcome is None:
                 applied.append(fill)
             elif outcome == "duplicate":
@@ -201,17 +206,29 @@ class MemoryLedger:
             book.cursor = cursor
         return FillResult(tuple(applied), duplicates, tuple(refused))
 
-    def _apply_one(self, bot_id: int, book: _BotBook, fill: Fill, now: datetime) -> str | None:
-        if fill.broker_fill_id in book.fill_ids:
-            return "duplicate"
+    def _apply_one(self, bot_id: int, book: _BotBook, fill: Fill, now: datetime,
+                   checks: FillChecks) -> str | None:
+        stored = book.fill_ids.get(fill.broker_fill_id)
+        if stored is not None:
+            changed = fill_contents_differ(stored, fill)
+            if not changed:
+                return "duplicate"
+            reason = (f"broker fill {fill.broker_fill_id} reported again with other contents "
+                      f"({', '.join(changed)} changed)")
+            self._distrust_broker(bot_id, "fill.rewritten", reason, now)
+            return reason
         order_id = book.by_cid.get(fill.client_order_id)
         order = book.orders.get(order_id) if order_id is not None else None
-        refusal = fill_refusal(order, fill)
-        if refusal is not None or order is None:
+        refusal = fill_refusal(order, fill, checks)
+        if order is None:  # no order of ours: reconciliation's business (see SqlLedger)
             self._event(bot_id, Event("fill.refused", f"refused broker fill "
                                       f"{fill.broker_fill_id}: {refusal}", "error"), now)
             return refusal or "no order"
-        book.fill_ids.add(fill.broker_fill_id)
+        if refusal is not None:
+            self._distrust_broker(bot_id, "fill.refused",
+                                  f"refused broker fill {fill.broker_fill_id}: {refusal}", now)
+            return refusal
+        book.fill_ids[fill.broker_fill_id] = fill
         book.fills.append(fill)
         _store(book, order_after_fill(order, fill, now))
         current = book.positions.get(fill.instrument) or Position(fill.instrument)
@@ -219,8 +236,27 @@ class MemoryLedger:
         book.marks.setdefault(fill.instrument, fill.price)
         return None
 
+    def _distrust_broker(self, bot_id: int, kind: str, reason: str, now: datetime) -> None:
+        self._event(bot_id, Event(kind, reason, "critical", HaltSource.BROKER_REPLY.value), now)
+        self._halt_unless_halted(bot_id, bot_id, reason, HaltSource.BROKER_REPLY,
+                                 "fill-check", now)
+
+    def _halt_unless_halted(self, bot_id: int, target: int | None, reason: str,
+                            source: HaltSource, actor: str, now: datetime) -> None:
+        current = self._fleet if target is None else self._book(bot_id).control
+        if current.state is not TradingState.HALTED:
+            self.set_control(target, TradingState.HALTED, reason, source, actor, now)
+
     def fills_cursor(self, bot_id: int) -> str | None:
         return self._book(bot_id).cursor
+
+    def cash_baseline(self, bot_id: int) -> dict[str, Decimal]:
+        return dict(self._book(bot_id).cash_baseline)
+
+    def set_cash_baseline(self, bot_id: int, baseline: Mapping[str, Decimal], reason: str,
+                          actor: str, now: datetime) -> None:
+        self._book(bot_id).cash_baseline.update(baseline)
+        self._event(bot_id, Event("ledger.cash_baseline", f"{reason} ({actor})"), now)
 
     # --- audit ------------------------------------------------------------------------
 
@@ -230,10 +266,8 @@ class MemoryLedger:
         self._event(bot_id, Event("risk.denied", decision.detail, "warning", code), now)
         if decision.halt is not None:
             target = None if decision.halt is HaltScope.FLEET else bot_id
-            current = self._fleet if target is None else self._book(bot_id).control
-            if current.state is not TradingState.HALTED:
-                self.set_control(target, TradingState.HALTED, decision.detail,
-                                 HaltSource.CIRCUIT_BREAKER, "risk", now)
+            self._halt_unless_halted(bot_id, target, decision.detail,
+                                     HaltSource.CIRCUIT_BREAKER, "risk", now)
 
     def record_event(self, bot_id: int | None, event: Event, now: datetime) -> None:
         self._event(bot_id, event, now)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 # without importing alembic (bot processes start faster and stay smaller); a test keeps the
 # list equal to the migration scripts.
 REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008",
-                              "0009")
+                              "0009", "0010", "0011")
 HEAD = REVISIONS[-1]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"

@@ -37,6 +37,7 @@ def order_from_row(row: Row[Any]) -> Order:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         reason=m["reason"],
+        reference_price=m["reference_price"] or None,
     )
 
 

@@ -201,6 +201,8 @@ bot_state = Table(
     Column("state", JSON, nullable=False),
     Column("fills_cursor", String(64)),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # {currency: broker cash less the ledger's cash flow} at the first clean reconciliation
+    Column("cash_baseline", JSON),
 )
 
 events = Table(

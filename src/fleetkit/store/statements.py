@@ -60,6 +60,9 @@ DAILY_USD_ON = select(bot_pnl.c.daily_usd).where(bot_pnl.c.day == bindparam("b_d
 # total comes from a SECURITY DEFINER function that reveals the sum and nothing behind it.
 FLEET_DAILY_USD_PG = text("SELECT fleet_daily_pnl_usd(:b_day)")
 ORDER_BY_ID = select(orders).where(orders.c.id == bindparam("b_id"))
+FILL_BY_BROKER_ID = select(fills, orders.c.client_order_id).join(
+    orders, orders.c.id == fills.c.order_id).where(
+    fills.c.bot_id == bindparam("b_bot"), fills.c.broker_fill_id == bindparam("b_fid"))
 ORDER_BY_CID = select(orders).where(orders.c.client_order_id == bindparam("b_cid"),
                                     orders.c.bot_id == bindparam("b_bot"))
 

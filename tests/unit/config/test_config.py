@@ -167,7 +167,8 @@ def test_misspelt_nested_key_lists_the_known_keys_there() -> None:
     message = config_error("risk:\n  max_order_value: 5000\n")
     assert message == (
         "fleet.yaml: risk.max_order_value: unknown key; known keys here: daily_loss_limit_usd, "
-        "max_order_value_usd, max_position_value_usd, max_price_age_s, price_collar_pct "
+        "fill_price_tolerance_pct, max_fee_pct, max_order_value_usd, max_position_value_usd, "
+        "max_price_age_s, price_collar_pct "
         "— remove or rename it")
 
 

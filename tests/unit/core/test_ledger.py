@@ -23,6 +23,8 @@ from fleetkit.core.ledger import (
     PnlTotals,
     Position,
     apply_fill,
+    cash_flow,
+    cash_flows,
     day_start_value,
     fill_refusal,
     order_after_fill,
@@ -400,3 +402,24 @@ def test_cancel_or_reject_without_fills_is_taken_as_reported(reported: OrderStat
 def test_a_terminal_status_never_changes_whatever_the_broker_says(terminal: OrderStatus,
                                                                   reported: OrderStatus) -> None:
     assert status_from_report(terminal, reported, Decimal(4), Decimal(10)) is terminal
+
+
+@given(trade_streams)
+@PROPERTY
+def test_the_cash_a_position_moved_equals_the_sum_of_its_fills_cash(stream: list[Trade]) -> None:
+    """What reconciliation compares with a broker's cash: realized - fees - qty * average
+    is the fills' own cash flow, to far below a currency's smallest unit."""
+    fills = fills_of(stream)
+    moved = sum((-f.signed_quantity * f.price - f.fee for f in fills), Decimal(0))
+    position = position_from_fills(INSTRUMENT, fills)
+    assert abs(cash_flow(position) - moved) <= ROUNDING_BOUND
+    assert cash_flows([position], {INSTRUMENT: "USD"}) == {"USD": cash_flow(position)}
+
+
+def test_cash_flows_sum_positions_by_currency_and_skip_unknown_instruments() -> None:
+    usd = Position("NYSE:AAPL", Decimal(1), Decimal(100), Decimal(5), Decimal("0.1"))
+    jpy = Position("JPX:7203", Decimal(0), Decimal(0), Decimal(300), Decimal(2))
+    odd = Position("LSE:X", Decimal(9), Decimal(9))
+    assert cash_flows([usd, jpy, odd], {"NYSE:AAPL": "USD", "JPX:7203": "JPY",
+                                        "NYSE:MSFT": "USD"}) == {
+        "USD": Decimal("-95.1"), "JPY": Decimal(298)}

@@ -54,6 +54,9 @@ class RecordingBroker:
     def positions(self) -> list[PositionReport]:
         return []
 
+    def cash(self) -> None:
+        return None
+
     def market_clock(self, market: str) -> MarketClock:
         return MarketClock(market, NOW, True, None, None)
 

@@ -1,4 +1,5 @@
-"""Reconciliation as a pure function: ledger vs broker positions and open orders."""
+"""Reconciliation as a pure function: ledger vs broker positions, open orders, average
+prices and cash."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fleetkit.engine.reconcile import (
     Difference,
     DifferenceKind,
     reconcile,
+    reconcile_average_prices,
+    reconcile_cash,
     reconcile_open_orders,
     reconcile_positions,
 )
@@ -149,3 +152,42 @@ def test_order_differences_are_the_symmetric_difference_of_client_ids(
         theirs - ours
     assert {d.client_order_id for d in differences if d.kind is K.ORDER_ONLY_IN_LEDGER} == \
         ours - theirs
+
+
+# --- beyond quantities: average prices and cash ----------------------------------------
+
+
+def test_average_prices_within_the_tolerance_have_no_difference() -> None:
+    ledger = {"NYSE:AAPL": Decimal("100.00"), "JPX:7203": Decimal(2500)}
+    broker = {"NYSE:AAPL": Decimal("100.09"), "JPX:7203": Decimal("2500.0001")}
+    assert reconcile_average_prices(ledger, broker, Decimal("0.1")) == []
+
+
+def test_an_average_price_beyond_the_tolerance_differs() -> None:
+    ledger = {"NYSE:AAPL": Decimal(100)}
+    broker = {"NYSE:AAPL": Decimal(100000)}
+    [difference] = reconcile_average_prices(ledger, broker, Decimal("0.1"))
+    assert difference == Difference(K.AVERAGE_PRICE, "NYSE:AAPL", Decimal(100),
+                                    Decimal(100000))
+    assert difference.describe() == ("NYSE:AAPL: ledger average price 100, broker's 100000")
+
+
+def test_a_broker_that_reports_no_average_price_is_not_compared() -> None:
+    """Spot exchanges report balances, not entry prices (the ccxt adapter gives zero)."""
+    assert reconcile_average_prices({"CRYPTO:BTC/USDT": Decimal(30000)},
+                                    {"CRYPTO:BTC/USDT": Decimal(0)}, Decimal("0.1")) == []
+
+
+def test_cash_within_the_tolerance_has_no_difference_and_beyond_it_differs() -> None:
+    expected = {"USD": Decimal("998899.80"), "JPY": Decimal(1000)}
+    assert reconcile_cash(expected, {"USD": Decimal("998899.30"), "JPY": Decimal(1000)},
+                          {"USD": Decimal(1), "JPY": Decimal(150)}) == []
+    [difference] = reconcile_cash(expected, {"USD": Decimal("-1.2"), "JPY": Decimal(1000)},
+                                  {"USD": Decimal(1), "JPY": Decimal(150)})
+    assert difference.kind is K.CASH and difference.instrument == "USD"
+    assert difference.describe() == ("USD cash: the ledger's fills imply 998899.80, broker "
+                                     "holds -1.2")
+
+
+def test_cash_of_a_currency_only_one_side_knows_is_not_compared() -> None:
+    assert reconcile_cash({"USD": Decimal(5)}, {"EUR": Decimal(7)}, {}) == []

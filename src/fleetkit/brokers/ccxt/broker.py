@@ -168,6 +168,12 @@ class CcxtBroker:
         return FillPage(tuple(fills), json.dumps(marks, sort_keys=True) if marks else cursor,
                         more)
 
+    def cash(self) -> None:
+        """Not compared: an exchange account's quote balance moves with deposits,
+        withdrawals, other trading and fees paid in other coins, none of them in a bot's
+        ledger (its positions, and the reserved amounts, are compared instead)."""
+        return None
+
     def positions(self) -> list[PositionReport]:
         balance = self._venue.call(lambda ex: ex.fetch_balance())
         totals = balance.get("total") if isinstance(balance, dict) else None

@@ -60,6 +60,10 @@ class SandboxBroker:
     def balances(self) -> dict[str, Decimal]:
         return self._call(lambda: self._venue.balances(self._account))
 
+    def cash(self) -> dict[str, Decimal]:
+        """The sandbox gives every bot an account of its own: its cash is the bot's."""
+        return self.balances()
+
     def market_offset(self, market: str) -> timedelta:
         """Venue time minus wall-clock time for `market` (zero unless in demo time mode)."""
         return self._venue.offset(market)

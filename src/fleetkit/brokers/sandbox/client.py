@@ -135,6 +135,10 @@ class SandboxClient:
         data = self._call("GET", self._account_path("balances"))
         return balances_from_dict(Reader(data, "body").raw("balances"), "body.balances")
 
+    def cash(self) -> dict[str, Decimal]:
+        """The sandbox gives every bot an account of its own: its cash is the bot's."""
+        return self.balances()
+
     # --- MarketData -----------------------------------------------------------------------
 
     def market_clock(self, market: str) -> MarketClock:
