@@ -248,3 +248,14 @@ def test_a_broker_reply_halt_is_lifted_from_the_cli_only(database_url: str) -> N
         assert store.held_by_reconciliation("a")
     finally:
         database.dispose()
+
+
+def test_a_broker_repeating_the_same_rewritten_fill_is_recorded_once(env: Env) -> None:
+    """A rewritten fill in every page would otherwise add a critical event at every poll."""
+    bot = env.new_bot("a")
+    order = limit_buy(env, bot, "2")
+    env.ledger.apply_fills(bot, [fill(order, "f1")], "c1", T0)
+    rewritten = fill(order, "f1", LIMIT - 1)
+    for cursor in ("c2", "c3", "c4"):
+        env.ledger.apply_fills(bot, [rewritten], cursor, T0)
+    assert env.kinds(bot).count(("fill.rewritten", "critical")) == 1

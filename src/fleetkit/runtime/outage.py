@@ -133,19 +133,23 @@ class Outage:
                          f"({exc}); trading resumed after reconciliation", "warning"))
 
     def wait_for_broker(self, exc: FleetError, probe: Callable[[], None]) -> None:
+        """Pause until the broker answers a probe. A broker that answered nonsense (a bad
+        reply: never applied) is said to be so, not "unreachable": it was reachable."""
         started = self._clock.now()
-        self._log.error(f"broker unreachable, trading paused: {exc}", action="broker.unavailable")
-        self._emit(Event("broker.unavailable", f"broker unreachable: {exc}", "error"))
+        what = ("broker answered what we will not use" if isinstance(exc, BadBrokerReplyError)
+                else "broker unreachable")
+        self._log.error(f"{what}, trading paused: {exc}", action="broker.unavailable")
+        self._emit(Event("broker.unavailable", f"{what}: {exc}", "error"))
         since = f"{started:%H:%M:%S} UTC"
         if not self._wait(probe, TransientBrokerError, BadBrokerReplyError,
-                          on_retry=lambda: self._heartbeat(f"broker unreachable since {since}; "
+                          on_retry=lambda: self._heartbeat(f"{what} since {since}; "
                                                            "retrying with backoff")):
             return
         downtime = (self._clock.now() - started).total_seconds()
         self._log.warning("broker back, reconciling", action="broker.recovered",
                           downtime_s=downtime)
-        self._emit(Event("broker.recovered", f"broker was unreachable for {downtime:.0f}s; "
-                         "reconciled and resumed", "warning"))
+        self._emit(Event("broker.recovered", f"broker paused trading for {downtime:.0f}s "
+                         f"({what}); reconciled and resumed", "warning"))
 
     def _wait(self, probe: Callable[[], None], *retry_on: type[BaseException],
               on_retry: Callable[[], None] = lambda: None) -> bool:

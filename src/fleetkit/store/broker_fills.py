@@ -21,7 +21,7 @@ from fleetkit.core.ledger import (
 )
 from fleetkit.core.orders import Fill, Order
 from fleetkit.store import statements as sql
-from fleetkit.store.controls import halt_unless_halted
+from fleetkit.store.controls import halt_unless_halted, read_controls
 from fleetkit.store.rows import fill_from_row, insert_event, order_from_row
 
 DUPLICATE = "duplicate"
@@ -94,7 +94,12 @@ def _repeated_fill(conn: Connection, bot_id: int, stored: Fill, fill: Fill,
 
 def _distrust_broker(conn: Connection, bot_id: int, kind: str, reason: str, fill: Fill,
                      now: datetime) -> None:
-    """Record what the broker said that we will not believe, and halt the bot for it."""
+    """Record what the broker said that we will not believe, and halt the bot for it. A
+    broker that keeps saying the same thing (a rewritten fill in every page) is recorded
+    once: the halt it caused, with this very reason, is still in place."""
+    control = read_controls(conn, bot_id).bot
+    if control.source is HaltSource.BROKER_REPLY and control.reason == reason[:500]:
+        return
     insert_event(conn, bot_id=bot_id, kind=kind, severity="critical", now=now,
                  code=HaltSource.BROKER_REPLY.value,
                  message=f"{reason}; the ledger is unchanged and the bot is halted",

@@ -237,6 +237,9 @@ class MemoryLedger:
         return None
 
     def _distrust_broker(self, bot_id: int, kind: str, reason: str, now: datetime) -> None:
+        control = self._book(bot_id).control
+        if control.source is HaltSource.BROKER_REPLY and control.reason == reason:
+            return  # said already: the halt it caused, with this very reason, still holds
         self._event(bot_id, Event(kind, reason, "critical", HaltSource.BROKER_REPLY.value), now)
         self._halt_unless_halted(bot_id, bot_id, reason, HaltSource.BROKER_REPLY,
                                  "fill-check", now)
