@@ -32,8 +32,8 @@ from fleetkit.brokers.sandbox.prices import InventedPrices
 from fleetkit.calendars.market_calendars import MarketCalendars
 from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
-from fleetkit.runtime.backtest.run import BacktestSpec, run_backtest
-from fleetkit.runtime.backtest.tape import BarTape, generated_tape
+from fleetkit.backtest.run import BacktestSpec, run_backtest
+from fleetkit.backtest.tape import BarTape, generated_tape
 from report import publish
 
 KEY = "CRYPTO:BTC/USDT"

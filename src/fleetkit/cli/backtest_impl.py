@@ -22,8 +22,8 @@ from fleetkit.core.instruments import Instrument, instrument_key
 from fleetkit.core.market_data import interval_seconds
 from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
-from fleetkit.runtime.backtest.run import BacktestResult, BacktestSpec, run_backtest
-from fleetkit.runtime.backtest.tape import BarTape, csv_tape, generated_tape
+from fleetkit.backtest.run import BacktestResult, BacktestSpec, run_backtest
+from fleetkit.backtest.tape import BarTape, csv_tape, generated_tape
 from fleetkit.runtime.wiring import bot_limits, bot_sizing, sandbox_catalog, usd_per_unit
 from fleetkit.strategy.base import describe_params_error, spec
 

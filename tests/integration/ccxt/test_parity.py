@@ -31,7 +31,7 @@ from fleetkit.brokers.sandbox.venue import SandboxVenue
 from fleetkit.calendars.market_calendars import MarketCalendars
 from fleetkit.config.loader import LoadedConfig, parse_config
 from fleetkit.config.models import BotSettings
-from fleetkit.runtime.backtest.tape import BarTape, TapePrices, generated_tape
+from fleetkit.backtest.tape import BarTape, TapePrices, generated_tape
 from fleetkit.runtime.clock import ManualClock
 from fleetkit.runtime.runner import BotRunner, BrokerConnection
 from fleetkit.store.fleet import FleetStore

@@ -24,8 +24,8 @@ from fleetkit.engine.execution import BotIdentity, Execution, ExecutionEngine
 from fleetkit.engine.sync import OrderSync, SyncReport
 from fleetkit.engine.trader import Sizing, Trader
 from fleetkit.risk.rails import RiskLimits
-from fleetkit.runtime.backtest.metrics import performance
-from fleetkit.runtime.backtest.tape import BarClock, BarTape, TapePrices
+from fleetkit.backtest.metrics import performance
+from fleetkit.backtest.tape import BarClock, BarTape, TapePrices
 from fleetkit.store.memory import MemoryLedger
 from fleetkit.strategy.base import build_strategy
 
@@ -72,6 +72,9 @@ class BacktestResult:
     final_position: str
     replay_s: float
     trades: tuple[Trade, ...] = ()
+    # Mark-to-market equity (capital + net P&L, in `currency`) at every bar's close.
+    curve_ts_s: npt.NDArray[np.int64] | None = None
+    curve: npt.NDArray[np.float64] | None = None
 
     @property
     def bars_per_s(self) -> float:
@@ -186,7 +189,7 @@ def _result(spec: BacktestSpec, tape: BarTape, ledger: MemoryLedger,
         max_drawdown=perf.max_drawdown, max_drawdown_pct=perf.max_drawdown_pct,
         sharpe=perf.sharpe,
         final_position=str(position.quantity if position else Decimal(0)),
-        replay_s=replay_s, trades=trades)
+        replay_s=replay_s, trades=trades, curve_ts_s=tape.ts_s, curve=curve)
 
 
 def _iso(ts_s: int) -> str:
