@@ -42,6 +42,12 @@ class Controls:
     fleet: Control
     bot: Control
 
+    def needs_halt(self, *, fleet: bool) -> bool:
+        """The one rule for halting: the fleet's switch or the bot's, unless that switch is
+        halted already (the first halt's reason and source are the ones kept)."""
+        switch = self.fleet if fleet else self.bot
+        return switch.state is not TradingState.HALTED
+
     @property
     def effective(self) -> Control:
         """The stricter of the two."""

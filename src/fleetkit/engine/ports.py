@@ -23,7 +23,7 @@ from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Fill, Order, OrderIntent, OrderStatus, OrderType, Side
 from fleetkit.core.sessions import Session
 from fleetkit.core.signals import Signal
-from fleetkit.risk.rails import Decision
+from fleetkit.risk.rails import Decision, HaltScope
 
 
 class Clock(Protocol):
@@ -263,6 +263,12 @@ class Ledger(Protocol):
     def set_control(self, bot_id: int | None, state: TradingState, reason: str,
                     source: HaltSource, actor: str, now: datetime) -> None:
         """bot_id None means the fleet-wide switch."""
+        ...
+
+    def halt(self, bot_id: int, scope: HaltScope, reason: str, source: HaltSource,
+             actor: str, now: datetime) -> bool:
+        """Halt the bot's switch or the fleet's (`scope`) unless it is halted already
+        (Controls.needs_halt), in one transaction; True if this call halted it."""
         ...
 
     def positions(self, bot_id: int) -> dict[str, Position]: ...

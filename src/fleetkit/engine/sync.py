@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from fleetkit.core.controls import HaltSource, TradingState
+from fleetkit.core.controls import HaltSource
 from fleetkit.core.ledger import DEFAULT_FILL_CHECKS, FillChecks, Position, cash_flows
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Fill, OrderStatus
@@ -32,6 +32,7 @@ from fleetkit.engine.reconcile import (
     reconcile_average_prices,
     reconcile_cash,
 )
+from fleetkit.risk.rails import HaltScope
 
 NEVER_RECEIVED = "never reached the broker (lookup by client order id found nothing)"
 
@@ -227,6 +228,5 @@ class OrderSync:
         self._ledger.record_event(self._bot.id, Event(
             "reconcile.mismatch", reason, "critical", "reconciliation",
             {"differences": [d.describe() for d in differences]}), now)
-        if self._ledger.controls(self._bot.id).bot.state is not TradingState.HALTED:
-            self._ledger.set_control(self._bot.id, TradingState.HALTED, reason,
-                                     HaltSource.RECONCILIATION, "reconciler", now)
+        self._ledger.halt(self._bot.id, HaltScope.BOT, reason, HaltSource.RECONCILIATION,
+                          "reconciler", now)

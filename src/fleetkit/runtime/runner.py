@@ -31,22 +31,21 @@ from fleetkit.core.errors import (
     UserError,
 )
 from fleetkit.core.instruments import Instrument, market
-from fleetkit.core.market_data import Bar, Quote
+from fleetkit.core.market_data import Bar
+from fleetkit.engine.assembly import AssembledBot
 from fleetkit.engine.bot import TradingBot
 from fleetkit.engine.execution import Outcome
 from fleetkit.engine.ports import Broker, Clock, Event, MarketData
 from fleetkit.engine.sync import SyncReport
-from fleetkit.risk.rails import HaltScope, daily_loss_breach
+from fleetkit.risk.rails import HaltScope
 from fleetkit.runtime.clock import WallClock
 from fleetkit.runtime.logs import get_logger
 from fleetkit.runtime.outage import Outage, backoff_delays
 from fleetkit.runtime.wiring import (
-    BotParts,
     bot_currency,
     bot_instruments,
     build_bot,
     describe_bot,
-    order_sync,
     sandbox_catalog,
 )
 from fleetkit.store.database import Database, open_database
@@ -110,7 +109,7 @@ class BotRunner:
         self.cycles = 0
         self._started_at = self.clock.now()
         self._cursors: dict[str, datetime | None] = {}
-        self._was_halted = False
+        self._halt_logged = False
         self._lease_lost = False
         self._next_reconcile = self.clock.now()
         self._next_cycle = self.clock.now()
@@ -183,12 +182,12 @@ class BotRunner:
         self.connection = self._broker_factory(settings)
         instruments = (self.connection.instruments if self.connection.instruments is not None
                        else bot_instruments(settings, sandbox_catalog(self.config)))
-        self.parts: BotParts = build_bot(self.config, settings, self.bot_id, self.ledger,
-                                         self.connection.broker, self.connection.market_data,
-                                         self.clock, instruments)
+        self.parts: AssembledBot = build_bot(self.config, settings, self.bot_id, self.ledger,
+                                             self.connection.broker,
+                                             self.connection.market_data, self.clock,
+                                             instruments)
         self.bot: TradingBot = self.parts.bot
-        self.sync = order_sync(self.config, settings, self.bot_id, self.ledger,
-                               self.connection.broker, self.clock, self.parts.instruments)
+        self.sync = self.parts.sync
         self.outage = Outage(self.log, self._sleep, self.clock,
                              lambda event: self.ledger.record_event(self.bot_id, event,
                                                                     self.clock.now()),
@@ -348,22 +347,28 @@ class BotRunner:
             # instead of leaving the position a bar behind the broker.
             self.sync.sync_fills(SyncReport())
             self.bot.refresh()
-        if self._was_halted:
-            self.beat("halted", self._halt_reason())
+        if self.parts.brakes.halted:
+            self.beat("halted", f"halted: {self.parts.brakes.halt_reason()}")
         else:
             self.beat("trading", f"next bar {self._next_cycle:%H:%M:%S} UTC")
         return min(self._next_cycle, beat_by)
 
     def cycle(self) -> None:
-        """Everything due at a bar close: fills, controls, new bars, marks, the breaker."""
-        self.sync.sync_fills(SyncReport())
-        self.bot.refresh()
-        halted = self._check_halt()
+        """Everything due at a bar close (engine.assembly.AssembledBot's cycle): fills and
+        the kill switches, each instrument's new bars, marks and the breakers; then save."""
+        halted = self.parts.begin_cycle()
+        if halted and not self._halt_logged:
+            self.log.warning("trading halted", action="bot.halted",
+                             reason=self.parts.brakes.halt_reason())
+        self._halt_logged = halted
         now = self.clock.now()
         interval = timedelta(seconds=self.parts.interval_s)
         for key in self.bot.slots:
             self._feed(key, now, interval, halted)
-        self._mark()
+        breach = self.parts.end_cycle()
+        if breach is not None:
+            self.log.error("circuit breaker tripped", action="risk.circuit_breaker",
+                           scope=breach.scope.value, detail=breach.detail)
         self.bot.save()
         self.cycles += 1
 
@@ -376,62 +381,18 @@ class BotRunner:
         *older, last = bars
         self.bot.warm_up(key, older, advance=True)
         fresh = last.ts + 2 * interval >= now
-        if halted or not fresh:
-            self.bot.warm_up(key, [last], advance=True)
-        else:
-            execution = self.bot.on_bar(key, last)
-            if execution is not None and execution.outcome is Outcome.UNKNOWN:
-                # Nothing about this bar is saved: once the order's fate is known the bar
-                # is decided again from the last saved state.
-                raise OrderOutcomeUnknown(execution.detail)
-            if execution is not None:
-                self.log.info(f"order {execution.outcome}", action=f"order.{execution.outcome}",
-                              instrument=key, detail=execution.detail,
-                              client_order_id=execution.order.client_order_id
-                              if execution.order else None)
-                self.bot.save()  # narrow the window in which a crash would re-decide
+        execution = self.parts.trade(key, last, halted or not fresh)
+        if execution is not None and execution.outcome is Outcome.UNKNOWN:
+            # Nothing about this bar is saved: once the order's fate is known the bar is
+            # decided again from the last saved state.
+            raise OrderOutcomeUnknown(execution.detail)
+        if execution is not None:
+            self.log.info(f"order {execution.outcome}", action=f"order.{execution.outcome}",
+                          instrument=key, detail=execution.detail,
+                          client_order_id=execution.order.client_order_id
+                          if execution.order else None)
+            self.bot.save()  # narrow the window in which a crash would re-decide
         self._cursors[key] = last.ts
-
-    def _check_halt(self) -> bool:
-        controls = self.ledger.controls(self.bot_id)
-        halted = controls.effective.state is TradingState.HALTED
-        if halted and not self._was_halted:
-            self.log.warning("trading halted", action="bot.halted",
-                             reason=controls.effective.reason)
-            self._cancel_open_orders()
-        self._was_halted = halted
-        return halted
-
-    def _halt_reason(self) -> str:
-        return f"halted: {self.ledger.controls(self.bot_id).effective.reason}"
-
-    def _cancel_open_orders(self) -> None:
-        """A halt is a kill switch: orders already resting at the broker are pulled too."""
-        for order in self.ledger.open_orders(self.bot_id):
-            report = self.connection.broker.cancel(order.client_order_id)
-            self.ledger.record_report(self.bot_id, order, report, self.clock.now(),
-                                      checks=self.parts.limits.fill_checks)
-
-    def _mark(self) -> None:
-        held = [k for k in self.bot.slots if self.bot.position(k) != 0]
-        marks: dict[str, Quote] = {k: self.connection.market_data.quote(k) for k in held}
-        usd = self.parts.engine.usd_per_unit
-        now = self.clock.now()
-        self.ledger.mark(self.bot_id, marks, usd, now)
-        key = next(iter(self.bot.slots))
-        inputs = self.ledger.risk_inputs(self.bot_id, key, usd, now)
-        breach = daily_loss_breach(inputs.bot_daily_pnl_usd, inputs.fleet_daily_pnl_usd,
-                                   self.parts.limits)
-        if breach is None:
-            return
-        scope, detail = breach
-        target = None if scope is HaltScope.FLEET else self.bot_id
-        current = inputs.controls.fleet if target is None else inputs.controls.bot
-        if current.state is not TradingState.HALTED:
-            self.ledger.set_control(target, TradingState.HALTED, detail,
-                                    HaltSource.CIRCUIT_BREAKER, "risk", now)
-            self.log.error("circuit breaker tripped", action="risk.circuit_breaker",
-                           scope=scope.value, detail=detail)
 
     def _isolate(self, exc: StrategyError) -> None:
         control = self.ledger.controls(self.bot_id).bot
@@ -440,9 +401,9 @@ class BotRunner:
         now = self.clock.now()
         self.log.error("strategy error: bot halted", action="strategy.error", error=str(exc))
         self.ledger.record_event(self.bot_id, Event("strategy.error", str(exc), "critical"), now)
-        self.ledger.set_control(self.bot_id, TradingState.HALTED, str(exc)[:500],
-                                HaltSource.STRATEGY_ERROR, "runner", now)
-        self._was_halted = False  # let _check_halt notice it and pull resting orders
+        self.ledger.halt(self.bot_id, HaltScope.BOT, str(exc)[:500], HaltSource.STRATEGY_ERROR,
+                         "runner", now)
+        self.parts.brakes.forget_halt()  # the next cycle pulls resting orders
 
     # --- credentials ------------------------------------------------------------------
 
@@ -474,11 +435,9 @@ class BotRunner:
                           action="broker.credentials", error=str(exc))
         self.ledger.record_event(self.bot_id, Event(
             "broker.credentials", f"credentials refused, trading halted: {exc}", "critical"), now)
-        if control.state is not TradingState.HALTED:
-            self.ledger.set_control(self.bot_id, TradingState.HALTED,
-                                    f"credentials refused: {exc}"[:500],
-                                    HaltSource.CREDENTIALS, "runner", now)
-        self._was_halted = False  # let _check_halt notice it and pull resting orders
+        self.ledger.halt(self.bot_id, HaltScope.BOT, f"credentials refused: {exc}"[:500],
+                         HaltSource.CREDENTIALS, "runner", now)
+        self.parts.brakes.forget_halt()  # the next cycle pulls resting orders
 
     def _retry_credentials(self, exc: CredentialsError) -> bool:
         """True once an authenticated call works again; False if asked to stop first."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,14 +17,14 @@ from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
 from fleetkit.core.instruments import Instrument, instrument_key, market
 from fleetkit.core.market_data import interval_seconds
-from fleetkit.engine.bot import InstrumentSlot, TradingBot
-from fleetkit.engine.execution import BotIdentity, ExecutionEngine
+from fleetkit.engine.assembly import AssembledBot, BotRecipe, assemble_bot
+from fleetkit.engine.assembly import order_sync as engine_order_sync
+from fleetkit.engine.execution import BotIdentity
 from fleetkit.engine.ports import Broker, Clock, Ledger, MarketData
 from fleetkit.engine.reconcile import Tolerances
 from fleetkit.engine.sync import OrderSync
-from fleetkit.engine.trader import Sizing, Trader
+from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
-from fleetkit.strategy.base import build_strategy
 
 
 def sandbox_catalog(config: FleetConfig) -> dict[str, SandboxInstrument]:
@@ -134,46 +133,37 @@ def describe_bot(config: FleetConfig, bot: BotSettings) -> dict[str, object]:
             "mode": bot.mode, "exchange": bot.exchange}
 
 
-@dataclass(frozen=True, slots=True)
-class BotParts:
-    bot: TradingBot
-    engine: ExecutionEngine
-    instruments: dict[str, Instrument]
-    interval_s: int
-    limits: RiskLimits
+def bot_recipe(config: FleetConfig, settings: BotSettings, bot_id: int,
+               instruments: Mapping[str, Instrument]) -> BotRecipe:
+    """What the config says this bot is (engine.assembly builds it, wherever it runs)."""
+    checks = config.reconcile
+    currencies = ({k: i.currency for k, i in instruments.items()} if checks.compare_cash
+                  else {})
+    cash = {c: checks.cash_tolerance_usd / usd_per_unit(config, c)
+            for c in set(currencies.values())}
+    return BotRecipe(bot_identity(settings, bot_id), dict(instruments), settings.strategy,
+                     dict(settings.params), bot_sizing(config, settings),
+                     bot_limits(config, settings), bar_interval_s(config, settings),
+                     config.fx_usd, Tolerances(checks.average_price_tolerance_pct, cash),
+                     currencies)
 
 
 def build_bot(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: Ledger,
               broker: Broker, market_data: MarketData, clock: Clock,
               instruments: Mapping[str, Instrument], *, record_signals: bool = True
-              ) -> BotParts:
-    identity = bot_identity(settings, bot_id)
-    instruments = dict(instruments)
-    limits = bot_limits(config, settings)
-    engine = ExecutionEngine(identity, ledger, broker, market_data, clock, limits, config.fx_usd)
-    sizing = bot_sizing(config, settings)
-    slots = {key: InstrumentSlot(inst, build_strategy(settings.strategy, settings.params),
-                                 Trader(inst, sizing))
-             for key, inst in instruments.items()}
-    trading_bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals)
-    return BotParts(trading_bot, engine, instruments, bar_interval_s(config, settings), limits)
+              ) -> AssembledBot:
+    return assemble_bot(bot_recipe(config, settings, bot_id, instruments), ledger, broker,
+                        market_data, clock, record_signals=record_signals,
+                        unknown_after_s=config.runtime.unknown_order_grace_s)
 
 
 def order_sync(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: Ledger,
                broker: Broker, clock: Clock, instruments: Mapping[str, Instrument], *,
                unknown_after_s: float | None = None) -> OrderSync:
     """The bot's reconciliation with its broker, with the config's checks and tolerances."""
-    checks = config.reconcile
-    currencies = ({k: i.currency for k, i in instruments.items()} if checks.compare_cash
-                  else None)
-    cash = {c: checks.cash_tolerance_usd / usd_per_unit(config, c)
-            for c in set((currencies or {}).values())}
     grace = config.runtime.unknown_order_grace_s if unknown_after_s is None else unknown_after_s
-    return OrderSync(bot_identity(settings, bot_id), ledger, broker, clock,
-                     {k: i.lot_size for k, i in instruments.items()},
-                     unknown_after_s=grace, fill_checks=bot_limits(config, settings).fill_checks,
-                     currencies=currencies,
-                     tolerances=Tolerances(checks.average_price_tolerance_pct, cash))
+    return engine_order_sync(bot_recipe(config, settings, bot_id, instruments), ledger,
+                             broker, clock, unknown_after_s=grace)
 
 
 def database_url(loaded: LoadedConfig, override: str | None = None) -> str:

@@ -43,12 +43,12 @@ def write_control(conn: Connection, bot_id: int | None, state: TradingState, rea
 
 
 def halt_unless_halted(conn: Connection, bot_id: int, target: int | None, reason: str,
-                       source: HaltSource, actor: str, now: datetime) -> None:
+                       source: HaltSource, actor: str, now: datetime) -> bool:
     """Halt `target` (a bot's id, or None for the fleet switch as seen by `bot_id`) unless
-    it is halted already: the first halt's reason and source are the ones kept."""
-    current = read_controls(conn, bot_id)
-    already = current.fleet if target is None else current.bot
-    if already.state is not TradingState.HALTED:
-        write_control(conn, target, TradingState.HALTED, reason, source, actor, now)
+    it is halted already (Controls.needs_halt); True if this call halted it."""
+    if not read_controls(conn, bot_id).needs_halt(fleet=target is None):
+        return False
+    write_control(conn, target, TradingState.HALTED, reason, source, actor, now)
+    return True
 
 

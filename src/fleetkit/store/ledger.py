@@ -89,6 +89,12 @@ class SqlLedger:
         with write_transaction(self._engine) as conn:
             write_control(conn, bot_id, state, reason, source, actor, now)
 
+    def halt(self, bot_id: int, scope: HaltScope, reason: str, source: HaltSource,
+             actor: str, now: datetime) -> bool:
+        target = None if scope is HaltScope.FLEET else bot_id
+        with write_transaction(self._engine) as conn:
+            return halt_unless_halted(conn, bot_id, target, reason, source, actor, now)
+
     # --- orders and fills -----------------------------------------------------------
 
     def positions(self, bot_id: int) -> dict[str, Position]:

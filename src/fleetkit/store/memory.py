@@ -123,6 +123,11 @@ class MemoryLedger:
             self._book(bot_id).control = control
         self._event(bot_id, Event(f"control.{state.value}", reason, "critical", source.value), now)
 
+    def halt(self, bot_id: int, scope: HaltScope, reason: str, source: HaltSource,
+             actor: str, now: datetime) -> bool:
+        target = None if scope is HaltScope.FLEET else bot_id
+        return self._halt_unless_halted(bot_id, target, reason, source, actor, now)
+
     # --- orders and fills -------------------------------------------------------------
 
     def positions(self, bot_id: int) -> dict[str, Position]:
@@ -245,10 +250,11 @@ class MemoryLedger:
                                  "fill-check", now)
 
     def _halt_unless_halted(self, bot_id: int, target: int | None, reason: str,
-                            source: HaltSource, actor: str, now: datetime) -> None:
-        current = self._fleet if target is None else self._book(bot_id).control
-        if current.state is not TradingState.HALTED:
-            self.set_control(target, TradingState.HALTED, reason, source, actor, now)
+                            source: HaltSource, actor: str, now: datetime) -> bool:
+        if not self.controls(bot_id).needs_halt(fleet=target is None):
+            return False
+        self.set_control(target, TradingState.HALTED, reason, source, actor, now)
+        return True
 
     def fills_cursor(self, bot_id: int) -> str | None:
         return self._book(bot_id).cursor
