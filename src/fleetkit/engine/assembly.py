@@ -18,7 +18,7 @@ from fleetkit.core.instruments import Instrument
 from fleetkit.core.market_data import Bar
 from fleetkit.core.numbers import ZERO
 from fleetkit.engine.bot import InstrumentSlot, TradingBot
-from fleetkit.engine.brakes import Brakes, Breach
+from fleetkit.engine.brakes import Brakes, Breach, MarksOrThunk
 from fleetkit.engine.execution import BotIdentity, Execution, ExecutionEngine
 from fleetkit.engine.ports import Broker, Clock, Ledger, MarketData
 from fleetkit.engine.reconcile import Tolerances
@@ -90,6 +90,7 @@ class AssembledBot:
         when orders are open, i.e. when a fill can have happened at all), then read the
         kill switches; a halt seen for the first time pulls resting orders. True: halted."""
         if not only_if_open or self.bot.has_open_orders:
+            self.brakes.position_may_change()
             self.sync.sync_fills(SyncReport())
             self.bot.refresh()
         return self.brakes.check_halt()
@@ -100,30 +101,42 @@ class AssembledBot:
         if halted:
             self.bot.warm_up(key, [bar], advance=True)
             return None
-        return self.bot.on_bar(key, bar)
+        execution = self.bot.on_bar(key, bar)
+        if execution is not None:
+            self.brakes.position_may_change()
+        return execution
 
-    def end_cycle(self) -> Breach | None:
+    def end_cycle(self, marks: MarksOrThunk | None = None,
+                  prices: Mapping[str, float] | None = None) -> Breach | None:
         """Mark what is held at the market's prices now, record today's P&L, and run the
-        daily-loss breakers; the breach that halted a switch just now, if any."""
-        held = {k: self._market_data.quote(k) for k in self.bot.slots
-                if self.bot.position(k) != ZERO}
-        return self.brakes.mark(held, next(iter(self.bot.slots)))
+        daily-loss breakers; the breach that halted a switch just now, if any. `marks`
+        (and `prices`, the same as floats): the held instruments' quotes, when the caller
+        has them already (a replay reads them from the tape the venue prices from); else
+        they are asked of the market data."""
+        if marks is None:
+            marks = {k: self._market_data.quote(k) for k in self.bot.slots
+                     if self.bot.position(k) != ZERO}
+        return self.brakes.mark(marks, prices)
 
 
 def assemble_bot(recipe: BotRecipe, ledger: Ledger, broker: Broker, market_data: MarketData,
                  clock: Clock, *, record_signals: bool = True,
-                 unknown_after_s: float = 15.0) -> AssembledBot:
+                 unknown_after_s: float = 15.0, lazy_marks: bool = False) -> AssembledBot:
+    """`lazy_marks`: hold back marks nobody reads (engine.brakes), for a replay that keeps no
+    P&L history; decisions are the same."""
     identity = recipe.identity
+    brakes = Brakes(identity, ledger, broker, clock, recipe.limits,
+                    recipe.usd_per_currency[identity.currency], recipe.limits.fill_checks,
+                    lazy_marks=lazy_marks)
     engine = ExecutionEngine(identity, ledger, broker, market_data, clock, recipe.limits,
-                             recipe.usd_per_currency)
+                             recipe.usd_per_currency, before_order=brakes.before_order)
     slots = {key: InstrumentSlot(inst, build_strategy(recipe.strategy, dict(recipe.params)),
                                  Trader(inst, recipe.sizing))
              for key, inst in recipe.instruments.items()}
     bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals)
     return AssembledBot(recipe, bot, engine, order_sync(recipe, ledger, broker, clock,
                                                         unknown_after_s=unknown_after_s),
-                        Brakes(identity, ledger, broker, clock, recipe.limits,
-                               engine.usd_per_unit, recipe.limits.fill_checks), market_data)
+                        brakes, market_data)
 
 
 def order_sync(recipe: BotRecipe, ledger: Ledger, broker: Broker, clock: Clock, *,

@@ -55,8 +55,12 @@ class Execution:
 
 class ExecutionEngine:
     def __init__(self, bot: BotIdentity, ledger: Ledger, broker: Broker, market_data: MarketData,
-                 clock: Clock, limits: RiskLimits, usd_per_currency: Mapping[str, Decimal]) -> None:
+                 clock: Clock, limits: RiskLimits, usd_per_currency: Mapping[str, Decimal], *,
+                 before_order: Callable[[], None] = lambda: None) -> None:
+        """`before_order`: what must be in the ledger before an order is judged (the brakes'
+        held-back mark, engine.brakes)."""
         self.bot = bot
+        self._before_order = before_order
         self._ledger = ledger
         self._broker = broker
         self._market_data = market_data
@@ -91,6 +95,7 @@ class ExecutionEngine:
 
     def execute(self, intent: OrderIntent, signal: SignalRecord | None = None) -> Execution:
         ledger, bot_id = self._ledger, self.bot.id
+        self._before_order()
         quote = self._market_data.quote(intent.instrument)  # broker I/O before the transaction
         now = self._clock.now()
         admission = ledger.admit(bot_id, intent, signal, self.usd_per_unit, now,

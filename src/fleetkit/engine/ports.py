@@ -239,6 +239,7 @@ class PnlSnapshot:
     fees: Decimal
     daily: Decimal
     daily_usd: Decimal
+    fleet_daily_usd: Decimal = ZERO  # every bot's today in USD, this one's as just marked
 
     @property
     def net(self) -> Decimal:
@@ -345,7 +346,8 @@ class Ledger(Protocol):
 
     def mark(self, bot_id: int, marks: Mapping[str, Quote], usd_per_unit: Decimal,
              now: datetime) -> PnlSnapshot:
-        """Remember the latest price of each instrument and record a P&L snapshot.
+        """Remember the latest price of each instrument and record a P&L snapshot, with the
+        fleet's daily total as of this mark (what the fleet's breaker compares).
 
         The first mark of a new UTC day takes the previous net P&L as that day's start.
         """

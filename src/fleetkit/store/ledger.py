@@ -4,6 +4,7 @@ every event written in the transaction of the change it describes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -373,7 +374,8 @@ class SqlLedger:
                 bot_id=bot_id, ts=now, day=day, realized=totals.realized,
                 unrealized=totals.unrealized, fees=totals.fees, daily=snapshot.daily,
                 usd_per_unit=usd_per_unit))
-        return snapshot
+            fleet = sql.fleet_daily_usd(conn, day)
+        return replace(snapshot, fleet_daily_usd=fleet)
 
 
 # --- helpers shared by the methods above (all run inside the caller's transaction) -------

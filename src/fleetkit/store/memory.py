@@ -121,7 +121,14 @@ class MemoryLedger:
             self._fleet = control
         else:
             self._book(bot_id).control = control
-        self._event(bot_id, Event(f"control.{state.value}", reason, "critical", source.value), now)
+        scope = "fleet" if bot_id is None else "bot"
+        severity = "info" if state is TradingState.ACTIVE else "critical"
+        # Worded as store.controls.write_control words it: the ledgers tell the same story.
+        self._event(bot_id, Event(f"control.{state.value}",
+                                  f"{scope} {state.value} by {actor} ({source.value}): {reason}",
+                                  severity, source.value,
+                                  {"scope": scope, "state": state.value, "reason": reason,
+                                   "source": source.value}), now)
 
     def halt(self, bot_id: int, scope: HaltScope, reason: str, source: HaltSource,
              actor: str, now: datetime) -> bool:
@@ -334,7 +341,10 @@ class MemoryLedger:
         start = ZERO if pnl is None else day_start_value(pnl.day, pnl.start, pnl.net, day)
         daily = net - start
         book.pnl = _DayPnl(day, start, net, daily * usd_per_unit)
-        snapshot = PnlSnapshot(day, realized, unrealized, fees, daily, daily * usd_per_unit)
+        others = sum((b.pnl.daily_usd for i, b in self._books.items()
+                      if i != bot_id and b.pnl is not None and b.pnl.day == day), ZERO)
+        snapshot = PnlSnapshot(day, realized, unrealized, fees, daily, daily * usd_per_unit,
+                               others + daily * usd_per_unit)
         if self._keep_snapshots:
             self.snapshots.append((bot_id, now, snapshot))
         return snapshot
