@@ -82,7 +82,9 @@ def loaded(tmp_path: Path) -> LoadedConfig:
     return LoadedConfig(parse_config(CONFIG, "parity.yaml"), "parity.yaml", tmp_path)
 
 
-def live(loaded: LoadedConfig, tape: BarTape, url: str) -> Record:
+def live(loaded: LoadedConfig, tape: BarTape, url: str, restart_every: int = 0) -> Record:
+    """The bot live; `restart_every` bars, stopped and started again (a new process would
+    do no more: everything it knows comes from the database)."""
     clock = ManualClock(START + timedelta(seconds=INTERVAL_S + 1))
     venue = SandboxVenue(TapesPrices({BTC: tape}), MemoryBook(), clock, VENUE)
 
@@ -103,6 +105,11 @@ def live(loaded: LoadedConfig, tape: BarTape, url: str) -> Record:
             while clock.now() <= last_close + timedelta(seconds=1):
                 wake = runner.step()
                 clock.set(max(wake, clock.now() + timedelta(milliseconds=1)))
+                if restart_every and runner.cycles >= restart_every:
+                    runner.shutdown()
+                    runner = BotRunner(loaded, "parity", url, connect, clock=clock,
+                                       sleep=sleep)
+                    runner.boot()
         finally:
             runner.shutdown()
     database: Database = migrated_database(url)
@@ -171,3 +178,13 @@ def test_a_bot_live_and_in_a_backtest_does_exactly_the_same(loaded: LoadedConfig
     assert got.marks == expected.marks
     assert got.halts == expected.halts
     assert got.positions == expected.positions
+
+
+def test_restarting_the_live_bot_changes_nothing_it_does(loaded: LoadedConfig, tape: BarTape,
+                                                        database_url: str) -> None:
+    """Stopped and started every 37 bars, positions held across most restarts: the trailing
+    stop's best close, the ATR and the day's P&L start come back from the database."""
+    expected = backtest(loaded, tape)
+    got = live(loaded, tape, database_url, restart_every=37)
+    assert (got.orders, got.fills, got.halts, got.positions) == (
+        expected.orders, expected.fills, expected.halts, expected.positions)

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from fleetkit.config.dashboard import DashboardSettings
+from fleetkit.config.exits import ExitSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.config.reconcile import ReconcileSettings
 from fleetkit.config.strict import Strict
@@ -289,6 +290,8 @@ class BotDefaults(Strict):
     allow_short: bool = False
     order_type: OrderType = OrderType.MARKET
     limit_offset_bps: Decimal = Field(default=Decimal(5), ge=0, le=1000)
+    exits: ExitSettings = Field(default_factory=ExitSettings,
+                                description="protective exits for every bot (none by default)")
 
     @field_validator("bar_interval")
     @classmethod
@@ -315,6 +318,8 @@ class BotSettings(Strict):
     order_type: OrderType | None = None
     limit_offset_bps: Decimal | None = Field(default=None, ge=0, le=1000)
     risk: RiskOverrides = Field(default_factory=RiskOverrides)
+    exits: ExitSettings | None = Field(default=None, description="this bot's protective "
+                                       "exits, instead of defaults.exits")
 
     @field_validator("name")
     @classmethod

@@ -20,6 +20,7 @@ from fleetkit.core.numbers import ZERO
 from fleetkit.engine.bot import InstrumentSlot, TradingBot
 from fleetkit.engine.brakes import Brakes, Breach, MarksOrThunk
 from fleetkit.engine.execution import BotIdentity, Execution, ExecutionEngine
+from fleetkit.engine.exits import NO_EXITS, ExitRules
 from fleetkit.engine.ports import Broker, Clock, Ledger, MarketData
 from fleetkit.engine.reconcile import Tolerances
 from fleetkit.engine.sync import OrderSync, SyncReport
@@ -44,6 +45,7 @@ class BotRecipe:
     usd_per_currency: Mapping[str, Decimal]
     tolerances: Tolerances = field(default_factory=Tolerances)
     cash_currencies: Mapping[str, str] = field(default_factory=dict)
+    exits: ExitRules = NO_EXITS
 
     @property
     def usd_per_unit(self) -> Decimal:
@@ -133,7 +135,8 @@ def assemble_bot(recipe: BotRecipe, ledger: Ledger, broker: Broker, market_data:
     slots = {key: InstrumentSlot(inst, build_strategy(recipe.strategy, dict(recipe.params)),
                                  Trader(inst, recipe.sizing))
              for key, inst in recipe.instruments.items()}
-    bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals)
+    bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals,
+                     exits=recipe.exits)
     return AssembledBot(recipe, bot, engine, order_sync(recipe, ledger, broker, clock,
                                                         unknown_after_s=unknown_after_s),
                         brakes, market_data)

@@ -19,7 +19,9 @@ from fleetkit.core.market_data import Bar
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Order
 from fleetkit.core.signals import Signal
+from fleetkit.engine import exits
 from fleetkit.engine.execution import Execution, ExecutionEngine
+from fleetkit.engine.exits import NO_EXITS, ExitRules
 from fleetkit.engine.ports import BotState, Clock, InstrumentState, Ledger, SignalRecord
 from fleetkit.engine.trader import Trader
 from fleetkit.strategy.base import Strategy, StrategyContext
@@ -36,8 +38,13 @@ class InstrumentSlot:
 
 class TradingBot:
     def __init__(self, slots: Mapping[str, InstrumentSlot], engine: ExecutionEngine,
-                 ledger: Ledger, clock: Clock, *, record_signals: bool = True) -> None:
+                 ledger: Ledger, clock: Clock, *, record_signals: bool = True,
+                 exits: ExitRules = NO_EXITS) -> None:
+        """`exits`: the protective exits enforced on every instrument (engine.exits)."""
         self.bot = engine.bot
+        self._exits = exits
+        self._exits_on = exits.active
+        self._average: dict[str, Decimal] = {}
         self.slots = dict(slots)
         self.engine = engine
         self._ledger = ledger
@@ -59,6 +66,7 @@ class TradingBot:
     def refresh(self) -> None:
         positions = self._ledger.positions(self.bot.id)
         self._position = {key: p.quantity for key, p in positions.items()}
+        self._average = {key: p.average_price for key, p in positions.items()}
         open_quantity: dict[str, Decimal] = {}
         for order in self._ledger.open_orders(self.bot.id):
             open_quantity[order.instrument] = (open_quantity.get(order.instrument, ZERO)
@@ -98,7 +106,12 @@ class TradingBot:
         for bar in bars:
             self._call(slot, bar, scratch)
         if advance and bars:
-            self.state.of(key).last_bar_ts = bars[-1].ts
+            state = self.state.of(key)
+            state.last_bar_ts = bars[-1].ts
+            if self._exits_on:  # these bars were lived through: the exits saw them too
+                side = _sign(self.position(key))
+                for bar in bars:
+                    exits.update(state.exit_state, bar, side, self._exits)
 
     def on_bar(self, key: str, bar: Bar) -> Execution | None:
         """Feed one bar and act on its signal. Bars that must not trade (catching up after
@@ -128,6 +141,10 @@ class TradingBot:
               key: str, bar: Bar) -> Execution | None:
         ctx.position = position = self._position.get(key, ZERO)
         ctx.state = state.strategy_state
+        if self._exits_on:
+            exit_now = self._exit(slot, state, key, bar, position)
+            if exit_now is not None:
+                return exit_now
         try:
             signal = slot.strategy.on_bar(bar, ctx)
         except Exception as exc:  # any bug in user code isolates this bot only
@@ -153,10 +170,44 @@ class TradingBot:
             self._count(key, execution.order)
         return execution
 
+    def _exit(self, slot: InstrumentSlot, state: InstrumentState, key: str, bar: Bar,
+              position: Decimal) -> Execution | None:
+        """The protective exits at this bar's close: the state takes the bar in; if one
+        fires, the whole position (less what is already on its way out) is closed at
+        market, the strategy still sees the bar, and its signal is taken as acted on — a
+        new position needs a new signal, not the one the stop just overruled."""
+        side = _sign(position)
+        exits.update(state.exit_state, bar, side, self._exits)
+        reason = exits.exit_reason(state.exit_state, bar, side,
+                                   float(self._average.get(key, ZERO)), self._exits)
+        if reason is None:
+            return None
+        intent = slot.trader.exit_intent(position, self._open.get(key, ZERO), bar.close,
+                                         reason)
+        signal = self._call(slot, bar, self._contexts[key])
+        state.last_bar_ts = bar.ts
+        if signal is not None:
+            taken = slot.trader.decide(signal, bar.close, position, self._open.get(key, ZERO),
+                                       None).key
+            if taken is not None:
+                state.last_signal = taken
+        if intent is None:
+            return None
+        record = (SignalRecord(key, bar.ts, Signal(target_quantity=ZERO, note=reason))
+                  if self._record_signals else None)
+        execution = self.engine.execute(intent, record)
+        if execution.order is not None:
+            self._count(key, execution.order)
+        return execution
+
     def _count(self, key: str, order: Order) -> None:
         """Move the cached position and in-flight quantity by what this new order did, with
         no read-back; every cycle still refreshes them from the ledger."""
         sign = order.side.sign
+        if order.filled_quantity and self._exits_on:
+            # The exits measure from the position's average price: the ledger's, as filled.
+            held = self._ledger.positions(self.bot.id).get(key)
+            self._average[key] = held.average_price if held is not None else ZERO
         self._position[key] = self._position.get(key, ZERO) + order.filled_quantity * sign
         if order.status.is_open:
             self._open[key] = self._open.get(key, ZERO) + order.signed_remaining
@@ -171,6 +222,10 @@ class TradingBot:
         if signal is not None and not isinstance(signal, Signal):
             raise _bad_signal(slot, signal)
         return signal
+
+
+def _sign(quantity: Decimal) -> int:
+    return 1 if quantity > 0 else -1 if quantity < 0 else 0
 
 
 def _strategy_error(slot: InstrumentSlot, bar: Bar, exc: Exception) -> StrategyError:

@@ -149,6 +149,7 @@ class InstrumentState:
     last_signal: int | str | None = None  # trader.SignalKey of the last signal acted on
     target_quantity: Decimal | None = None
     strategy_state: dict[str, Any] = field(default_factory=dict)
+    exit_state: dict[str, Any] = field(default_factory=dict)  # engine.exits: ATR, best close
 
 
 @dataclass(slots=True)
@@ -171,6 +172,7 @@ class BotState:
                 "last_signal": s.last_signal,
                 "target_quantity": None if s.target_quantity is None else str(s.target_quantity),
                 "strategy_state": s.strategy_state,
+                "exit_state": s.exit_state,
             }
             for key, s in self.instruments.items()
         }}
@@ -186,6 +188,7 @@ class BotState:
                 target_quantity=None if raw.get("target_quantity") is None
                 else Decimal(raw["target_quantity"]),
                 strategy_state=dict(raw.get("strategy_state") or {}),
+                exit_state=dict(raw.get("exit_state") or {}),
             )
         return result
 

@@ -113,6 +113,18 @@ class Trader:
             return TradeDecision(True, key, target, None)
         return TradeDecision(True, key, target, self._intent(delta, price, signal.note))
 
+    def exit_intent(self, position: Decimal, open_quantity: Decimal, reference_price: float,
+                    reason: str) -> OrderIntent | None:
+        """A market order closing `position` (less what is already on its way out), for a
+        protective exit; None when nothing is left to close."""
+        delta = self._instrument.lots_toward_zero(-position - open_quantity)
+        if abs(delta) < self._instrument.smallest_quantity or (delta > 0) == (position > 0):
+            return None
+        price = self._instrument.round_price(to_decimal(reference_price,
+                                                        what="reference price"))
+        return OrderIntent(self._instrument.key, Side.for_delta(delta), abs(delta),
+                           OrderType.MARKET, price, None, reason)
+
     def _intent(self, delta: Decimal, price: Decimal, note: str) -> OrderIntent:
         side = Side.for_delta(delta)
         sizing = self._sizing

@@ -20,6 +20,7 @@ from fleetkit.core.market_data import interval_seconds
 from fleetkit.engine.assembly import AssembledBot, BotRecipe, assemble_bot
 from fleetkit.engine.assembly import order_sync as engine_order_sync
 from fleetkit.engine.execution import BotIdentity
+from fleetkit.engine.exits import ExitRules
 from fleetkit.engine.ports import Broker, Clock, Ledger, MarketData
 from fleetkit.engine.reconcile import Tolerances
 from fleetkit.engine.sync import OrderSync
@@ -130,6 +131,8 @@ def describe_bot(config: FleetConfig, bot: BotSettings) -> dict[str, object]:
     return {"symbols": bot.symbols, "params": bot.params,
             "bar_interval": bot.bar_interval or config.defaults.bar_interval,
             "position_size_usd": str(bot.position_size_usd or config.defaults.position_size_usd),
+            "exits": (bot.exits or config.defaults.exits).model_dump(mode="json",
+                                                                      exclude_none=True),
             "mode": bot.mode, "exchange": bot.exchange}
 
 
@@ -145,7 +148,12 @@ def bot_recipe(config: FleetConfig, settings: BotSettings, bot_id: int,
                      dict(settings.params), bot_sizing(config, settings),
                      bot_limits(config, settings), bar_interval_s(config, settings),
                      config.fx_usd, Tolerances(checks.average_price_tolerance_pct, cash),
-                     currencies)
+                     currencies, bot_exits(config, settings))
+
+
+def bot_exits(config: FleetConfig, bot: BotSettings) -> ExitRules:
+    chosen = bot.exits or config.defaults.exits
+    return ExitRules(**chosen.model_dump())
 
 
 def build_bot(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: Ledger,

@@ -1,4 +1,4 @@
-"""Incremental indicators: O(1) per bar, pure Python floats, no numpy in the hot loop.
+"""Incremental indicators: O(1) per bar, pure Python, no numpy in the hot loop.
 
 Each `update(x)` returns the indicator's current value, or None until it has enough data.
 """
@@ -6,46 +6,45 @@ Each `update(x)` returns the indicator's current value, or None until it has eno
 from __future__ import annotations
 
 from collections import deque
+from math import ldexp
 
 
 class SimpleMovingAverage:
-    """Mean of the last `period` values.
+    """Mean of the last `period` values, exactly: the same window gives the same average to
+    the last bit, however long the history behind it.
 
-    The running sum is compensated (TwoSum): a plain running sum drifts by rounding error
-    with every add and subtract, and after a few hundred thousand bars a long-running bot's
-    average would differ in the last digits from a freshly started one's — enough to call a
-    near-tie crossover a bar early. Compensated, it stays within an ulp of the exact sum.
+    A float running sum (even a compensated one) carries rounding from every value it ever
+    added, so a bot restarted from a short warm-up and one that ran for months can disagree
+    in the last bit — enough to call a near-tie crossover a bar apart, live against a
+    backtest. Here each value becomes an integer count of 2^-80 (exact for any price above
+    about 1e-8; below, the same value always truncates the same way), the window's total is
+    an exact integer, and the mean is that total divided once, correctly rounded.
     """
 
-    __slots__ = ("_compensation", "_period", "_sum", "_window")
+    __slots__ = ("_divisor", "_period", "_total", "_window")
 
     def __init__(self, period: int) -> None:
         if period < 1:
             raise ValueError("period must be at least 1")
         self._period = period
-        self._window: deque[float] = deque(maxlen=period)
-        self._sum = 0.0
-        self._compensation = 0.0
+        self._window: deque[int] = deque(maxlen=period)
+        self._total = 0
+        self._divisor = period << _SCALE_BITS
 
     def update(self, value: float) -> float | None:
-        # Knuth's TwoSum, inlined and branch-free: the rounding error of each add goes into
-        # the compensation. This runs twice per bar per average in a backtest.
         window = self._window
-        total, compensation = self._sum, self._compensation
+        scaled = int(ldexp(value, _SCALE_BITS))
         if len(window) == self._period:
-            old = -window[0]
-            new_total = total + old
-            back = new_total - total
-            compensation += (total - (new_total - back)) + (old - back)
-            total = new_total
-        window.append(value)
-        new_total = total + value
-        back = new_total - total
-        compensation += (total - (new_total - back)) + (value - back)
-        self._sum, self._compensation = new_total, compensation
+            self._total += scaled - window[0]
+        else:
+            self._total += scaled
+        window.append(scaled)
         if len(window) < self._period:
             return None
-        return (new_total + compensation) / self._period
+        return self._total / self._divisor
+
+
+_SCALE_BITS = 80
 
 
 class RelativeStrengthIndex:
