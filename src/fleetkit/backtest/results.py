@@ -37,6 +37,7 @@ class Halt:
     scope: str  # "bot" or "fleet"
     source: str
     reason: str
+    bot: str = ""  # whose replay recorded it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class BacktestResult:
     replay_s: float
     trades: tuple[Trade, ...] = ()
     halts: tuple[Halt, ...] = ()
+    capital: float = 0.0  # what the percentages are of: a full position per instrument
     days: tuple[Day, ...] = ()
     # Mark-to-market equity (capital + net P&L, in `currency`) at every bar close.
     curve_ts_s: npt.NDArray[np.int64] | None = field(default=None, repr=False)
@@ -86,6 +88,11 @@ class BacktestResult:
         if len(self.final_positions) == 1:
             return next(iter(self.final_positions.values()))
         return ", ".join(f"{k} {v}" for k, v in self.final_positions.items())
+
+    @property
+    def final_position_text(self) -> str:
+        """Each instrument's final quantity with its symbol ("0.5 BTC/USDT, 10 ETH/USDT")."""
+        return ", ".join(f"{v} {k.split(':', 1)[-1]}" for k, v in self.final_positions.items())
 
     @property
     def bars_per_s(self) -> float:
@@ -135,7 +142,8 @@ def _bot_result(replay: FleetReplay, index: int, spec: ReplayBot,
     by_cid = set(cids.values())
     positions = ledger.positions(bot_id)
     events = [e for e in ledger.events if e.bot_id in (bot_id, None)]
-    halts = tuple(_halt(e) for e in events if e.event.kind == "control.halted")
+    name = recipe.identity.name
+    halts = tuple(_halt(e, name) for e in events if e.event.kind == "control.halted")
     return BacktestResult(
         bot=recipe.identity.name, instruments=tuple(spec.tapes), currency=recipe.identity.currency,
         strategy=recipe.strategy, params=dict(recipe.params),
@@ -154,7 +162,9 @@ def _bot_result(replay: FleetReplay, index: int, spec: ReplayBot,
                            str(f.price), str(f.fee),
                            f.client_order_id if f.client_order_id in by_cid else "")
                      for f in fills),
-        halts=halts, days=_days(ts_s, pnl, events, bot_id), curve_ts_s=ts_s, curve=equity)
+        halts=halts, days=_days(ts_s, pnl, events, bot_id, name), capital=capital,
+        curve_ts_s=ts_s,
+        curve=equity)
 
 
 def _bot_curve(replay: FleetReplay, index: int, spec: ReplayBot
@@ -172,7 +182,7 @@ def _bot_curve(replay: FleetReplay, index: int, spec: ReplayBot
 
 
 def _days(ts_s: npt.NDArray[np.int64], pnl: npt.NDArray[np.float64],
-          events: list[RecordedEvent], bot_id: int) -> tuple[Day, ...]:
+          events: list[RecordedEvent], bot_id: int, name: str) -> tuple[Day, ...]:
     days = ts_s // 86_400
     last = np.flatnonzero(np.r_[days[1:] != days[:-1], True])
     closes = pnl[last]
@@ -184,17 +194,68 @@ def _days(ts_s: npt.NDArray[np.int64], pnl: npt.NDArray[np.float64],
         if e.event.kind == "risk.denied" and e.bot_id == bot_id:
             denials.setdefault(day, Counter())[e.event.code or "?"] += 1
         elif e.event.kind == "control.halted":
-            halts.setdefault(day, []).append(_halt(e))
+            halts.setdefault(day, []).append(_halt(e, name))
     return tuple(Day(_iso(int(days[i]) * 86_400)[:10], float(changes[n]),
                      dict(denials.get(_iso(int(days[i]) * 86_400)[:10], {})),
                      tuple(halts.get(_iso(int(days[i]) * 86_400)[:10], ())))
                  for n, i in enumerate(last))
 
 
-def _halt(event: RecordedEvent) -> Halt:
+def _halt(event: RecordedEvent, bot: str) -> Halt:
     return Halt(event.at.isoformat(), "fleet" if event.bot_id is None else "bot",
-                event.event.code or "", str(event.event.data.get("reason", event.event.message)))
+                event.event.code or "", str(event.event.data.get("reason", event.event.message)),
+                bot)
 
 
 def _iso(ts_s: int) -> str:
     return datetime.fromtimestamp(ts_s, UTC).isoformat()
+
+
+def fleet_result(results: Sequence[BacktestResult], usd_per_currency: Mapping[str, Decimal]
+                 ) -> BacktestResult:
+    """The fleet as one result, in USD: every bot's P&L added at each moment any of them
+    closed a bar (each bot's last value carried forward), its fills, denials and halts."""
+    if len(results) == 1:
+        return results[0]
+    rates = {r.bot: float(usd_per_currency[r.currency]) for r in results}
+    ends = np.unique(np.concatenate([r.curve_ts_s for r in results if r.curve_ts_s is not None]))
+    capital = sum(r.capital * rates[r.bot] for r in results)
+    pnl = np.zeros(len(ends))
+    for r in results:
+        if r.curve_ts_s is None or r.curve is None:
+            continue
+        at = np.searchsorted(r.curve_ts_s, ends, side="right") - 1
+        own = (r.curve - r.capital) * rates[r.bot]
+        pnl += np.where(at >= 0, own[np.maximum(at, 0)], 0.0)
+    always_open = all(k.startswith("CRYPTO:") for r in results for k in r.instruments)
+    perf = performance(ends.astype(np.int64), capital + pnl, capital,
+                       365.0 if always_open else 252.0)
+    halts = tuple(sorted({h for r in results for h in r.halts}, key=lambda h: h.ts))
+    return BacktestResult(
+        bot="fleet", instruments=tuple(k for r in results for k in r.instruments),
+        currency="USD", strategy=f"fleet of {len(results)} bots", params={},
+        bars=sum(r.bars for r in results), first_bar=min(r.first_bar for r in results),
+        last_bar=max(r.last_bar for r in results), orders=sum(r.orders for r in results),
+        fills=sum(r.fills for r in results), denials=sum(r.denials for r in results),
+        fees=sum(r.fees * rates[r.bot] for r in results), net_pnl=perf.net_pnl,
+        return_pct=perf.return_pct, max_drawdown=perf.max_drawdown,
+        max_drawdown_pct=perf.max_drawdown_pct, sharpe=perf.sharpe,
+        final_positions={f"{r.bot} {k}": v for r in results
+                         for k, v in r.final_positions.items()},
+        replay_s=max((r.replay_s for r in results), default=0.0),
+        trades=tuple(t for r in results for t in r.trades), halts=halts,
+        days=_fleet_days(results, rates), capital=capital, curve_ts_s=ends.astype(np.int64),
+        curve=capital + pnl)
+
+
+def _fleet_days(results: Sequence[BacktestResult], rates: Mapping[str, float]
+                ) -> tuple[Day, ...]:
+    days: dict[str, tuple[float, Counter[str], list[Halt]]] = {}
+    for r in results:
+        for d in r.days:
+            net, denials, halts = days.setdefault(d.day, (0.0, Counter(), []))
+            denials.update(d.denials)
+            halts.extend(h for h in d.halts if h not in halts)
+            days[d.day] = (net + d.net_pnl * rates[r.bot], denials, halts)
+    return tuple(Day(day, net, dict(denials), tuple(halts))
+                 for day, (net, denials, halts) in sorted(days.items()))

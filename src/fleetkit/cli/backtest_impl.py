@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -12,80 +14,171 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from fleetkit.backtest.csv_bars import csv_tape, off_session_warning
+from fleetkit.backtest.replay import ReplayBot
+from fleetkit.backtest.report import output_problem, write_equity_chart, write_trades
+from fleetkit.backtest.results import BacktestResult, fleet_result
+from fleetkit.backtest.run import run_fleet_backtest
+from fleetkit.backtest.tape import BarTape, generated_tape
 from fleetkit.brokers.sandbox.config import VenueConfig
 from fleetkit.cli.app import fail
+from fleetkit.cli.backtest_output import json_summary, summaries, written_lines
 from fleetkit.config.loader import LoadedConfig, load_config
 from fleetkit.config.models import BotSettings, FleetConfig
-from fleetkit.core.instruments import Instrument, instrument_key
+from fleetkit.core.instruments import Instrument
 from fleetkit.core.market_data import interval_seconds
-from fleetkit.engine.trader import Sizing
-from fleetkit.risk.rails import RiskLimits
-from fleetkit.backtest.run import BacktestResult, BacktestSpec, run_backtest
-from fleetkit.backtest.tape import BarTape, csv_tape, generated_tape
-from fleetkit.runtime.wiring import bot_limits, bot_sizing, sandbox_catalog, usd_per_unit
+from fleetkit.engine.assembly import BotRecipe
+from fleetkit.runtime.wiring import bot_instruments, bot_recipe, sandbox_catalog, usd_per_unit
 from fleetkit.strategy.base import describe_params_error, spec
 
 
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """The files asked for besides the summary: fills as CSV, the equity chart as PNG."""
+
+    trades: Path | None = None
+    plot: Path | None = None
+
+
 def run_command(*, strategy: str | None, param: list[str] | None, bot: str | None,
-                config: Path | None, market: str, symbol: str | None, interval: str, bars: int,
-                start: str, seed: int | None, csv: Path | None,
-                position_size_usd: Decimal | None, fee_bps: Decimal, slippage_bps: Decimal,
-                trades: bool, as_json: bool, progress: bool) -> None:
+                bots: str | None, all_bots: bool, config: Path | None, market: str | None,
+                symbol: str | None, interval: str | None, bars: int, start: str,
+                seed: int | None, csv: Path | None, position_size_usd: Decimal | None,
+                fee_bps: Decimal, slippage_bps: Decimal, outputs: Outputs, as_json: bool,
+                progress: bool) -> None:
+    _check_outputs(outputs, csv)  # before the replay, not after minutes of it
     loaded = load_config(config)
-    if symbol is None and bot is None:
-        if market != "CRYPTO":
-            fail(f"--market {market} needs --symbol (see the sandbox catalog: e.g. JPM on NYSE)")
-        symbol = "BTC/USDT"
-    settings = _settings(loaded.config, bot, strategy, param or [], market, symbol or "",
-                         interval)
     fleet_config = loaded.config
     if seed is not None:
         fleet_config = fleet_config.model_copy(
             update={"sandbox": fleet_config.sandbox.model_copy(update={"seed": seed})})
-    tape = _tape(fleet_config, settings, csv, bars, start, loaded)
-    sizing = bot_sizing(fleet_config, settings)
-    if position_size_usd is not None:
-        sizing = Sizing(position_size_usd, sizing.usd_per_unit, sizing.allow_short,
-                        sizing.order_type, sizing.limit_offset_bps)
-    limits = _backtest_limits(bot_limits(fleet_config, settings))
+    chosen = _selection(fleet_config, Selection(strategy, param or [], bot, bots, all_bots,
+                                                market, symbol, interval))
+    if csv is not None and sum(len(b.symbols) for b in chosen) > 1:
+        fail("--csv holds one instrument's bars; replay one bot and one symbol with it "
+             "(--bot NAME --symbol SYMBOL), or drop --csv for generated bars")
+    replayed = [_replay_bot(fleet_config, settings, i + 1, position_size_usd)
+                for i, settings in enumerate(chosen)]
+    tapes = _tapes(fleet_config, replayed, csv, bars, start, loaded)
     try:
         venue = VenueConfig(seed=fleet_config.sandbox.seed, fee_bps=fee_bps,
                             slippage_bps=slippage_bps, partial_fill_probability=0.0)
     except ValueError as exc:
         fail(str(exc))
-    params = spec(settings.strategy).validate(settings.params).model_dump(mode="json")
-    backtest_spec = BacktestSpec(settings.strategy, params, sizing, limits, venue)
-    result = _run(backtest_spec, tape, progress and not as_json)
+    results = _run([ReplayBot(r, {k: tapes[k] for k in r.instruments}) for r in replayed],
+                   venue, progress and not as_json)
+    shown = fleet_result(results, fleet_config.fx_usd)
+    written = _write_outputs(shown, results, outputs)
     if as_json:
-        typer.echo(json.dumps(result.as_json(with_trades=trades), indent=2))
-    else:
-        Console().print(_summary(result, sizing))
+        typer.echo(json.dumps(json_summary(results, shown, written), indent=2))
+        return
+    console = Console()
+    for table in summaries(results, shown, chosen, fleet_config):
+        console.print(table)
+    for line in written_lines(shown, written):
+        console.print(line, highlight=False)
 
 
-def _backtest_limits(limits: RiskLimits) -> RiskLimits:
-    # Replayed quotes are as old as their bar, and the daily-loss breaker needs live marks;
-    # both stay live-only. Order value, position size and the collar apply as configured.
-    return RiskLimits(limits.max_order_value_usd, limits.max_position_value_usd,
-                      limits.price_collar_pct, 1e12, None, None)
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What the command line asks to replay, before it is checked against the config."""
+
+    strategy: str | None
+    params: list[str]
+    bot: str | None
+    bots: str | None
+    all_bots: bool
+    market: str | None
+    symbol: str | None
+    interval: str | None
 
 
-def _settings(config: FleetConfig, bot: str | None, strategy: str | None, params: list[str],
-              market: str, symbol: str, interval: str) -> BotSettings:
-    if bot is not None:
-        try:
-            return config.bot(bot)
-        except KeyError:
-            fail(f"no bot named {bot!r} in the config; see `fleet status` or the bots list")
-    if strategy is None:
-        fail("give --strategy NAME (see `fleet strategies`) or --bot NAME from the config")
-    parsed = _params(strategy, params)
+def _selection(config: FleetConfig, asked: Selection) -> list[BotSettings]:
+    """The bots to replay, every flag honoured or refused with the fix."""
+    named = [n.strip() for n in (asked.bots or "").split(",") if n.strip()]
+    sources = [flag for flag, given in (("--strategy", asked.strategy is not None),
+                                        ("--bot", asked.bot is not None),
+                                        ("--bots", bool(named)), ("--all", asked.all_bots))
+               if given]
+    if len(sources) > 1:
+        fail(f"{' and '.join(sources)} each say what to replay; give one of them")
+    if asked.params and asked.strategy is None:
+        fail("--param sets a --strategy's parameters; a config bot's come from the config")
+    if asked.strategy is not None or not sources:
+        return [_ad_hoc(config, asked)]
+    if asked.bot is not None:
+        return [_one_bot(config, asked)]
+    if asked.symbol is not None or asked.market is not None:
+        fail("--symbol and --market pick one bot's instruments; with --bots or --all each bot "
+             "trades its own (use --bot NAME to replay one bot on one symbol)")
+    chosen = config.bots if asked.all_bots else [_bot(config, n) for n in named]
+    if not chosen:
+        fail("the config has no bots to replay; add some under `bots:` or use --strategy")
+    return [_with_interval(b, asked.interval) if asked.interval else b for b in chosen]
+
+
+def _ad_hoc(config: FleetConfig, asked: Selection) -> BotSettings:
+    if asked.strategy is None:
+        fail("give --strategy NAME (see `fleet strategies`), --bot NAME, --bots A,B or --all "
+             "(the config's bots)")
+    market = asked.market or "CRYPTO"
+    symbol = asked.symbol
+    if symbol is None:
+        if market != "CRYPTO":
+            fail(f"--market {market} needs --symbol (see the sandbox catalog: e.g. JPM on "
+                 "NYSE)")
+        symbol = "BTC/USDT"
+    parsed = _params(asked.strategy, asked.params)
     try:
-        return BotSettings(name="backtest", market=market, symbols=[symbol], strategy=strategy,
-                           params=parsed, bar_interval=interval)
+        return BotSettings(name="backtest", market=market, symbols=[symbol],
+                           strategy=asked.strategy, params=parsed,
+                           bar_interval=asked.interval or config.defaults.bar_interval)
     except ValidationError as exc:
         fail(describe_params_error(exc))
+
+
+def _one_bot(config: FleetConfig, asked: Selection) -> BotSettings:
+    settings = _bot(config, asked.bot or "")
+    if asked.market is not None and asked.market != settings.market:
+        fail(f"bot {settings.name} trades on {settings.market}, not {asked.market}: drop "
+             "--market (or replay another bot)")
+    if asked.symbol is not None:
+        if asked.symbol not in settings.symbols:
+            fail(f"bot {settings.name} trades {', '.join(settings.symbols)}; --symbol picks "
+                 f"one of them, not {asked.symbol}")
+        settings = settings.model_copy(update={"symbols": [asked.symbol]})
+    return _with_interval(settings, asked.interval) if asked.interval else settings
+
+
+def _bot(config: FleetConfig, name: str) -> BotSettings:
+    try:
+        return config.bot(name)
+    except KeyError:
+        known = ", ".join(b.name for b in config.bots[:8]) or "none"
+        more = ", ..." if len(config.bots) > 8 else ""
+        fail(f"no bot named {name!r} in the config (bots: {known}{more})")
+
+
+def _with_interval(settings: BotSettings, interval: str) -> BotSettings:
+    """The bot's settings replayed on --interval bars instead of its own bar_interval."""
+    try:
+        interval_seconds(interval)
+    except ValueError as exc:
+        fail(f"--interval: {exc}")
+    return settings.model_copy(update={"bar_interval": interval})
+
+
+def _replay_bot(config: FleetConfig, settings: BotSettings, bot_id: int,
+                position_size_usd: Decimal | None) -> BotRecipe:
+    instruments = bot_instruments(settings, sandbox_catalog(config))
+    for instrument in instruments.values():
+        usd_per_unit(config, instrument.currency)  # fails early with the fx_usd fix
+    recipe = bot_recipe(config, settings, bot_id, instruments)
+    if position_size_usd is not None:
+        recipe = replace(recipe, sizing=replace(recipe.sizing,
+                                                position_size_usd=position_size_usd))
+    return recipe
 
 
 def _params(strategy: str, pairs: list[str]) -> dict[str, Any]:
@@ -108,18 +201,20 @@ def _params(strategy: str, pairs: list[str]) -> dict[str, Any]:
     return result
 
 
-def _tape(config: FleetConfig, settings: BotSettings, csv: Path | None, count: int,
-          start: str, loaded: LoadedConfig) -> BarTape:
-    catalog = sandbox_catalog(config)
-    key = instrument_key(settings.market, settings.symbols[0])
-    entry = catalog.get(key)
-    if entry is None:
-        fail(f"{key} is not in the sandbox catalog; add it under sandbox.instruments")
-    instrument: Instrument = entry.instrument
-    usd_per_unit(config, instrument.currency)  # fails early with the fx_usd fix
-    interval_s = interval_seconds(settings.bar_interval or config.defaults.bar_interval)
+def _tapes(config: FleetConfig, recipes: list[BotRecipe], csv: Path | None, count: int,
+           start: str, loaded: LoadedConfig) -> dict[str, BarTape]:
+    """One tape per instrument the bots trade (at the bots' bar interval)."""
+    intervals: dict[str, int] = {}
+    instruments: dict[str, Instrument] = {}
+    for recipe in recipes:
+        for key, instrument in recipe.instruments.items():
+            if intervals.setdefault(key, recipe.interval_s) != recipe.interval_s:
+                fail(f"{key} is traded by bots with different bar intervals; one venue serves "
+                     "one tape per instrument: replay them apart, or pass --interval")
+            instruments[key] = instrument
     if csv is not None:
-        return csv_tape(csv, instrument, interval_s)
+        [(key, instrument)] = instruments.items()
+        return {key: _csv_tape(csv, instrument, intervals[key], loaded)}
     try:
         first = datetime.fromisoformat(start)
     except ValueError:
@@ -128,40 +223,73 @@ def _tape(config: FleetConfig, settings: BotSettings, csv: Path | None, count: i
     from fleetkit.brokers.sandbox.prices import InventedPrices
     from fleetkit.runtime.calendar_watch import market_calendars
 
-    prices = InventedPrices(config.sandbox.seed, catalog, market_calendars(loaded))
-    return generated_tape(prices, instrument, first, count, interval_s)
+    prices = InventedPrices(config.sandbox.seed, sandbox_catalog(config),
+                            market_calendars(loaded))
+    return {key: generated_tape(prices, instrument, first, count, intervals[key])
+            for key, instrument in instruments.items()}
 
 
-def _run(backtest_spec: BacktestSpec, tape: BarTape, show: bool) -> BacktestResult:
+def _csv_tape(csv: Path, instrument: Instrument, interval_s: int,
+              loaded: LoadedConfig) -> BarTape:
+    from fleetkit.runtime.calendar_watch import market_calendars
+
+    tape = csv_tape(csv, instrument, interval_s)
+    warning = off_session_warning(csv, tape, market_calendars(loaded))
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
+    return tape
+
+
+def _check_outputs(outputs: Outputs, csv: Path | None) -> None:
+    asked = [("--trades", outputs.trades, None), ("--plot", outputs.plot, ".png")]
+    for option, path, suffix in asked:
+        if path is None:
+            continue
+        problem = output_problem(path, suffix=suffix)
+        if problem is not None:
+            fail(f"{option} {path}: {problem}")
+        if csv is not None and _same_file(path, csv):
+            fail(f"{option} {path} is the --csv file being replayed; write to another file")
+    if outputs.trades is not None and outputs.plot is not None and _same_file(
+            outputs.trades, outputs.plot):
+        fail(f"--trades and --plot both name {outputs.plot}; give each its own file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _write_outputs(shown: BacktestResult, results: list[BacktestResult],
+                   outputs: Outputs) -> dict[str, str]:
+    """Write the files asked for; what was written, as the --json keys that name it. With
+    several bots the trades name their bot and the chart is the fleet's, in USD."""
+    def trades(path: Path) -> None:
+        write_trades(results, path)
+
+    def chart(path: Path) -> None:
+        write_equity_chart(shown, path)
+
+    writers: list[tuple[str, str, Path | None, Callable[[Path], None]]] = [
+        ("--trades", "trades_file", outputs.trades, trades),
+        ("--plot", "plot_file", outputs.plot, chart)]
+    written: dict[str, str] = {}
+    for option, key, path, write in writers:
+        if path is None:
+            continue
+        try:
+            write(path)
+        except OSError as exc:  # the disk filled up, or the directory went away meanwhile
+            fail(f"{option} {path}: cannot write it ({exc.strerror or exc}); nothing was "
+                 "left half-written")
+        written[key] = str(path)
+    return written
+
+
+def _run(bots: list[ReplayBot], venue: VenueConfig, show: bool) -> list[BacktestResult]:
     if not show:
-        return run_backtest(backtest_spec, tape)
+        return run_fleet_backtest(bots, venue)
+    total = sum(len(t) for b in bots for t in b.tapes.values())
     with Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.completed:,}/"
                   "{task.total:,} bars"), TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task("replay", total=len(tape))
-        return run_backtest(backtest_spec, tape, lambda done: bar.update(task, completed=done))
-
-
-def _summary(result: BacktestResult, sizing: Sizing) -> Table:
-    params = ", ".join(f"{k}={v}" for k, v in result.params.items()) or "no parameters"
-    table = Table(title=f"backtest {result.strategy} ({params}) on {result.instrument}",
-                  caption="percentages are of the capital a full position needs "
-                          f"(position size {sizing.position_size_usd:,} USD)",
-                  show_header=False)
-    table.add_column(justify="left")
-    table.add_column(justify="right")
-    ccy = result.currency
-    symbol = result.instrument.split(":", 1)[1]
-    rows = [
-        ("bars", f"{result.bars:,} ({result.first_bar[:16]} .. {result.last_bar[:16]} UTC)"),
-        ("orders / fills", f"{result.orders:,} / {result.fills:,}"),
-        ("risk denials", f"{result.denials:,}"),
-        ("net P&L (after fees)", f"{result.net_pnl:,.2f} {ccy} ({result.return_pct:+.2f}%)"),
-        ("fees", f"{result.fees:,.2f} {ccy}"),
-        ("max drawdown", f"{result.max_drawdown:,.2f} {ccy} ({result.max_drawdown_pct:.2f}%)"),
-        ("Sharpe (daily, annualized)", "n/a" if result.sharpe is None else f"{result.sharpe:.2f}"),
-        ("final position", f"{result.final_position} {symbol}"),
-        ("replay", f"{result.replay_s:.2f} s, {result.bars_per_s:,.0f} bars/s"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+        task = bar.add_task("replay", total=total)
+        return run_fleet_backtest(bots, venue, lambda done: bar.update(task, completed=done))

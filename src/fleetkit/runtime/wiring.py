@@ -26,6 +26,7 @@ from fleetkit.engine.reconcile import Tolerances
 from fleetkit.engine.sync import OrderSync
 from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
+from fleetkit.strategy.base import spec
 
 
 def sandbox_catalog(config: FleetConfig) -> dict[str, SandboxInstrument]:
@@ -144,8 +145,9 @@ def bot_recipe(config: FleetConfig, settings: BotSettings, bot_id: int,
                   else {})
     cash = {c: checks.cash_tolerance_usd / usd_per_unit(config, c)
             for c in set(currencies.values())}
+    params = spec(settings.strategy).validate(settings.params).model_dump(mode="json")
     return BotRecipe(bot_identity(settings, bot_id), dict(instruments), settings.strategy,
-                     dict(settings.params), bot_sizing(config, settings),
+                     params, bot_sizing(config, settings),
                      bot_limits(config, settings), bar_interval_s(config, settings),
                      config.fx_usd, Tolerances(checks.average_price_tolerance_pct, cash),
                      currencies, bot_exits(config, settings))

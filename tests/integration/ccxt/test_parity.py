@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from fleetkit.backtest.tape import BarTape, TapePrices, generated_tape
 from fleetkit.brokers.ccxt.broker import CcxtBroker, venue_instrument
 from fleetkit.brokers.ccxt.credentials import CredentialSources
 from fleetkit.brokers.ccxt.venue import CcxtVenue, VenueSpec
@@ -31,7 +32,6 @@ from fleetkit.brokers.sandbox.venue import SandboxVenue
 from fleetkit.calendars.market_calendars import MarketCalendars
 from fleetkit.config.loader import LoadedConfig, parse_config
 from fleetkit.config.models import BotSettings
-from fleetkit.backtest.tape import BarTape, TapePrices, generated_tape
 from fleetkit.runtime.clock import ManualClock
 from fleetkit.runtime.runner import BotRunner, BrokerConnection
 from fleetkit.store.fleet import FleetStore
