@@ -110,7 +110,9 @@ def _draw(result: BacktestResult, moments: npt.NDArray[np.datetime64],
 def chart_title(result: BacktestResult) -> str:
     params = ", ".join(f"{k}={v}" for k, v in result.params.items())
     ccy = result.currency
-    return (f"{result.strategy}{f' ({params})' if params else ''} on {result.instrument}, "
+    where = (result.instrument if len(result.instruments) <= 3
+             else f"{len(result.instruments)} instruments")
+    return (f"{result.strategy}{f' ({params})' if params else ''} on {where}, "
             f"{_minute(result.first_bar)} .. {_minute(result.last_bar)} UTC "
             f"({result.bars:,} bars)\n"
             f"net P&L {result.net_pnl:+,.2f} {ccy} ({result.return_pct:+.2f}%), "
