@@ -27,7 +27,7 @@ class LoopbackServer(ThreadingHTTPServer):
 
 
 class LoopbackHandler(BaseHTTPRequestHandler):
-    """GET and POST go to `_serve`, which each fake writes."""
+    """GET, POST, PUT and DELETE go to `_serve`, which each fake writes."""
 
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
 
@@ -35,6 +35,12 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
         self._serve()
 
     def _serve(self) -> None:

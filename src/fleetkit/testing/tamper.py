@@ -272,12 +272,6 @@ def _encode(payload: JsonObject) -> bytes:
 class _Handler(LoopbackHandler):
     server: LoopbackServer
 
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
     def log_message(self, format: str, *args: object) -> None:
         log.debug("tampering proxy: " + format, *args)
 

@@ -19,12 +19,6 @@ class _Handler(LoopbackHandler):
 
     server: LoopbackServer
 
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
     def log_message(self, format: str, *args: object) -> None:
         log.debug("fake exchange: " + format, *args)
 
