@@ -57,6 +57,8 @@ BOT_GRANTS: dict[str, set[str]] = {
     "bot_pnl": OWN_ROWS, "pnl_snapshots": OWN_ROWS, "heartbeats": OWN_ROWS,
     "position_adjustments": {SEL}, "events": {SEL, INS}, "outbox": {INS},
     "job_runs": set(), "service_leases": set(), "deliveries": set(), "notify_state": set(),
+    # The other schema branches' version tables: a bot checks only trading's.
+    "alembic_version_operations": set(), "alembic_version_market_data": set(),
 }
 BOT_ROW_UPDATES = {"market", "currency", "strategy", "mode", "settings", "lease_owner",
                    "lease_expires_at", "updated_at"}

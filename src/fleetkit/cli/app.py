@@ -1,17 +1,18 @@
-"""The `fleet` command: one typer app, sub-apps per area, and one place that turns errors
+"""The `fleet` command: one typer app assembled from the command modules (each exports a
+`register(app)`; none imports this module), and one place that turns errors
 into a single clear line and the right exit code (2 for anything the user must fix) — and,
 when the command was given --json, into a JSON error object on stdout as well."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
 import re
 import sys
 import traceback
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
 
 if not sys.stdout.isatty():
     # rich assumes 80 columns without a terminal, which truncates long option names in
@@ -20,46 +21,55 @@ if not sys.stdout.isatty():
 
 import typer
 
+from fleetkit.cli import (
+    backtest_cmd,
+    bot_cmds,
+    broker_cmds,
+    calendar_cmds,
+    dashboard_cmds,
+    db_cmds,
+    deploy_cmds,
+    exchange_cmds,
+    fleet_cmds,
+    jobs_cmds,
+    metrics_cmds,
+    notify_cmds,
+    reconcile_cmd,
+)
+from fleetkit.cli.errors import fail
 from fleetkit.core.errors import DatabaseUnavailableError, FleetError, UserError
 
-app = typer.Typer(
-    name="fleet",
-    help="Run a fleet of trading bots unattended: sandbox broker, risk rails, one database.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+__all__ = ["app", "build_app", "entry", "fail", "main"]
+
+# Each command module adds its commands; this order is `fleet --help`'s (commands first,
+# then groups, each in the order added).
+COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
+    backtest_cmd.register, bot_cmds.register, broker_cmds.register, calendar_cmds.register,
+    dashboard_cmds.register, db_cmds.register, deploy_cmds.register, exchange_cmds.register,
+    fleet_cmds.register, jobs_cmds.register, metrics_cmds.register, notify_cmds.register,
+    reconcile_cmd.register)
 
 
-def _register() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from fleetkit.cli import (  # noqa: F401
-        backtest_cmd,
-        bot_cmds,
-        broker_cmds,
-        calendar_cmds,
-        dashboard_cmds,
-        db_cmds,
-        deploy_cmds,
-        exchange_cmds,
-        fleet_cmds,
-        jobs_cmds,
-        metrics_cmds,
-        notify_cmds,
-        reconcile_cmd,
+def build_app() -> typer.Typer:
+    """The `fleet` command with every command module's commands added."""
+    app = typer.Typer(
+        name="fleet",
+        help="Run a fleet of trading bots unattended: sandbox broker, risk rails, one "
+             "database.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
+    for register in COMMANDS:
+        register(app)
+    return app
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Refuse with one line naming the problem and the fix (reported by `main`)."""
-    error = UserError(message)
-    error.exit_code = code
-    raise error
+app = build_app()
 
 
 def main(argv: list[str] | None = None) -> int:
-    _register()
     args = sys.argv[1:] if argv is None else argv
     as_json = wants_json(args)
     try:
@@ -139,4 +149,7 @@ def _is_usage_error(exc: Exception) -> bool:
 
 
 def entry() -> None:
-    sys.exit(main())
+    """The `fleet` console script (what systemd units and containers run)."""
+    code = main()
+    gc.freeze()  # a quick interpreter teardown, as in fleetkit.__main__ (why: see there)
+    sys.exit(code)

@@ -8,10 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fleetkit.cli.app import app
 
-
-@app.command()
 def backtest(
     strategy: Annotated[str | None, typer.Option(help="strategy name (see `fleet strategies`)")]
     = None,
@@ -79,3 +76,7 @@ def backtest(
                 position_size_usd=position_size_usd, fee_bps=fee_bps,
                 slippage_bps=slippage_bps, outputs=Outputs(trades, plot), as_json=as_json,
                 progress=progress)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(backtest)

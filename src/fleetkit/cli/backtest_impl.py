@@ -22,8 +22,8 @@ from fleetkit.backtest.results import BacktestResult, fleet_result
 from fleetkit.backtest.run import run_fleet_backtest
 from fleetkit.backtest.tape import BarTape, generated_tape
 from fleetkit.brokers.sandbox.config import VenueConfig
-from fleetkit.cli.app import fail
 from fleetkit.cli.backtest_output import json_summary, summaries, written_lines
+from fleetkit.cli.errors import fail
 from fleetkit.config.loader import LoadedConfig, load_config
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.instruments import Instrument

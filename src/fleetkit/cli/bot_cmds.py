@@ -6,11 +6,14 @@ from typing import Annotated
 
 import typer
 
-from fleetkit.cli.app import app
 from fleetkit.cli.options import ConfigOption, DbOption
 
 bot_app = typer.Typer(help="Run a single bot.", no_args_is_help=True)
-app.add_typer(bot_app, name="bot")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bot_app, name="bot")
+
 
 
 @bot_app.command("run")
@@ -28,8 +31,19 @@ def run(name: Annotated[str, typer.Argument(help="the bot's name in the config")
 
     loaded = load_config(config)
     configure_logging()
+    _report_broken_plugins()
     stop = threading.Event()
     runner = BotRunner(loaded, name, database_url(loaded, db),
                        connection_factory(loaded), stop=stop)
     with stop_signals(stop):
         runner.run()
+
+
+def _report_broken_plugins() -> None:
+    """A package that failed to load was skipped (this bot's strategy came from elsewhere):
+    say so once in the bot's log, where an operator looks."""
+    from fleetkit.runtime.logs import get_logger
+    from fleetkit.strategy.base import STRATEGIES
+
+    for problem in STRATEGIES.problems():
+        get_logger("plugins").warning(problem.describe(), action="plugin.failed")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, JsonOption
 
 if TYPE_CHECKING:
@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 # Command bodies import what they need: bot processes load this module too.
 
 broker_app = typer.Typer(help="The sandbox broker.", no_args_is_help=True)
-app.add_typer(broker_app, name="broker")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(broker_app, name="broker")
+
 
 
 @broker_app.command()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ MAX_RANGE_DAYS = 3 * 366
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-@app.command("calendar")
 def calendar_command(
         market: Annotated[str | None, typer.Argument(
             help="NYSE, NSE, LSE, JPX, XETRA or CRYPTO (any case)", show_default=False)]
@@ -268,3 +267,7 @@ def _record(loaded: LoadedConfig, db: str | None, expiring: list[Expiring],
         return None
     finally:
         database.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calendar")(calendar_command)

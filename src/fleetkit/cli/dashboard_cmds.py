@@ -11,12 +11,16 @@ from typing import Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption
 
 dashboard_app = typer.Typer(help="The Streamlit dashboard: the whole fleet at a glance.",
                             invoke_without_command=True)
-app.add_typer(dashboard_app, name="dashboard")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dashboard_app, name="dashboard")
+
 
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 

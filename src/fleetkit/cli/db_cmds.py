@@ -10,59 +10,127 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption
 from fleetkit.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from fleetkit.config.loader import LoadedConfig
-    from fleetkit.store.database import Database
+    from fleetkit.store.database import Database, SchemaPlacement
+    from fleetkit.store.migrate import BranchStatus
     from fleetkit.store.roles import RoleOutcome
 
 db_app = typer.Typer(help="Database schema migrations and roles.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+
+
+MarketDataDbOption = Annotated[str | None, typer.Option(
+    "--market-data-db", help="the market-data database URL (default: "
+    "$FLEET_MARKET_DATA_DB_URL, database.market_data.url, else the --db database)")]
+BranchOption = Annotated[list[str] | None, typer.Option(
+    "--branch", help="only this schema branch: trading, operations or market_data "
+                     "(repeatable; default: all)")]
+
 
 @db_app.command()
-def upgrade(config: ConfigOption = None, db: DbOption = None) -> None:
-    """Migrate the database to this fleetkit's schema (safe to run any number of times)."""
+def upgrade(config: ConfigOption = None, db: DbOption = None,
+            market_data_db: MarketDataDbOption = None, branch: BranchOption = None) -> None:
+    """Migrate every schema branch of every configured database to this fleetkit's (safe to
+    run any number of times, from several hosts at once)."""
     from fleetkit.config.loader import load_config
-    from fleetkit.runtime.wiring import database_url
-    from fleetkit.store.database import open_database, upgrade_database
+    from fleetkit.store.database import upgrade_placements
+    from fleetkit.store.migrate import SchemaState, mismatch
 
     loaded = load_config(config)
-    database = open_database(database_url(loaded, db), require_schema=False)
-    try:
-        before, after = upgrade_database(database)
-    finally:
-        database.dispose()
-    if before == after:
-        typer.echo(f"{database.where}: already at {after}, nothing to do")
-    else:
-        typer.echo(f"{database.where}: migrated {before or 'empty'} -> {after}")
+    newer: list[str] = []
+    for done in upgrade_placements(_layout(loaded, db, market_data_db, branch),
+                                   home=loaded.home, strict=False):
+        for step in done.branches:
+            before, after = step.before, step.after
+            if after.state is SchemaState.NEWER:
+                newer.append(mismatch(after, done.where))
+                line = f"at {after.current}, newer than this fleetkit's {after.head}: left as is"
+            elif step.changed:
+                line = f"migrated {before.current or 'empty'} -> {after.current}"
+            else:
+                line = f"already at {after.current}, nothing to do"
+            typer.echo(f"{done.where} {after.branch}: {line}")
+    if newer:
+        fail("; ".join(newer))
 
 
 @db_app.command()
 def current(config: ConfigOption = None, db: DbOption = None,
+            market_data_db: MarketDataDbOption = None,
             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show the database's schema revision and the one this fleetkit expects."""
+    """Show each database's schema branches: the revision there, the one this fleetkit
+    expects, and what to do (exit 2 when a newer fleetkit migrated one)."""
     from fleetkit.config.loader import load_config
-    from fleetkit.runtime.wiring import database_url
-    from fleetkit.store.database import open_database
-    from fleetkit.store.migrate import current_revision, head_revision
+    from fleetkit.store.migrate import SchemaState, mismatch
 
     loaded = load_config(config)
-    database = open_database(database_url(loaded, db), require_schema=False, must_exist=True)
+    report = [_placement_status(p, fleet_database=i == 0)
+              for i, p in enumerate(_layout(loaded, db, market_data_db, None))]
+    newer = [mismatch(s, where) for where, statuses in report for s in statuses
+             if s.state is SchemaState.NEWER]
+    if as_json:
+        trading = report[0][1][0]  # the fleet database's trading branch, as before branches
+        typer.echo(json.dumps({
+            "database": report[0][0], "current": trading.current, "head": trading.head,
+            "up_to_date": all(s.state is SchemaState.CURRENT for _, ss in report for s in ss),
+            "databases": [{"database": where, "branches": [s.as_json() for s in statuses]}
+                          for where, statuses in report]}))
+        if newer:
+            typer.echo(f"error: {'; '.join(newer)}", err=True)
+            raise typer.Exit(2)
+        return
+    for where, statuses in report:
+        for s in statuses:
+            typer.echo(f"{where} {s.branch}: at {s.current or 'no schema'}, code expects "
+                       f"{s.head} ({s.action})")
+    if newer:
+        fail("; ".join(newer))
+
+
+def _layout(loaded: LoadedConfig, db: str | None, market_data_db: str | None,
+            chosen: list[str] | None) -> tuple[SchemaPlacement, ...]:
+    """Which branches live in which database, narrowed to the --branch ones."""
+    from fleetkit.runtime.wiring import database_url, market_data_url
+    from fleetkit.store.database import SchemaPlacement, placements
+    from fleetkit.store.migrate import BRANCH_NAMES
+
+    fleet_url = database_url(loaded, db)
+    layout = placements(fleet_url, market_data_url(loaded, fleet_url, market_data_db))
+    if not chosen:
+        return layout
+    unknown = sorted(set(chosen) - set(BRANCH_NAMES))
+    if unknown:
+        raise ConfigError(f"no schema branch {', '.join(unknown)}: the branches are "
+                          f"{', '.join(BRANCH_NAMES)}")
+    narrowed = (SchemaPlacement(p.url, tuple(b for b in p.branches if b in chosen))
+                for p in layout)
+    return tuple(p for p in narrowed if p.branches)
+
+
+def _placement_status(placement: SchemaPlacement, *, fleet_database: bool
+                      ) -> tuple[str, tuple[BranchStatus, ...]]:
+    """The branches' revisions there; a market-data SQLite file not made yet has none."""
+    from fleetkit.sqlutil.engine import redact_url
+    from fleetkit.store.database import open_database, sqlite_path
+    from fleetkit.store.migrate import BranchStatus, SchemaState, branch, schema_status
+
+    path = sqlite_path(placement.url)
+    if not fleet_database and path is not None and not path.exists():
+        return redact_url(placement.url), tuple(
+            BranchStatus(b, (), branch(b).head, SchemaState.EMPTY) for b in placement.branches)
+    database = open_database(placement.url, require_schema=False, must_exist=True)
     try:
-        revision = current_revision(database.engine)
+        return database.where, schema_status(database.engine, placement.branches)
     finally:
         database.dispose()
-    head = head_revision()
-    if as_json:
-        typer.echo(json.dumps({"database": database.where, "current": revision, "head": head,
-                               "up_to_date": revision == head}))
-        return
-    note = "up to date" if revision == head else "run `fleet db upgrade`"
-    typer.echo(f"{database.where}: at {revision or 'no schema'}, code expects {head} ({note})")
 
 
 @db_app.command()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption
 
 if TYPE_CHECKING:
@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 deploy_app = typer.Typer(help="Generate deployment files (Docker Compose, systemd) from the "
                               "fleet config.", no_args_is_help=True)
-app.add_typer(deploy_app, name="deploy")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deploy_app, name="deploy")
+
 
 OutOption = Annotated[Path, typer.Option(
     "--out", "-o", help="directory to write (created if missing)")]
@@ -38,7 +42,8 @@ ReaderRoleOption = Annotated[str, typer.Option(
 def compose(out: OutOption, config: ConfigOption = None, force: ForceOption = False,
             image: Annotated[str, typer.Option(
                 help="the fleetkit image every fleet service runs (build it from the "
-                     "Dockerfile)")] = "fleetkit:latest",
+                     "Dockerfile); with plugin packages, the one the fleet's own image is "
+                     "built from")] = "fleetkit:latest",
             role_prefix: RolePrefixOption = "fleet_bot_",
             reader_role: ReaderRoleOption = "fleet_reader_login") -> None:
     """Write docker-compose.yml, config/fleet.yaml, env/<bot>.env and secrets.sh into --out."""
@@ -50,10 +55,13 @@ def compose(out: OutOption, config: ConfigOption = None, force: ForceOption = Fa
         fail(f"--image {image!r} is not an image reference (e.g. fleetkit:latest)")
     loaded = load_config(config)
     roles = DbRoles(bot_prefix=role_prefix, reader=reader_role)
-    _write(out, compose_bundle(loaded, image=image, roles=roles), force)
+    bundle = compose_bundle(loaded, image=image, roles=roles)
+    _write(out, bundle, force)
+    packages = any(f.path == "image/Dockerfile" for f in bundle.files)
     typer.echo(f"next: `sh {out / 'secrets.sh'}` (the database passwords, one file per role), "
-               f"`docker build -t {image} .` in the fleetkit source, then `docker compose up "
-               f"-d` in {out} (docs/deploy.md)")
+               f"`docker build -t {image} .` in the fleetkit source, then "
+               + ("`docker compose build` (the plugin packages) and " if packages else "")
+               + f"`docker compose up -d` in {out} (docs/deploy.md)")
 
 
 @deploy_app.command()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, JsonOption
 
 if TYPE_CHECKING:
@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 exchange_app = typer.Typer(help="Real exchanges (ccxt) for paper and live bots.",
                            no_args_is_help=True)
-app.add_typer(exchange_app, name="exchange")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(exchange_app, name="exchange")
+
 
 
 @exchange_app.command()

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
 if TYPE_CHECKING:
+    from fleetkit.config.loader import LoadedConfig
     from fleetkit.core.controls import Control, TradingState
 
 # Command bodies import what they need: `fleet bot run` loads this module too, and a fleet
@@ -28,20 +29,29 @@ def actor() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
-@app.command()
 def init(path: Annotated[Path, typer.Argument(help="where to write it")] = Path("fleet.yaml"),
          force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")]
          = False) -> None:
     """Write the demo fleet's config to PATH so you can edit it."""
     from fleetkit.config.loader import demo_config_text
 
+    if path.is_dir():
+        fail(f"{path} is a directory: give a file name, e.g. {path / 'fleet.yaml'}")
     if path.exists() and not force:
         fail(f"{path} already exists: pass --force to overwrite it")
-    path.write_text(demo_config_text(), encoding="utf-8")
+    if path.parent.exists() and not path.parent.is_dir():
+        fail(f"cannot write {path}: {path.parent} is a file, not a directory — choose "
+             "another path")
+    if not path.parent.is_dir():
+        fail(f"cannot write {path}: directory {path.parent} does not exist — create it "
+             f"first (mkdir -p {path.parent}) or choose another path")
+    try:
+        path.write_text(demo_config_text(), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path} ({exc.strerror}): choose a path this user can write")
     typer.echo(f"wrote {path} — edit it, then run: fleet up --config {path}")
 
 
-@app.command()
 def up(config: ConfigOption = None, db: DbOption = None,
        run_for: Annotated[float | None, typer.Option(
            "--for", min=1, help="stop cleanly after this many seconds")] = None,
@@ -49,21 +59,33 @@ def up(config: ConfigOption = None, db: DbOption = None,
            "--live/--no-live",
            help="live status table (default: on when output is a terminal)",
            show_default=False)] = None) -> None:
-    """Run the fleet in the foreground: sandbox broker, one process per bot, a supervisor."""
+    """Run the fleet in the foreground: sandbox broker, one process per bot, a supervisor.
+
+    One fleet per FLEET_HOME: while it runs, a second `fleet up` there is refused."""
+    from fleetkit.config.loader import load_config
+    from fleetkit.runtime.fleet import check_port_free, preflight
+    from fleetkit.runtime.home_lock import hold_fleet_home
+
+    loaded = load_config(config)
+    preflight(loaded)  # say what is wrong before announcing (or writing) anything
+    with hold_fleet_home(loaded.home, loaded.source):
+        check_port_free(loaded.config.sandbox.host, loaded.config.sandbox.port)
+        _run_up(loaded, db, run_for, live)
+
+
+def _run_up(loaded: LoadedConfig, db: str | None, run_for: float | None,
+            live: bool | None) -> None:
     import threading
 
     from rich.console import Console
     from rich.live import Live
 
     from fleetkit.cli.render import fleet_table, summary_line
-    from fleetkit.config.loader import load_config
-    from fleetkit.runtime.fleet import FleetOptions, preflight, run_fleet
+    from fleetkit.runtime.fleet import FleetOptions, run_fleet
     from fleetkit.runtime.logs import configure_logging
     from fleetkit.runtime.signals import stop_signals
     from fleetkit.store.status import FleetView
 
-    loaded = load_config(config)
-    preflight(loaded)  # say what is wrong before announcing anything
     logs = loaded.home / "logs"
     configure_logging(log_file=logs / "fleet.log")
     console = Console()
@@ -95,15 +117,17 @@ def up(config: ConfigOption = None, db: DbOption = None,
     typer.echo("fleetkit: fleet stopped", err=True)
 
 
-@app.command()
 def status(config: ConfigOption = None, db: DbOption = None,
            as_json: JsonOption = False) -> None:
-    """Every bot: state, market, strategy, positions, today's P&L, heartbeat age."""
+    """Every bot: state, market, strategy, positions, today's P&L, heartbeat age.
+
+    A table on a terminal; piped or redirected, tab-separated values (a header row, then one
+    row per bot by name); --json for everything."""
     from datetime import UTC, datetime
 
     from rich.console import Console
 
-    from fleetkit.cli.render import fleet_table
+    from fleetkit.cli.render import fleet_table, fleet_tsv
     from fleetkit.config.loader import load_config
     from fleetkit.runtime.wiring import database_url
     from fleetkit.store.database import open_database
@@ -122,19 +146,24 @@ def status(config: ConfigOption = None, db: DbOption = None,
         typer.echo(json.dumps({**view.as_json(), "notifications": {
             h.route: h.as_json(now) for h in routes}}, indent=2))
         return
+    # Piped or redirected, a table would be cut to 80 columns: scripts get tab-separated
+    # rows instead, and what is not a row goes to stderr.
+    tsv = not sys.stdout.isatty()
+    if tsv:
+        typer.echo(fleet_tsv(view), nl=False)
     if not view.bots:
-        typer.echo("no bots registered yet: start the fleet with `fleet up`")
+        typer.echo("no bots registered yet: start the fleet with `fleet up`", err=tsv)
         return
-    Console().print(fleet_table(view))
+    if not tsv:
+        Console().print(fleet_table(view))
     for h in routes:
         if h.dead or h.pending:
             hint = " — see `fleet notify dead`" if h.dead else ""
             typer.echo(f"notifications {h.route}: {h.pending} pending, {h.dead} dead letter(s)"
                        f"{hint}" + (f"; last error: {h.last_error[:120]}" if h.last_error
-                                    else ""))
+                                    else ""), err=tsv)
 
 
-@app.command()
 def halt(bot: Annotated[str | None, typer.Argument(help="the bot to halt")] = None,
          all_bots: Annotated[bool, typer.Option("--all", help="halt the whole fleet")] = False,
          reason: Annotated[str, typer.Option("--reason", "-r", help="why (kept in the audit)")]
@@ -155,7 +184,6 @@ def halt(bot: Annotated[str | None, typer.Argument(help="the bot to halt")] = No
                "— checked before every order; resting orders are cancelled")
 
 
-@app.command()
 def resume(bot: Annotated[str | None, typer.Argument(help="the bot to resume")] = None,
            all_bots: Annotated[bool, typer.Option("--all", help="lift the fleet-wide halt")]
            = False, reason: Annotated[str, typer.Option("--reason", "-r")] = "operator resume",
@@ -228,21 +256,28 @@ def _set_state(config: Path | None, db: str | None, name: str | None, state: Tra
         database.dispose()
 
 
-@app.command()
-def strategies(as_json: JsonOption = False) -> None:
-    """The built-in strategies and their parameters."""
-    from fleetkit.strategy.base import registered
+def strategies(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """The strategies and their parameters: built-in, from installed packages (entry points)
+    and from the config's `plugins:` modules."""
+    from fleetkit.config.loader import import_config_plugins
+    from fleetkit.strategy.base import STRATEGIES
 
-    specs = registered()
+    import_config_plugins(config)
+    entries = STRATEGIES.entries()
+    for problem in STRATEGIES.problems():  # a broken package is skipped, never fatal here
+        typer.echo(f"warning: {problem.describe()}", err=True)
     if as_json:
-        typer.echo(json.dumps({name: {"summary": s.summary,
-                                      "params": s.params_model.model_json_schema()}
-                               for name, s in specs.items()}, indent=2))
+        typer.echo(json.dumps({name: {"summary": e.item.summary,
+                                      "origin": e.origin.describe(),
+                                      "params": e.item.params_model.model_json_schema()}
+                               for name, e in entries.items()}, indent=2))
         return
-    for name, spec in sorted(specs.items()):
+    for name, entry in sorted(entries.items()):
+        spec = entry.item
         fields = ", ".join(f"{k}={_shown(f.default)}"
                            for k, f in spec.params_model.model_fields.items())
-        typer.echo(f"{name:<20} {spec.summary}\n{'':<20} params: {fields or '(none)'}")
+        origin = "" if entry.origin.kind == "builtin" else f" ({entry.origin.describe()})"
+        typer.echo(f"{name:<20} {spec.summary}{origin}\n{'':<20} params: {fields or '(none)'}")
 
 
 def _shown(value: object) -> str:
@@ -253,10 +288,10 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
-@app.command()
 def events(bot: Annotated[str | None, typer.Argument(help="only this bot's events")] = None,
            kind: Annotated[str | None, typer.Option(
-               help="only kinds starting with this, e.g. control, risk, order, reconcile")]
+               help="only these kinds: a kind (order.fill), its leading parts (order: every "
+                    "order.* kind) or its trailing parts (fill: order.fill and fill.*)")]
            = None,
            limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many")] = 50,
            config: ConfigOption = None, db: DbOption = None, as_json: JsonOption = False
@@ -267,7 +302,7 @@ def events(bot: Annotated[str | None, typer.Argument(help="only this bot's event
 
     from fleetkit.config.loader import load_config
     from fleetkit.runtime.wiring import database_url
-    from fleetkit.store.audit import recent_events
+    from fleetkit.store.audit import recent_events, recorded_kinds
     from fleetkit.store.database import open_database
     from fleetkit.store.fleet import FleetStore
 
@@ -275,6 +310,8 @@ def events(bot: Annotated[str | None, typer.Argument(help="only this bot's event
     database = open_database(database_url(loaded, db), must_exist=True)
     try:
         bot_id = None if bot is None else FleetStore(database.engine).bot(bot).id
+        if kind is not None:
+            _check_kind(recorded_kinds(database.engine), kind)
         found = recent_events(database.engine, bot_id=bot_id, kind=kind, limit=limit)
     finally:
         database.dispose()
@@ -288,3 +325,42 @@ def events(bot: Annotated[str | None, typer.Argument(help="only this bot's event
         table.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", event.bot or "(fleet)", event.kind,
                       event.severity, event.message, event.actor or "")
     Console().print(table)
+
+
+def _check_kind(recorded: list[str], wanted: str) -> None:
+    """Refuse a --kind that names no kind in the audit trail and none that fleetkit alerts
+    on (those are known before the first one happens), listing the kinds there are."""
+    from fleetkit.core.alerts import concern_for
+    from fleetkit.store.audit import kind_matches
+
+    if any(kind_matches(kind, wanted) for kind in recorded):
+        return
+    stem = wanted.strip().rstrip(".")
+    if stem and (concern_for(stem) or concern_for(f"{stem}.")):
+        return
+    fail(f"--kind {wanted!r} names no event kind recorded so far, nor one fleetkit alerts "
+         "on: give a kind, or its leading or trailing dotted parts "
+         f"(kinds recorded: {', '.join(recorded) or 'none yet'})")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"fleetkit {version('fleetkit')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("fleetkit (version unknown: not installed)")
+        raise typer.Exit()
+
+
+def fleet_options(version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="print fleetkit's version and exit")] = False) -> None:
+    """The options of `fleet` itself, before any command."""
+
+
+def register(app: typer.Typer) -> None:
+    app.callback()(fleet_options)
+    for command in (init, up, status, halt, resume, strategies, events):
+        app.command()(command)

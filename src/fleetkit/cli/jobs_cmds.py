@@ -5,25 +5,23 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
 if TYPE_CHECKING:
-    from fleetkit.config.models import JobSettings, ServiceSettings
     from fleetkit.runtime.scheduler_service import JobView
 
 # Command bodies import what they need: bot processes load this module too.
 
 scheduler_app = typer.Typer(help="The job scheduler.", no_args_is_help=True)
-app.add_typer(scheduler_app, name="scheduler")
 
-# Commands a job must not run: they never return (or would start a scheduler in a scheduler).
-_NOT_AS_JOBS = ("up", "scheduler")
+# Job and service commands are checked when the config is loaded (config.commands), so
+# every command here — and `fleet up` — refuses the same ones.
 
 
 @scheduler_app.command("run")
@@ -40,12 +38,9 @@ def scheduler_run(config: ConfigOption = None, db: DbOption = None) -> None:
     from fleetkit.store.database import open_database
 
     loaded = load_config(config)
-    jobs = [job for job in loaded.config.jobs if job.enabled]
     if not loaded.config.scheduled_work:
         fail(f"{loaded.source}: no enabled jobs or services — add some under `jobs:` or "
              "`services:` (see the README, Scheduled jobs)")
-    check_job_commands(jobs)
-    check_service_commands(loaded.config.services)
     configure_logging()
     db_url = database_url(loaded, db)
     database = open_database(db_url, application_name="fleet-scheduler")
@@ -91,7 +86,6 @@ def scheduler_tick(names: Annotated[list[str], typer.Argument(
         if not job.enabled:
             fail(f"job {name} is disabled (enabled: false): enable it to tick it")
         chosen.append(job)
-    check_job_commands(chosen)
     configure_logging()
     db_url = database_url(loaded, db)
     database = open_database(db_url, must_exist=True, application_name="fleet-scheduler-tick")
@@ -114,7 +108,6 @@ def scheduler_tick(names: Annotated[list[str], typer.Argument(
         raise typer.Exit(1)
 
 
-@app.command()
 def jobs(config: ConfigOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Scheduled jobs: schedule, last run and how it ended, next run, failures in 7 days."""
     from datetime import UTC, datetime
@@ -126,7 +119,6 @@ def jobs(config: ConfigOption = None, db: DbOption = None, as_json: JsonOption =
     from fleetkit.store.jobs import JobStore
 
     loaded = load_config(config)
-    check_job_commands(loaded.config.jobs)
     database = open_database(database_url(loaded, db), must_exist=True)
     try:
         views = job_views(loaded.config.jobs, JobStore(database.engine), datetime.now(UTC))
@@ -139,49 +131,6 @@ def jobs(config: ConfigOption = None, db: DbOption = None, as_json: JsonOption =
         typer.echo("no jobs configured: add them under `jobs:` in the config")
         return
     _print_table(views)
-
-
-def check_job_commands(jobs: Sequence[JobSettings]) -> None:
-    """Each job's first word must be a fleet command or a registered job kind."""
-    from fleetkit.runtime.scheduler import JOB_KINDS
-
-    for job in jobs:
-        _check_command(f"job {job.name}", job.command, JOB_KINDS,
-                       "runs until stopped and cannot be a job — schedule a command that "
-                       "finishes, e.g. \"reconcile --all\"",
-                       "a fleet command or a registered job kind")
-
-
-def check_service_commands(services: Sequence[ServiceSettings]) -> None:
-    """Each service's first word must be a fleet command that is not itself a supervisor."""
-    for service in services:
-        _check_command(f"service {service.name}", service.command, {},
-                       "cannot run as a market-hours service — name the command the service "
-                       "should run, e.g. \"metrics serve\"", "a fleet command")
-
-
-def _check_command(who: str, command: str, kinds: Mapping[str, object], not_here: str,
-                   expected: str) -> None:
-    """`fail()` unless the command's first word is a registered kind or a fleet command
-    other than the supervisors (`up`, `scheduler`)."""
-    import shlex
-
-    word = shlex.split(command)[0]
-    if word in kinds:
-        return
-    if word in _NOT_AS_JOBS:
-        fail(f"{who}: `fleet {word}` {not_here}")
-    commands = _fleet_commands()
-    if word not in commands:
-        known = ", ".join(sorted(c for c in commands if c not in _NOT_AS_JOBS))
-        fail(f"{who}: {word!r} is not {expected} (commands: {known})")
-
-
-def _fleet_commands() -> set[str]:
-    names = {info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
-             for info in app.registered_commands}
-    names |= {info.name or "" for info in app.registered_groups}
-    return names - {""}
 
 
 def _print_table(views: Sequence[JobView]) -> None:
@@ -206,7 +155,6 @@ def _print_table(views: Sequence[JobView]) -> None:
     Console().print(table)
 
 
-@app.command()
 def services(config: ConfigOption = None, db: DbOption = None,
              as_json: JsonOption = False) -> None:
     """Market-hours services: their hours, whether they should run now, until when, and
@@ -222,7 +170,6 @@ def services(config: ConfigOption = None, db: DbOption = None,
     from fleetkit.store.services import ServiceLeases
 
     loaded = load_config(config)
-    check_service_commands(loaded.config.services)
     now = datetime.now(UTC)
     calendars = market_calendars(loaded)
     database = open_database(database_url(loaded, db), must_exist=True)
@@ -270,3 +217,9 @@ def _print_services(rows: list[dict[str, object]]) -> None:
         table.add_row(str(row["name"]), str(row["hours"]),
                       "run" if row["should_run"] else "off", until, str(row["status"]), holder)
     Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(scheduler_app, name="scheduler")
+    for command in (jobs, services):
+        app.command()(command)

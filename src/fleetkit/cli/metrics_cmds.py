@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption
 
 if TYPE_CHECKING:
@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 metrics_app = typer.Typer(help="Prometheus metrics for the whole fleet.", no_args_is_help=True)
-app.add_typer(metrics_app, name="metrics")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(metrics_app, name="metrics")
+
 
 
 @metrics_app.command()

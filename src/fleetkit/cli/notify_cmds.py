@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
 if TYPE_CHECKING:
@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 
 notify_app = typer.Typer(help="Alerts and reports by concern: Telegram, webhooks.",
                          no_args_is_help=True)
-app.add_typer(notify_app, name="notify")
 monitor_app = typer.Typer(help="Server, heartbeat and security checks.", no_args_is_help=True)
-app.add_typer(monitor_app, name="monitor")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(notify_app, name="notify")
+    app.add_typer(monitor_app, name="monitor")
+
 
 RouteOption = Annotated[str | None, typer.Option("--route", help="only this route")]
 

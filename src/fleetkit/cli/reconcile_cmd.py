@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetkit.cli.app import app, fail
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from fleetkit.store.database import Database
 
 
-@app.command()
 def reconcile(
     bot: Annotated[str | None, typer.Argument(help="the bot to reconcile")] = None,
     all_bots: Annotated[bool, typer.Option("--all", help="every bot in the config")] = False,
@@ -112,3 +111,7 @@ def _print(results: list[BotReconciliation]) -> None:
         if result.pending_orders:
             console.print(f"  {len(result.pending_orders)} order(s) with an unknown outcome; "
                           "the bot resolves them by lookup")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(reconcile)

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetkit.core.durations import short_age
+from fleetkit.core.numbers import plain
 from fleetkit.store.status import BotView, FleetView
 
 STATE_STYLE = {"ACTIVE": "green", "HALTED": "bold red", "REDUCING": "yellow", "STALE": "yellow",
@@ -58,6 +59,24 @@ def fleet_table(view: FleetView, title: str | None = None) -> Table:
                                               else ""),
                       short_age(bot.heartbeat_age_s), detail[:60])
     return table
+
+
+TSV_COLUMNS = ("bot", "market", "mode", "strategy", "state", "positions", "pnl_today",
+               "currency", "orders_today", "open_orders", "heartbeat_age_s", "detail")
+
+
+def fleet_tsv(view: FleetView) -> str:
+    """`fleet status` for scripts: a header row, then one row per bot sorted by name, tabs
+    between fields, nothing cut short; numbers without thousands separators."""
+    rows = ["\t".join(TSV_COLUMNS)]
+    for bot in sorted(view.bots, key=lambda b: b.name):
+        detail = bot.reason if bot.state in ("HALTED", "REDUCING", "STALE") else bot.detail
+        age = "" if bot.heartbeat_age_s is None else f"{bot.heartbeat_age_s:.1f}"
+        fields = (bot.name, bot.market, bot.mode, bot.strategy, bot.state, _positions(bot),
+                  plain(bot.daily_pnl), bot.currency, str(bot.orders_today),
+                  str(bot.open_orders), age, detail)
+        rows.append("\t".join(" ".join(field.split()) for field in fields))
+    return "\n".join(rows) + "\n"
 
 
 def summary_line(view: FleetView) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -12,9 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from fleetkit.config.commands import check_commands
 from fleetkit.config.models import FleetConfig
 from fleetkit.core.errors import ConfigError
 from fleetkit.core.yamltext import parse_yaml
+from fleetkit.registry import Origin, PluginLoadError, import_provider
+from fleetkit.strategy.base import STRATEGIES
 
 DEMO_CONFIG = "built-in demo fleet"
 BUILTIN_DEMO = "builtin:demo"  # how a child process is told to use the demo fleet
@@ -50,8 +53,9 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     if chosen is None and Path("fleet.yaml").is_file():
         chosen = "fleet.yaml"
     if chosen is None or str(chosen) == BUILTIN_DEMO:
-        return LoadedConfig(parse_config(demo_config_text(), DEMO_CONFIG), DEMO_CONFIG,
-                            fleet_home())
+        demo = parse_config(demo_config_text(), DEMO_CONFIG)
+        check_commands(demo, DEMO_CONFIG)
+        return LoadedConfig(demo, DEMO_CONFIG, fleet_home())
     file = Path(chosen).expanduser()
     try:
         text = file.read_text(encoding="utf-8")
@@ -60,8 +64,11 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
                           "or run `fleet init` to write the demo config there") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
-    return LoadedConfig(parse_config(text, str(file), plugin_dir=file.absolute().parent),
-                        str(file.absolute()), fleet_home())
+    config = parse_config(text, str(file), plugin_dir=file.absolute().parent)
+    # Here, not in `fleet jobs`: every command — `fleet up` too — refuses the same lines.
+    # After parse_config, whose plugins may have registered job kinds.
+    check_commands(config, str(file))
+    return LoadedConfig(config, str(file.absolute()), fleet_home())
 
 
 def parse_config(text: str, source: str, *, plugin_dir: Path | None = None) -> FleetConfig:
@@ -79,9 +86,14 @@ def parse_config(text: str, source: str, *, plugin_dir: Path | None = None) -> F
 
 
 def import_plugins(plugins: object, source: str, plugin_dir: Path | None) -> None:
-    """Import the modules named under `plugins:` so their strategies are registered before
+    """Load the modules named under `plugins:` so their strategies are registered before
     the bots that use them are validated. The config's own directory is importable, so a
-    `my_strategies.py` next to fleet.yaml works without packaging it."""
+    `my_strategies.py` next to fleet.yaml works without packaging it.
+
+    An entry is `module` (its import registers, with `@register`) or `module:function`
+    (fleetkit calls the function, which returns the StrategySpecs it provides, like an
+    entry point of an installed package). One that is missing or broken is a ConfigError
+    naming the plugin, the file and the line: the config needs it, so nothing starts."""
     if plugins is None:
         return
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
@@ -89,11 +101,44 @@ def import_plugins(plugins: object, source: str, plugin_dir: Path | None) -> Non
     if plugin_dir is not None and str(plugin_dir) not in sys.path:
         sys.path.insert(0, str(plugin_dir))
     for name in plugins:
+        if not _PLUGIN.match(name):
+            raise ConfigError(f"{source}: plugins: {name!r} is not a module name (e.g. "
+                              "my_strategies, or my_strategies:strategies)")
         try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"{source}: plugins: cannot import {name!r} ({exc}); install it "
-                              "or put it next to the config file") from None
+            provider = import_provider(name)
+            module = name.partition(":")[0]
+            if ":" in name:
+                STRATEGIES.add_provided(provider, Origin("module", module), name)
+        except PluginLoadError as exc:
+            if exc.missing:
+                raise ConfigError(f"{source}: plugins: cannot import {name!r} ({exc}); "
+                                  "install it or put it next to the config file") from None
+            raise ConfigError(f"{source}: plugins: {name!r} failed to load: {exc} — fix it, "
+                              "or remove it from plugins") from None
+
+
+_PLUGIN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?$")
+
+
+def import_config_plugins(path: str | Path | None = None) -> str | None:
+    """Only the `plugins:` of the config `load_config` would pick (nothing for the demo),
+    without validating the rest: what `fleet strategies` lists. Returns its source."""
+    chosen = path or os.environ.get("FLEET_CONFIG")
+    if chosen is None and Path("fleet.yaml").is_file():
+        chosen = "fleet.yaml"
+    if chosen is None or str(chosen) == BUILTIN_DEMO:
+        return None
+    file = Path(chosen).expanduser()
+    try:
+        raw = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} not found: check --config / FLEET_CONFIG") \
+            from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    if isinstance(raw, dict):
+        import_plugins(raw.get("plugins"), str(file), file.absolute().parent)
+    return str(file)
 
 
 def describe(exc: ValidationError, raw: dict[str, Any]) -> str:

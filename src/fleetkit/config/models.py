@@ -1,7 +1,8 @@
 """The fleet config (fleet.yaml) as typed, frozen models that reject unknown keys.
 
 Names carry their units (`max_order_value_usd`, `heartbeat_interval_s`). Secrets never
-live here: a database password comes from FLEET_DB_URL or a password file.
+live here: a database password comes from FLEET_DB_URL (FLEET_MARKET_DATA_DB_URL) or a
+password file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import (
 from fleetkit.config.dashboard import DashboardSettings
 from fleetkit.config.exits import ExitSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
+from fleetkit.config.plugins import PluginRequirement
 from fleetkit.config.reconcile import ReconcileSettings
 from fleetkit.config.strict import Strict
 from fleetkit.core.instruments import MARKETS
@@ -74,11 +76,29 @@ class FleetRiskSettings(Strict):
     daily_loss_limit_usd: Decimal | None = Field(default=Decimal(50_000), gt=0)
 
 
+class MarketDataDatabaseSettings(Strict):
+    """Market data (the market_data schema branch) in a database of its own."""
+
+    url: str | None = Field(default=None, description="default: the fleet database")
+    password_file: str | None = Field(default=None,
+                                      description="file holding its database password")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_yaml(cls, url: str | None) -> str | None:
+        if url and _has_password(url):
+            raise ValueError("a password in the YAML database URL is not allowed: put the URL "
+                             "in FLEET_MARKET_DATA_DB_URL or the password in "
+                             "database.market_data.password_file")
+        return url
+
+
 class DatabaseSettings(Strict):
     url: str | None = Field(default=None, description="default: sqlite under the fleet home")
     password_file: str | None = Field(default=None,
                                       description="file holding the database password")
     sqlite_synchronous: Literal["normal", "full"] = "normal"
+    market_data: MarketDataDatabaseSettings = Field(default_factory=MarketDataDatabaseSettings)
 
     @field_validator("url")
     @classmethod
@@ -596,8 +616,14 @@ def _require_unique(kind: str, names: list[str]) -> None:
 
 class FleetConfig(Strict):
     fleet: FleetInfo = Field(default_factory=FleetInfo)
-    plugins: list[str] = Field(default_factory=list,
-                               description="modules to import first (they register strategies)")
+    plugins: list[str] = Field(
+        default_factory=list, description="your strategy modules, loaded first: `module` "
+        "(registers with @register) or `module:function` (returns its StrategySpecs); a "
+        "module beside the config is found there, and `fleet deploy` carries it")
+    plugin_packages: list[PluginRequirement] = Field(
+        default_factory=list, description="packages `fleet deploy` installs in the image or "
+        'virtualenv: pip requirements ("acme-strategies==1.2") or paths beside the config '
+        '("./acme-strategies"); install them here too (their entry points need no plugins line)')
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     exchanges: dict[str, ExchangeSettings] = Field(

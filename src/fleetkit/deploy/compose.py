@@ -23,6 +23,7 @@ from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
 from fleetkit.deploy.files import Bundle, GeneratedFile
 from fleetkit.deploy.passwords import compose_secrets_script
+from fleetkit.deploy.plugins import FleetPlugins, dockerfile_text, fleet_image, fleet_plugins
 from fleetkit.deploy.role_env import comment as comment_lines
 from fleetkit.deploy.spec import (
     BOTS_AFTER,
@@ -62,6 +63,12 @@ SHARED = "x-fleet-service"
 INTERNAL, OUTSIDE = "internal", "outside"  # networks: private to the fleet / with a way out
 ENVIRONMENT = {"FLEET_CONFIG": f"{CONFIG_DIR}/fleet.yaml", "FLEET_HOME": HOME,
                "FLEET_LOG_FORMAT": "json"}
+# The config's plugin modules: copied to config/plugins, on every fleet process's path.
+PLUGINS_DIR = f"{CONFIG_DIR}/plugins"
+# The plugin packages: built into the fleet's own image from image/ (never the project
+# directory, which holds secrets/).
+IMAGE_CONTEXT = "image"
+PACKAGES_DIR = "/opt/fleet/packages"
 HEALTHY = {"condition": "service_healthy"}
 MIGRATED = {"condition": "service_completed_successfully"}
 
@@ -95,7 +102,8 @@ def compose_bundle(loaded: LoadedConfig, *, image: str = DEFAULT_IMAGE,
     if DB_SECRET in role_names:
         raise ConfigError(f"a database role may not be named {DB_SECRET}: that is the owner's "
                           "secret here")
-    files = [GeneratedFile("docker-compose.yml", compose_text(loaded, image, roles)),
+    plugins = fleet_plugins(loaded)
+    files = [GeneratedFile("docker-compose.yml", compose_text(loaded, image, roles, plugins)),
              GeneratedFile("config/fleet.yaml", compose_config_text(loaded)),
              GeneratedFile("secrets.sh", compose_secrets_script(
                  GENERATOR, (DB_SECRET, *(password_file(r) for r in role_names))), 0o755)]
@@ -103,6 +111,13 @@ def compose_bundle(loaded: LoadedConfig, *, image: str = DEFAULT_IMAGE,
                             bot_env_file(config, bot, GENERATOR, _database_lines(roles.bot(
                                 bot.name))), mode=0o600, operator_edits=True)
               for bot in config.bots]
+    files += [GeneratedFile(f"config/plugins/{f.path}", f.content) for f in plugins.modules]
+    if plugins.packages:
+        files.append(GeneratedFile(f"{IMAGE_CONTEXT}/Dockerfile",
+                                   dockerfile_text(plugins, GENERATOR, source_name(loaded),
+                                                   image, PACKAGES_DIR)))
+        files += [GeneratedFile(f"{IMAGE_CONTEXT}/packages/{f.path}", f.content)
+                  for package in plugins.packages for f in package.files]
     # secrets/ and .env are the operator's: present is not foreign, whatever they hold.
     return Bundle(GENERATOR, tuple(files), operator_files=("secrets/", ".env"))
 
@@ -145,16 +160,19 @@ def compose_config_text(loaded: LoadedConfig) -> str:
         f"# A copy of {source_name(loaded)} for Docker Compose, written by `{GENERATOR}`:",
         "# the database is the postgres service (password from the secret), the sandbox broker",
         "# the broker service. Edit your own config and regenerate rather than this copy.",
-        "# What it names relative to itself (plugins, calendars.overrides_file) goes next to it,",
-        "# in the directory mounted at /etc/fleet.",
+        f"# Its plugins: modules are copied to plugins/ here ({PLUGINS_DIR}, on PYTHONPATH); a",
+        "# calendars.overrides_file goes next to it, in the directory mounted at /etc/fleet.",
         ""])
     text = header + _dump(raw)
     parse_config(text, "the generated config/fleet.yaml")  # still valid, or it is our bug
     return text
 
 
-def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles) -> str:
+def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles,
+                 plugins: FleetPlugins | None = None) -> str:
     config = loaded.config
+    plugins = plugins or FleetPlugins((), ())
+    environment = _environment(plugins)
     fleet = one_line(config.fleet.name)
     lines = [
         f"# Docker Compose for fleet {fleet!r} ({len(config.bots)} bots), written by "
@@ -164,6 +182,9 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles) -> str:
         "#",
         "# Before the first `docker compose up -d` (see docs/deploy.md):",
         f"#   1. build the image from the fleetkit source tree:  docker build -t {image} .",
+        *([f"#      then this fleet's own, {fleet_image(config.fleet.name)}: docker compose "
+           "build", f"#      ({image} plus the plugin packages: {IMAGE_CONTEXT}/Dockerfile)"]
+          if plugins.packages else []),
         "#   2. create the database passwords: sh secrets.sh  (one file per role in secrets/,",
         "#      random, never replacing one that is there: the owner's db_password, each bot's",
         f"#      {roles.bot_prefix}<bot>.password, the read-only {roles.reader}.password)",
@@ -175,11 +196,13 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles) -> str:
         "",
         "# What every fleetkit container shares, merged into each of them below.",
         f"{SHARED}: &{SHARED}",
-        *[f"  {line}" for line in _dump(_fleet_service(image)).splitlines()],
+        *[f"  {line}" for line in _dump(_fleet_service(
+            fleet_image(config.fleet.name) if plugins.packages else image, environment,
+            IMAGE_CONTEXT if plugins.packages else None)).splitlines()],
         "",
         "services:",
     ]
-    for comment, name, spec, shared in _services(loaded, roles):
+    for comment, name, spec, shared in _services(loaded, roles, environment):
         lines += [f"  # {line}" for c in comment for line in textwrap.wrap(c, 94)]
         lines += [f"  {name}:", *([f"    <<: *{SHARED}"] if shared else []),
                   *[f"    {line}" for line in _dump(spec).splitlines()]]
@@ -222,7 +245,13 @@ def _dashboard_steps(config: FleetConfig) -> list[str]:
 Service = tuple[list[str], str, dict[str, Any], bool]  # comment, name, spec, shares x-fleet
 
 
-def _services(loaded: LoadedConfig, roles: DbRoles) -> list[Service]:
+def _environment(plugins: FleetPlugins) -> dict[str, str]:
+    """Every fleet container's environment: with plugin modules, their directory on the path."""
+    return {**ENVIRONMENT, "PYTHONPATH": PLUGINS_DIR} if plugins.modules else dict(ENVIRONMENT)
+
+
+def _services(loaded: LoadedConfig, roles: DbRoles, environment: dict[str, str]
+              ) -> list[Service]:
     config = loaded.config
     services: list[Service] = [
         (["PostgreSQL: the fleet's one database, on the private network only."],
@@ -234,21 +263,22 @@ def _services(loaded: LoadedConfig, roles: DbRoles) -> list[Service]:
                                    dashboard_host=every):
         note = [f"NOTE: {process.off} (profile {PENDING_PROFILE})."] if process.off else []
         spec = _process(process, config.sandbox.port)
-        spec.update(_process_database(process, roles, roles.every(config)))
+        spec.update(_process_database(process, roles, roles.every(config), environment))
         if process.name == "dashboard":
             spec["secrets"] = [*spec.get("secrets", []), *dashboard_secrets(config)]
         if process.name == "dashboard" and config.dashboard.auth.users_env:
             name = config.dashboard.auth.users_env
             # Interpolated by compose from the operator's environment or .env: the users'
             # hashes never land in a generated file.
-            spec["environment"] = {**spec.get("environment", ENVIRONMENT), name: (
+            spec["environment"] = {**spec.get("environment", environment), name: (
                 f"${{{name}:?set {name} to the lines of `fleet dashboard passwd NAME`}}")}
         services.append(([f"{process.description[0].upper()}{process.description[1:]}.", *note],
                          process.name, spec, True))
     stop_grace = f"{math.ceil(config.runtime.stop_timeout_s) + 5}s"
     services += [([f"bot {bot.name}: {bot.mode}, {bot.market}, {bot.strategy}; database role "
                    f"{roles.bot(bot.name)}."],
-                  f"bot-{bot.name}", _bot(bot, stop_grace, roles.bot(bot.name)), True)
+                  f"bot-{bot.name}", _bot(bot, stop_grace, roles.bot(bot.name), environment),
+                  True)
                  for bot in config.bots]
     return services
 
@@ -267,12 +297,15 @@ def _postgres() -> dict[str, Any]:
     }
 
 
-def _fleet_service(image: str) -> dict[str, Any]:
-    """What every fleetkit container shares: image, config, home, hardening. Not a secret:
-    each service names the ones it connects with, so a bot never gets the owner's."""
+def _fleet_service(image: str, environment: dict[str, str], build: str | None
+                   ) -> dict[str, Any]:
+    """What every fleetkit container shares: image (built from `build`, with plugin
+    packages), config, home, hardening. Not a secret: each service names the ones it
+    connects with, so a bot never gets the owner's."""
     return {
         "image": image,
-        "environment": dict(ENVIRONMENT),
+        **({"build": build} if build else {}),
+        "environment": dict(environment),
         "volumes": [f"./config:{CONFIG_DIR}:ro", f"fleet-home:{HOME}"],
         "read_only": True,
         "tmpfs": ["/tmp"],  # noqa: S108 - the container's own, private /tmp
@@ -303,11 +336,12 @@ def _process(process: Process, broker_port: int) -> dict[str, Any]:
     return spec
 
 
-def _process_database(process: Process, roles: DbRoles,
-                      role_names: tuple[str, ...]) -> dict[str, Any]:
+def _process_database(process: Process, roles: DbRoles, role_names: tuple[str, ...],
+                      environment: dict[str, str]) -> dict[str, Any]:
     """The secrets (and, for the reader, the environment) a fleet process connects with."""
     if process.login == "reader":
-        return {"environment": _role_environment(roles.reader), "secrets": [roles.reader]}
+        return {"environment": _role_environment(roles.reader, environment),
+                "secrets": [roles.reader]}
     if process.name != "roles":
         return {"secrets": [DB_SECRET]}
     # `fleet db roles --passwords-from /run/secrets` reads <role>.password for each role.
@@ -316,18 +350,19 @@ def _process_database(process: Process, roles: DbRoles,
                                      for r in role_names)]}
 
 
-def _role_environment(role: str) -> dict[str, str]:
+def _role_environment(role: str, environment: dict[str, str]) -> dict[str, str]:
     """The shared environment plus the role's URL and password file: FLEET_DB_URL wins over
     the config copy's database.url (the owner's), and its password comes from the file."""
-    return {**ENVIRONMENT, "FLEET_DB_URL": f"postgresql://{role}@{DB_ADDRESS}/{DB_NAME}",
+    return {**environment, "FLEET_DB_URL": f"postgresql://{role}@{DB_ADDRESS}/{DB_NAME}",
             "FLEET_DB_PASSWORD_FILE": f"{SECRETS}/{role}"}
 
 
-def _bot(bot: BotSettings, stop_grace: str, role: str) -> dict[str, Any]:
+def _bot(bot: BotSettings, stop_grace: str, role: str, environment: dict[str, str]
+         ) -> dict[str, Any]:
     networks = [INTERNAL, OUTSIDE] if needs_internet(bot) else [INTERNAL]  # exchanges
     spec: dict[str, Any] = {"command": ["bot", "run", bot.name], "networks": networks}
     spec["env_file"] = [f"env/{bot.name}.env"]
-    spec["environment"] = _role_environment(role)
+    spec["environment"] = _role_environment(role, environment)
     spec["secrets"] = [role]  # its own password, and no other
     spec["restart"] = "unless-stopped"
     spec["stop_grace_period"] = stop_grace

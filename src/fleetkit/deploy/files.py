@@ -28,7 +28,7 @@ class OutputDirError(UserError):
 @dataclass(frozen=True, slots=True)
 class GeneratedFile:
     path: str  # relative to the output directory, '/'-separated
-    content: str
+    content: str | bytes  # bytes: copied as they are (the user's plugin files)
     mode: int = 0o644
     # The operator fills it in (credentials): once it differs from what we wrote, it is
     # theirs and is kept as it is, even with --force.
@@ -152,14 +152,18 @@ def _parents(out: Path, target: Path) -> Iterable[Path]:
         parent = parent.parent
 
 
-def _write_atomically(path: Path, content: str, mode: int) -> None:
+def _write_atomically(path: Path, content: str | bytes, mode: int) -> None:
     # Write beside the target and rename over it: a crash leaves the old file or the new
     # one, and a symlink in the target's place is replaced, never followed.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(content)
+        if isinstance(content, bytes):
+            with os.fdopen(fd, "wb") as binary:
+                binary.write(content)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(content)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -24,6 +24,13 @@ from fleetkit.config.models import FleetConfig
 from fleetkit.deploy.files import Bundle, GeneratedFile
 from fleetkit.deploy.oncalendar import on_calendar
 from fleetkit.deploy.passwords import install_password_files
+from fleetkit.deploy.plugins import (
+    PLUGIN_INSTALLER,
+    FleetPlugins,
+    fleet_plugins,
+    install_plugin_lines,
+    plugin_install_script,
+)
 from fleetkit.deploy.role_env import role_env_lines
 from fleetkit.deploy.spec import (
     BOTS_AFTER,
@@ -55,6 +62,7 @@ class SystemdOptions:
     home: str = "/var/lib/fleet"
     fleet_bin: str = "/opt/fleetkit/bin/fleet"
     roles: DbRoles = field(default_factory=DbRoles)
+    python_path: str = ""  # PYTHONPATH of every unit: the plugin modules' directory, if any
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.prefix):
@@ -71,6 +79,16 @@ class SystemdOptions:
     def etc(self) -> str:
         """Where the config and env files live on the host."""
         return f"/etc/{self.prefix}"
+
+    @property
+    def plugins_dir(self) -> str:
+        """The config's plugin modules, on every unit's PYTHONPATH."""
+        return f"{self.etc}/plugins"
+
+    @property
+    def python(self) -> str:
+        """The Python of the virtualenv `fleet_bin` belongs to: plugin packages go there."""
+        return f"{self.fleet_bin.rsplit('/', 1)[0]}/python"
 
     @property
     def target(self) -> str:
@@ -134,6 +152,9 @@ def systemd_bundle(loaded: LoadedConfig, options: SystemdOptions,
     options.roles.every(config)  # every role name valid, or refused before writing anything
     if jobs is None:
         jobs = timer_jobs(config)[0]
+    plugins = fleet_plugins(loaded)
+    if plugins.modules:
+        options = dataclasses.replace(options, python_path=options.plugins_dir)
     header = _header(loaded)
     units = [_bot_template(loaded, options, header), _target(loaded, options, header)]
     units += [_process_unit(loaded, options, p, header) for p in _processes(loaded, options)]
@@ -144,7 +165,13 @@ def systemd_bundle(loaded: LoadedConfig, options: SystemdOptions,
               GeneratedFile("fleet.env", _shared_env(options), 0o600, operator_edits=True),
               GeneratedFile("reader.env", _reader_env(loaded, options), 0o600,
                             operator_edits=True),
-              GeneratedFile("install.sh", install_script(loaded, options), 0o755)]
+              GeneratedFile("install.sh", install_script(loaded, options, plugins), 0o755)]
+    files += [GeneratedFile(f"plugins/{f.path}", f.content) for f in plugins.modules]
+    if plugins.packages:
+        files.append(GeneratedFile(PLUGIN_INSTALLER, plugin_install_script(
+            plugins, GENERATOR, source_name(loaded), options.python), 0o755))
+        files += [GeneratedFile(f"packages/{f.path}", f.content)
+                  for package in plugins.packages for f in package.files]
     files += [GeneratedFile(f"bots/{bot.name}.env", bot_env_file(
                   config, bot, GENERATOR, _bot_database_lines(loaded, options, bot.name)),
                             0o600, operator_edits=True) for bot in config.bots]
@@ -220,7 +247,8 @@ def _service_section(options: SystemdOptions, exec_args: str, env_files: tuple[s
         ("Group", options.user),
         ("WorkingDirectory", options.home),
         ("Environment", f"FLEET_HOME={options.home} FLEET_CONFIG={options.etc}/fleet.yaml "
-                        "FLEET_LOG_FORMAT=json PYTHONUNBUFFERED=1"),
+                        "FLEET_LOG_FORMAT=json PYTHONUNBUFFERED=1"
+                        + (f" PYTHONPATH={options.python_path}" if options.python_path else "")),
         *[("EnvironmentFile", f) for f in env_files],
         *credentials,
         ("ExecStart", f"{options.fleet_bin} {exec_args}"),
@@ -384,10 +412,12 @@ def _role_lines(loaded: LoadedConfig, options: SystemdOptions, role: str,
                           "(root's only, never here)")
 
 
-def install_script(loaded: LoadedConfig, options: SystemdOptions) -> str:
+def install_script(loaded: LoadedConfig, options: SystemdOptions,
+                   plugins: FleetPlugins | None = None) -> str:
     """Copies everything into place (never over env files the operator filled in) and says
     what to enable; DRY_RUN=1 only prints."""
     o = options
+    plugins = plugins or FleetPlugins((), ())
     bots = " ".join(b.name for b in loaded.config.bots)
     broker = any(needs_broker(b) for b in loaded.config.bots)
     enable = [o.unit(p.name) for p in _processes(loaded, options)
@@ -416,6 +446,7 @@ def install_script(loaded: LoadedConfig, options: SystemdOptions) -> str:
         "done",
         f"[ -e {o.etc}/reader.env ] || run install -m 0600 reader.env {o.etc}/reader.env",
         *install_password_files(o.db_dir, o.roles.every(loaded.config)),
+        *install_plugin_lines(plugins, o.plugins_dir, o.python),
         "run install -m 0644 units/* /etc/systemd/system/",
         "run systemctl daemon-reload",
         f'echo "Installed. Set the database in {o.etc}/fleet.env or {o.etc}/fleet.yaml; on '
@@ -428,3 +459,4 @@ def install_script(loaded: LoadedConfig, options: SystemdOptions) -> str:
         "done'",
         f'echo "  systemctl enable --now {o.target}"',
     ]) + "\n"
+

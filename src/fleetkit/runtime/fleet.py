@@ -26,10 +26,11 @@ from fleetkit.runtime.wiring import (
     bot_currency,
     database_url,
     describe_bot,
+    market_data_url,
     sandbox_catalog,
     validate_instruments,
 )
-from fleetkit.store.database import Database, open_database, upgrade_database
+from fleetkit.store.database import Database, open_database, placements, upgrade_placements
 from fleetkit.store.fleet import FleetStore
 from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.status import FleetView, fleet_view
@@ -56,11 +57,15 @@ def child_environment(loaded: LoadedConfig, db_url: str) -> dict[str, str]:
 
 
 def prepare_database(loaded: LoadedConfig, db_url: str) -> Database:
-    """Migrate (the embedded fleet owns its schema) and register every configured bot."""
-    database = open_database(db_url, require_schema=False, application_name="fleet-up")
-    before, after = upgrade_database(database)
-    if before != after:
-        log.info("database migrated", action="db.upgrade", before=before, after=after)
+    """Migrate (the embedded fleet owns its schema: every branch, in every database) and
+    register every configured bot."""
+    layout = placements(db_url, market_data_url(loaded, db_url))
+    for done in upgrade_placements(layout, home=loaded.home, application_name="fleet-up"):
+        for branch in (u for u in done.branches if u.changed):
+            log.info("database migrated", action="db.upgrade", database=done.where,
+                     branch=branch.after.branch, before=branch.before.current,
+                     after=branch.after.current)
+    database = open_database(db_url, application_name="fleet-up", home=loaded.home)
     store = FleetStore(database.engine)
     now = datetime.now(UTC)
     catalog = sandbox_catalog(loaded.config)
@@ -130,19 +135,19 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def preflight(loaded: LoadedConfig) -> None:
-    """Everything that can be wrong before anything starts: bots, instruments, the port."""
+    """What can be wrong in the config — bots, instruments, calendar overrides — found
+    before anything is written."""
     config = loaded.config
     if not config.bots:
         raise ConfigError(f"{loaded.source}: no bots configured — add some under `bots:`")
     validate_instruments(config)
     calendar_overrides(loaded)  # a bad override file stops the fleet before anything starts
-    check_port_free(config.sandbox.host, config.sandbox.port)
 
 
 def run_fleet(loaded: LoadedConfig, options: FleetOptions, stop: threading.Event) -> int:
-    """Run until stopped; returns the process exit code."""
+    """Run until stopped; returns the process exit code. The caller has run `preflight`,
+    holds the fleet home (`home_lock.hold_fleet_home`) and found the broker's port free."""
     config = loaded.config
-    preflight(loaded)
     db_url = database_url(loaded, options.db_override)
     database = prepare_database(loaded, db_url)
     watch_calendar_coverage(loaded, database.engine, datetime.now(UTC))

@@ -22,6 +22,7 @@ from fleetkit.core.errors import ConfigError, FleetError
 from fleetkit.engine.ports import Clock
 from fleetkit.runtime.calendar_watch import market_calendars
 from fleetkit.runtime.clock import WallClock
+from fleetkit.runtime.home_lock import prepare_home
 from fleetkit.runtime.logs import get_logger
 from fleetkit.runtime.outage import OutageThrottle
 from fleetkit.runtime.wiring import database_url, sandbox_catalog, sandbox_database_url
@@ -66,6 +67,8 @@ def serve_sandbox(loaded: LoadedConfig, stop: threading.Event, *, host: str | No
     host = host or settings.host
     _warn_if_exposed(host)
     faults = fault_config(loaded.config)
+    if settings.database_url is None:
+        prepare_home(loaded.home)  # the book lives there: a file or read-only home is one line
     venue = build_venue(loaded)
     # The fleet database for heartbeats: --db, FLEET_DB_URL, or the config's own database
     # (with its password file) — not a default SQLite file nobody else reads.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from fleetkit.config.commands import declare_job_kind
 from fleetkit.config.models import JobSettings
 from fleetkit.engine.ports import Clock, SessionSource
 from fleetkit.runtime.logs import get_logger
@@ -64,6 +65,7 @@ JOB_KINDS: dict[str, JobKind] = {}
 
 def register_job_kind(name: str, kind: JobKind) -> None:
     JOB_KINDS[name] = kind
+    declare_job_kind(name)  # so the config's job commands may name it
 
 
 class JobRunner(Protocol):

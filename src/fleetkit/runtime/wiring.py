@@ -28,6 +28,8 @@ from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
 from fleetkit.strategy.base import spec
 
+MARKET_DATA_DB_URL_ENV = "FLEET_MARKET_DATA_DB_URL"
+
 
 def sandbox_catalog(config: FleetConfig) -> dict[str, SandboxInstrument]:
     catalog = load_catalog()
@@ -203,6 +205,23 @@ def _require_role_url(role_password_file: str | None) -> None:
                           "holds the password of the role FLEET_DB_URL names — set it (e.g. "
                           "postgresql://fleet_bot_NAME@HOST:5432/fleet, docs/isolation.md) "
                           "rather than connect as database.url's user")
+
+
+def market_data_url(loaded: LoadedConfig, fleet_url: str, override: str | None = None) -> str:
+    """Where the market_data schema branch lives: --market-data-db, else
+    FLEET_MARKET_DATA_DB_URL, else database.market_data.url (with its password file), else
+    the fleet database at `fleet_url`. Open it with
+    `open_database(url, branches=migrate.COLLECTOR_BRANCHES)`."""
+    if override:
+        return override
+    from_env = os.environ.get(MARKET_DATA_DB_URL_ENV)
+    if from_env:
+        return from_env
+    settings = loaded.config.database.market_data
+    if settings.url:
+        return _with_password(settings.url, settings.password_file,
+                              "database.market_data.password_file")
+    return fleet_url
 
 
 def sandbox_database_url(loaded: LoadedConfig) -> str:

@@ -1,4 +1,4 @@
-"""The Strategy protocol (a signal module), what it may see, and the registry of built-ins.
+"""The Strategy protocol (a signal module), what it may see, and the registry of strategies.
 
 A strategy turns bars into signals. It keeps its indicators on itself (rebuilt after a
 restart by replaying `warmup_bars` of history) and anything that must survive a restart
@@ -19,6 +19,7 @@ from fleetkit.core.instruments import Instrument
 from fleetkit.core.market_data import Bar
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.signals import Signal
+from fleetkit.registry import Origin, Registry
 
 JSONValue = Any  # what json.dumps accepts; kept loose because strategies own their state
 
@@ -66,6 +67,9 @@ P = TypeVar("P", bound=StrategyParams)
 
 @dataclass(frozen=True, slots=True)
 class StrategySpec:
+    """A strategy as the registry knows it: its name, one line saying what it does, its
+    parameters' model and the factory building it from validated parameters."""
+
     name: str
     summary: str
     params_model: type[StrategyParams]
@@ -78,19 +82,29 @@ class StrategySpec:
         return self.params_model.model_validate(params)
 
 
-_REGISTRY: dict[str, StrategySpec] = {}
-_REGISTRY_PARAMS: dict[str, tuple[str, ...]] = {}  # params model title -> field names
+def _builtin_strategies() -> tuple[StrategySpec, ...]:
+    from fleetkit.strategy.builtin import strategies  # late: the built-ins import this module
+
+    return strategies()
+
+
+# Every strategy by name: the built-ins, a config's `plugins:` modules, and installed
+# packages' `fleetkit.strategies` entry points (looked at only for a name nothing else has).
+STRATEGIES: Registry[StrategySpec] = Registry(
+    "strategy", "strategies", "fleetkit.strategies", StrategySpec, lambda s: s.name,
+    _builtin_strategies)
 
 
 def register(name: str, summary: str, params_model: type[P]) -> Callable[[Callable[[P], Strategy]],
                                                                          Callable[[P], Strategy]]:
-    """Decorator for a factory taking the validated params model and returning a Strategy."""
+    """Decorator for a factory taking the validated params model and returning a Strategy:
+    the way a `plugins:` module registers one as it is imported. A package provides its
+    strategies through the `fleetkit.strategies` entry point instead (a function returning
+    `StrategySpec`s), and so can a `plugins:` entry written `module:function`."""
 
     def decorate(factory: Callable[[P], Strategy]) -> Callable[[P], Strategy]:
-        if name in _REGISTRY:
-            raise ValueError(f"strategy {name!r} registered twice")
-        _REGISTRY[name] = StrategySpec(name, summary, params_model, factory)
-        _REGISTRY_PARAMS[params_model.__name__] = tuple(params_model.model_fields)
+        STRATEGIES.add(StrategySpec(name, summary, params_model, factory),
+                       Origin("module", factory.__module__))
         return factory
 
     return decorate
@@ -98,23 +112,18 @@ def register(name: str, summary: str, params_model: type[P]) -> Callable[[Callab
 
 def unregister(name: str) -> None:
     """Remove a strategy (tests that register a throwaway one clean up with this)."""
-    removed = _REGISTRY.pop(name, None)
-    if removed is not None:
-        _REGISTRY_PARAMS.pop(removed.params_model.__name__, None)
+    STRATEGIES.remove(name)
 
 
 def registered() -> dict[str, StrategySpec]:
-    _load_builtins()
-    return dict(_REGISTRY)
+    """Every strategy, installed packages' included (see `STRATEGIES.problems()` for any
+    that failed to load)."""
+    return {name: entry.item for name, entry in STRATEGIES.entries().items()}
 
 
 def spec(name: str) -> StrategySpec:
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown strategy {name!r}; built-in strategies: {known}") from None
+    """The strategy called `name`; UnknownName (a KeyError) naming the known ones."""
+    return STRATEGIES.get(name)
 
 
 def build_strategy(name: str, params: dict[str, JSONValue]) -> Strategy:
@@ -123,7 +132,9 @@ def build_strategy(name: str, params: dict[str, JSONValue]) -> Strategy:
 
 def describe_params_error(exc: ValidationError) -> str:
     """One line per problem, naming the parameter and (for typos) the known ones."""
-    known = ", ".join(sorted((exc.title and _REGISTRY_PARAMS.get(exc.title, ())) or ()))
+    models = (e.item.params_model for e in STRATEGIES.loaded().values())
+    fields = next((tuple(m.model_fields) for m in models if m.__name__ == exc.title), ())
+    known = ", ".join(sorted(fields))
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
@@ -133,8 +144,3 @@ def describe_params_error(exc: ValidationError) -> str:
             message = str(err["msg"]).removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
-
-
-def _load_builtins() -> None:
-    # Imported for their @register side effect; late so this module has no import cycle.
-    from fleetkit.strategy import builtin  # noqa: F401

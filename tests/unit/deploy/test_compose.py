@@ -174,9 +174,8 @@ def test_every_process_runs_a_real_command_and_only_those_turned_off_have_a_prof
         demo: LoadedConfig) -> None:
     import typer.main
 
-    from fleetkit.cli.app import _register, app
+    from fleetkit.cli.app import app
 
-    _register()
     group: Any = typer.main.get_command(app)
 
     def exists(args: tuple[str, ...]) -> bool:

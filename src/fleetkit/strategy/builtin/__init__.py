@@ -1,5 +1,10 @@
-"""Built-in signal modules; importing this package registers them."""
+"""Built-in signal modules, handed to the strategy registry by `strategies()`."""
 
+from __future__ import annotations
+
+from fleetkit.strategy.base import StrategySpec
 from fleetkit.strategy.builtin import buy_and_hold, donchian_breakout, rsi_reversion, sma_cross
 
-__all__ = ["buy_and_hold", "donchian_breakout", "rsi_reversion", "sma_cross"]
+
+def strategies() -> tuple[StrategySpec, ...]:
+    return (buy_and_hold.SPEC, donchian_breakout.SPEC, rsi_reversion.SPEC, sma_cross.SPEC)

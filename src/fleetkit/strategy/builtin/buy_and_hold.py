@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from fleetkit.core.market_data import Bar
 from fleetkit.core.signals import Signal, SignalLevel
-from fleetkit.strategy.base import StrategyContext, StrategyParams, register
+from fleetkit.strategy.base import StrategyContext, StrategyParams, StrategySpec
 
 _HOLD = Signal.at(SignalLevel.HOLD)
 
@@ -46,6 +46,8 @@ class BuyAndHold:
         return self._entry
 
 
-@register("buy_and_hold", "Buy once and hold", BuyAndHoldParams)
 def build(params: BuyAndHoldParams) -> BuyAndHold:
     return BuyAndHold(params)
+
+
+SPEC = StrategySpec("buy_and_hold", "Buy once and hold", BuyAndHoldParams, build)

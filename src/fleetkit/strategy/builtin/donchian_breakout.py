@@ -8,7 +8,7 @@ from pydantic import Field
 
 from fleetkit.core.market_data import Bar
 from fleetkit.core.signals import Signal, SignalLevel
-from fleetkit.strategy.base import StrategyContext, StrategyParams, register
+from fleetkit.strategy.base import StrategyContext, StrategyParams, StrategySpec
 from fleetkit.strategy.indicators import RollingExtremes
 
 
@@ -48,6 +48,9 @@ class DonchianBreakout:
         return None
 
 
-@register("donchian_breakout", "Donchian channel breakout (trend following)", DonchianParams)
 def build(params: DonchianParams) -> DonchianBreakout:
     return DonchianBreakout(params)
+
+
+SPEC = StrategySpec("donchian_breakout", "Donchian channel breakout (trend following)",
+                    DonchianParams, build)

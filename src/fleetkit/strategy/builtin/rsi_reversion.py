@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from fleetkit.core.market_data import Bar
 from fleetkit.core.signals import Signal, SignalLevel
-from fleetkit.strategy.base import StrategyContext, StrategyParams, register
+from fleetkit.strategy.base import StrategyContext, StrategyParams, StrategySpec
 from fleetkit.strategy.indicators import RelativeStrengthIndex
 
 
@@ -47,6 +47,9 @@ class RsiReversion:
         return None
 
 
-@register("rsi_reversion", "RSI mean reversion: buy oversold, exit overbought", RsiReversionParams)
 def build(params: RsiReversionParams) -> RsiReversion:
     return RsiReversion(params)
+
+
+SPEC = StrategySpec("rsi_reversion", "RSI mean reversion: buy oversold, exit overbought",
+                    RsiReversionParams, build)

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from fleetkit.core.market_data import Bar
 from fleetkit.core.signals import Signal, SignalLevel
-from fleetkit.strategy.base import StrategyContext, StrategyParams, register
+from fleetkit.strategy.base import StrategyContext, StrategyParams, StrategySpec
 from fleetkit.strategy.indicators import SimpleMovingAverage
 
 _LONG = Signal.at(SignalLevel.STRONG_BUY, "fast SMA above slow")
@@ -47,6 +47,9 @@ class SmaCross:
         return _LONG if fast > slow else _SHORT
 
 
-@register("sma_cross", "SMA crossover: long while fast SMA > slow SMA", SmaCrossParams)
 def build(params: SmaCrossParams) -> SmaCross:
     return SmaCross(params)
+
+
+SPEC = StrategySpec("sma_cross", "SMA crossover: long while fast SMA > slow SMA",
+                    SmaCrossParams, build)

@@ -14,7 +14,8 @@ import fleetkit.sqlutil.types
 
 revision = '0001'
 down_revision = None
-branch_labels = None
+# The trading branch: everything a bot uses (store.migrate.BRANCHES).
+branch_labels = ('trading',)
 depends_on = None
 
 
