@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from fleetkit.core.controls import HaltSource
 from fleetkit.core.ledger import (
@@ -20,6 +20,7 @@ from fleetkit.core.ledger import (
     order_after_fill,
 )
 from fleetkit.core.orders import Fill, Order
+from fleetkit.sqlutil.batch import WriteBatch
 from fleetkit.store import statements as sql
 from fleetkit.store.controls import halt_unless_halted, read_controls
 from fleetkit.store.rows import fill_from_row, insert_event, order_from_row
@@ -29,14 +30,20 @@ DUPLICATE = "duplicate"
 
 def apply_one_fill(conn: Connection, bot_id: int, fill: Fill, now: datetime,
                     order: Order | None, checks: FillChecks, *,
-                    write_order: bool = True) -> Order | str:
+                    write_order: bool = True, batch: WriteBatch | None = None) -> Order | str:
     """Apply one fill: the order after it, DUPLICATE if seen before, else why refused.
 
     A refused fill, or one seen before with other contents, halts the bot in this same
     transaction: the broker now says something we will not believe.
     `order` is the fill's order when the caller already holds it (an answer to a submit);
     `write_order=False` leaves writing the order's progress to the caller (once, at the end).
+    `batch`: the writes an applied fill makes (its position, its event and notification,
+    the order's progress) are added to it, to go with the caller's next writes in one
+    statement (sqlutil.batch); anything it holds is flushed first, as this reads.
     """
+    own_batch = batch is None
+    writes = WriteBatch() if batch is None else batch
+    writes.flush(conn)
     if order is None or order.client_order_id != fill.client_order_id:
         row = conn.execute(sql.ORDER_BY_CID, {"b_cid": fill.client_order_id,
                                               "b_bot": bot_id}).first()
@@ -57,25 +64,42 @@ def apply_one_fill(conn: Connection, bot_id: int, fill: Fill, now: datetime,
         _distrust_broker(conn, bot_id, "fill.refused",
                          f"refused broker fill {fill.broker_fill_id}: {why}", fill, now)
         return why
-    inserted = conn.execute(sql.insert_fill_once(conn), {
-        "bot_id": bot_id, "order_id": order.id, "broker_fill_id": fill.broker_fill_id,
-        "instrument": fill.instrument, "side": fill.side.value, "quantity": fill.quantity,
-        "price": fill.price, "fee": fill.fee, "ts": fill.ts, "created_at": now}).first()
-    if inserted is None:
+    inserted, position = _insert_reading_position(conn, bot_id, order.id, fill, now)
+    if not inserted:  # the fill id is known: look at what was stored (only now)
         stored = _stored_fill(conn, bot_id, fill.broker_fill_id)
         return DUPLICATE if stored is None else _repeated_fill(conn, bot_id, stored, fill, now)
     updated = order_after_fill(order, fill, now)
     if write_order:
-        conn.execute(sql.SET_ORDER_PROGRESS, {
+        writes.add(conn, (sql.SET_ORDER_PROGRESS,), {
             "b_id": order.id, "b_filled": updated.filled_quantity,
             "b_average": updated.average_fill_price, "b_status": updated.status.value,
             "b_broker_id": order.broker_order_id, "b_reason": order.reason, "b_now": now})
-    _move_position(conn, bot_id, fill, now)
+    _move_position(conn, writes, bot_id, fill, position, now)
     insert_event(conn, bot_id=bot_id, kind="order.fill", now=now,
                  message=f"{fill.side} {fill.quantity} {fill.instrument} @ {fill.price}",
                  data={"client_order_id": fill.client_order_id, "price": fill.price,
-                       "quantity": fill.quantity, "fee": fill.fee, "side": fill.side})
+                       "quantity": fill.quantity, "fee": fill.fee, "side": fill.side},
+                 batch=writes)
+    if own_batch:
+        writes.flush(conn)
     return updated
+
+
+def _insert_reading_position(conn: Connection, bot_id: int, order_id: int, fill: Fill,
+                             now: datetime) -> tuple[bool, Row[Any] | None]:
+    """Insert the fill unless its id is known; whether it was, and (if it was) the row of
+    the position it moves, as it stands (None: no row yet). One statement on PostgreSQL."""
+    params = sql.bound("f_", {
+        "bot_id": bot_id, "order_id": order_id, "broker_fill_id": fill.broker_fill_id,
+        "instrument": fill.instrument, "side": fill.side.value, "quantity": fill.quantity,
+        "price": fill.price, "fee": fill.fee, "ts": fill.ts, "created_at": now})
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(sql.INSERT_FILL_READ_POSITION_PG, params).one()
+        # quantity is NOT NULL in a position row: NULL here is the outer join finding none
+        return row.fill_id is not None, (row if row.quantity is not None else None)
+    if conn.execute(sql.INSERT_FILL_ONCE_SQLITE, params).first() is None:
+        return False, None
+    return True, conn.execute(sql.POSITION_OF_FILL, params).first()
 
 
 def _repeated_fill(conn: Connection, bot_id: int, stored: Fill, fill: Fill,
@@ -120,8 +144,8 @@ def _stored_fill(conn: Connection, bot_id: int, broker_fill_id: str) -> Fill | N
     return None if row is None else fill_from_row(row, row._mapping["client_order_id"])
 
 
-def _move_position(conn: Connection, bot_id: int, fill: Fill, now: datetime) -> None:
-    row = conn.execute(sql.POSITION, {"b_bot": bot_id, "b_instrument": fill.instrument}).first()
+def _move_position(conn: Connection, writes: WriteBatch, bot_id: int, fill: Fill,
+                   row: Row[Any] | None, now: datetime) -> None:
     if row is None:
         current = Position(fill.instrument)
         mark_price, mark_ts = fill.price, fill.ts
@@ -131,9 +155,7 @@ def _move_position(conn: Connection, bot_id: int, fill: Fill, now: datetime) -> 
                            m["realized_pnl"], m["fees"])
         mark_price, mark_ts = m["mark_price"], m["mark_ts"]
     moved = apply_fill(current, fill)
-    conn.execute(sql.upsert_position(conn), {
+    writes.add(conn, (sql.upsert_position(conn),), sql.bound("p_", {
         "bot_id": bot_id, "instrument": fill.instrument, "quantity": moved.quantity,
         "average_price": moved.average_price, "realized_pnl": moved.realized_pnl,
-        "fees": moved.fees, "mark_price": mark_price, "mark_ts": mark_ts, "updated_at": now})
-
-
+        "fees": moved.fees, "mark_price": mark_price, "mark_ts": mark_ts, "updated_at": now}))

@@ -3,16 +3,16 @@ every event written in the transaction of the change it describes."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from uuid import uuid4
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
-from fleetkit.core.controls import Controls, HaltSource, TradingState
+from fleetkit.core.controls import Control, Controls, HaltSource, TradingState
 from fleetkit.core.errors import BadBrokerReplyError
 from fleetkit.core.ledger import (
     DEFAULT_FILL_CHECKS,
@@ -38,20 +38,17 @@ from fleetkit.engine.ports import (
     SignalRecord,
 )
 from fleetkit.risk.rails import Decision, HaltScope
+from fleetkit.sqlutil.batch import WriteBatch
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
 from fleetkit.sqlutil.upsert import upsert
 from fleetkit.store import statements as sql
 from fleetkit.store.broker_fills import DUPLICATE, apply_one_fill
 from fleetkit.store.controls import halt_unless_halted, read_controls, write_control
-from fleetkit.store.order_ids import (
-    CLAIM_ATTEMPTS,
-    COLLISION_KIND,
-    ClientOrderIdCollisionError,
-    claim_client_order_id,
-    collisions_exhausted,
-)
+from fleetkit.store.order_ids import COLLISION_KIND, ClientOrderIdCollisionError, write_ahead
 from fleetkit.store.rows import (
+    control_from_values,
     insert_event,
+    insert_signal,
     jsonable,
     order_from_row,
 )
@@ -109,50 +106,32 @@ class SqlLedger:
     def write_ahead(self, bot_id: int, intent: OrderIntent, signal_id: int | None,
                     now: datetime) -> Order:
         with write_transaction(self._engine) as conn:
-            return self._write_ahead(conn, bot_id, intent, signal_id, now)
+            return write_ahead(conn, bot_id, self._tag, intent, now, signal_id=signal_id)[0]
 
     def admit(self, bot_id: int, intent: OrderIntent, signal: SignalRecord | None,
               usd_per_unit: Decimal, now: datetime,
               decide: Callable[[RiskInputs], Decision]) -> Admission:
+        """One transaction, committed before the order can be sent: the kill switches and
+        everything else the rails judge by read fresh (one statement), the decision, and
+        the signal with the denial or with the write-ahead order row (one statement on
+        PostgreSQL)."""
         try:
             with write_transaction(self._engine) as conn:
                 decision = decide(_risk_inputs(conn, bot_id, intent.instrument, usd_per_unit,
                                                now))
-                signal_id = None if signal is None else _insert_signal(conn, bot_id, signal,
-                                                                       now)
                 if not decision.allowed:
+                    signal_id = None if signal is None else insert_signal(conn, bot_id,
+                                                                          signal, now)
                     _record_denial(conn, bot_id, intent, decision, now)
                     return Admission(decision, None, signal_id)
-                return Admission(decision, self._write_ahead(conn, bot_id, intent, signal_id,
-                                                             now), signal_id)
+                order, signal_id = write_ahead(conn, bot_id, self._tag, intent, now,
+                                               signal=signal)
+                return Admission(decision, order, signal_id)
         except ClientOrderIdCollisionError as exc:
             # The admission rolled back with its collision events: say it where it stays.
             self.record_event(bot_id, Event(COLLISION_KIND, str(exc), "critical",
                                             "client_order_id"), now)
             raise
-
-    def _write_ahead(self, conn: Connection, bot_id: int, intent: OrderIntent,
-                     signal_id: int | None, now: datetime) -> Order:
-        for _ in range(CLAIM_ATTEMPTS):
-            order_id: int = conn.execute(sql.INSERT_ORDER, {
-                "bot_id": bot_id, "client_order_id": f"wa-{uuid4().hex}",
-                "broker_order_id": None, "instrument": intent.instrument,
-                "side": intent.side.value, "order_type": intent.order_type.value,
-                "quantity": intent.quantity, "limit_price": intent.limit_price,
-                "reference_price": intent.reference_price,
-                "status": OrderStatus.PENDING.value, "filled_quantity": ZERO,
-                "average_fill_price": None, "reason": intent.reason, "signal_id": signal_id,
-                "created_at": now, "updated_at": now}).scalar_one()
-            # Derived from the row id, so it exists only once the row does: the id a broker
-            # will see is durable before the order can possibly be sent. Taken already
-            # (someone squatted it)? That row is rejected and recorded; take the next.
-            client_order_id = f"fk{self._tag}-{bot_id}-{order_id}"
-            if claim_client_order_id(conn, bot_id, order_id, client_order_id, now):
-                return Order(order_id, bot_id, client_order_id, intent.instrument,
-                             intent.side, intent.order_type, intent.quantity,
-                             intent.limit_price, OrderStatus.PENDING, ZERO, None, None, now,
-                             now, intent.reason, intent.reference_price)
-        raise collisions_exhausted(bot_id)
 
     def record_report(self, bot_id: int, order: Order, report: OrderReport,
                       now: datetime, *, checks: FillChecks = DEFAULT_FILL_CHECKS) -> Order:
@@ -161,24 +140,28 @@ class SqlLedger:
             raise BadBrokerReplyError(mismatch)
         with write_transaction(self._engine) as conn:
             # The caller read or wrote this order just now and is the only process writing
-            # this bot's rows (its lease), so no re-read is needed here.
+            # this bot's rows (its lease), so no re-read is needed here. A fill's writes
+            # (position, event, notification) wait in `writes` to go with the order's
+            # progress: on PostgreSQL one statement after each fill's insert.
+            writes = WriteBatch()
             current = order
             for fill in report.fills:
                 outcome = apply_one_fill(conn, bot_id, fill, now, current, checks,
-                                          write_order=False)
+                                         write_order=False, batch=writes)
                 if isinstance(outcome, Order):
                     current = outcome
             status = status_from_report(current.status, report.status, current.filled_quantity,
                                         current.quantity)
             reason = report.reason or current.reason
-            conn.execute(sql.SET_ORDER_PROGRESS, {
+            writes.add(conn, (sql.SET_ORDER_PROGRESS,), {
                 "b_id": order.id, "b_filled": current.filled_quantity,
                 "b_average": current.average_fill_price, "b_status": status.value,
                 "b_broker_id": report.broker_order_id, "b_reason": reason, "b_now": now})
             if status is OrderStatus.REJECTED:
                 insert_event(conn, bot_id=bot_id, kind="order.rejected", severity="warning",
                              message=f"{order.client_order_id} rejected: {reason}", now=now,
-                             data={"client_order_id": order.client_order_id})
+                             data={"client_order_id": order.client_order_id}, batch=writes)
+            writes.flush(conn)
             return Order(current.id, bot_id, current.client_order_id, current.instrument,
                          current.side, current.order_type, current.quantity,
                          current.limit_price, status, current.filled_quantity,
@@ -263,12 +246,12 @@ class SqlLedger:
             m = row._mapping if row is not None else None
             before_qty = m["quantity"] if m else ZERO
             before_avg = m["average_price"] if m else ZERO
-            conn.execute(sql.upsert_position(conn), {
+            conn.execute(sql.upsert_position(conn), sql.bound("p_", {
                 "bot_id": bot_id, "instrument": instrument, "quantity": quantity,
                 "average_price": average_price if quantity != ZERO else ZERO,
                 "realized_pnl": m["realized_pnl"] if m else ZERO,
                 "fees": m["fees"] if m else ZERO, "mark_price": m["mark_price"] if m else None,
-                "mark_ts": m["mark_ts"] if m else None, "updated_at": now})
+                "mark_ts": m["mark_ts"] if m else None, "updated_at": now}))
             conn.execute(insert(position_adjustments).values(
                 bot_id=bot_id, instrument=instrument, quantity_before=before_qty,
                 quantity_after=quantity, average_price_before=before_avg,
@@ -317,7 +300,7 @@ class SqlLedger:
     def record_signal(self, bot_id: int, instrument: str, bar_ts: datetime, signal: Signal,
                       now: datetime) -> int | None:
         with write_transaction(self._engine) as conn:
-            return _insert_signal(conn, bot_id, SignalRecord(instrument, bar_ts, signal), now)
+            return insert_signal(conn, bot_id, SignalRecord(instrument, bar_ts, signal), now)
 
     # --- state ------------------------------------------------------------------------
 
@@ -411,16 +394,6 @@ def _record_denial(conn: Connection, bot_id: int, intent: OrderIntent, decision:
                        "risk", now)
 
 
-def _insert_signal(conn: Connection, bot_id: int, record: SignalRecord, now: datetime) -> int:
-    signal = record.signal
-    signal_id: int = conn.execute(sql.INSERT_SIGNAL, {
-        "bot_id": bot_id, "instrument": record.instrument, "bar_ts": record.bar_ts,
-        "level": None if signal.level is None else int(signal.level),
-        "target_quantity": signal.target_quantity, "note": signal.note, "created_at": now,
-    }).scalar_one()
-    return signal_id
-
-
 def _marked_positions(conn: Connection, bot_id: int) -> list[tuple[Position, Decimal | None]]:
     result = []
     for row in conn.execute(sql.POSITIONS, {"b_bot": bot_id}):
@@ -430,39 +403,35 @@ def _marked_positions(conn: Connection, bot_id: int) -> list[tuple[Position, Dec
     return result
 
 
-def _open_sides(conn: Connection, bot_id: int, instrument: str) -> tuple[Decimal, Decimal]:
-    """Remaining quantity of open buys and of open sells (both >= 0)."""
-    buys = sells = ZERO
-    for side, quantity, filled in conn.execute(sql.OPEN_IN_INSTRUMENT,
-                                               {"b_bot": bot_id, "b_instrument": instrument}):
-        remaining = max(quantity - filled, ZERO)
-        if side == "buy":
-            buys += remaining
-        else:
-            sells += remaining
-    return buys, sells
-
-
 def _risk_inputs(conn: Connection, bot_id: int, instrument: str, usd_per_unit: Decimal,
                  now: datetime) -> RiskInputs:
+    """Everything the rails judge by, read fresh in one statement (sql.ADMISSION_READS)."""
     day = utc_day(now)
-    controls = read_controls(conn, bot_id)
-    held = _marked_positions(conn, bot_id)
+    rows: defaultdict[str, list[Row[Any]]] = defaultdict(list)
+    for row in conn.execute(sql.ADMISSION_READS[conn.dialect.name],
+                            {"b_bot": bot_id, "b_instrument": instrument, "b_day": day}):
+        rows[row.kind].append(row)
+    controls = Controls(_switch(rows["fleet"]), _switch(rows["bot"]))
+    held = [(Position(r.t0, r.n0, r.n1, r.n2, r.n3), r.n4) for r in rows["position"]]
     position = next((p.quantity for p, _ in held if p.instrument == instrument), ZERO)
-    open_buys, open_sells = _open_sides(conn, bot_id, instrument)
+    # Remaining quantity of open buys and of open sells (both >= 0).
+    open_buys = sum((max(r.n0 - r.n1, ZERO) for r in rows["open"] if r.t0 == "buy"), ZERO)
+    open_sells = sum((max(r.n0 - r.n1, ZERO) for r in rows["open"] if r.t0 != "buy"), ZERO)
     net = pnl_totals(held).net
     own_daily = net * usd_per_unit  # a bot never marked before started today at zero
     own_stored = ZERO  # this bot's share of the fleet total as of its last mark
-    row = conn.execute(sql.BOT_PNL, {"b_bot": bot_id}).first()
-    if row is not None:
-        m = row._mapping
-        own_daily = (net - day_start_value(m["day"], m["day_start_net"], _row_net(m), day)
-                     ) * usd_per_unit
-        if m["day"] == day:
-            own_stored = m["daily_usd"]
-    others = sql.fleet_daily_usd(conn, day) - own_stored
+    for r in rows["bot_pnl"]:  # day, day_start_net, realized, unrealized, fees, daily_usd
+        own_daily = (net - day_start_value(r.t0, r.n0, r.n1 + r.n2 - r.n3, day)) * usd_per_unit
+        if r.t0 == day:
+            own_stored = r.n4
+    others = sum((r.n0 for r in rows["fleet_pnl"]), ZERO) - own_stored
     return RiskInputs(controls, position, open_buys - open_sells, own_daily, others + own_daily,
                       open_buys, open_sells)
+
+
+def _switch(rows: list[Row[Any]]) -> Control:
+    """A kill switch from its row (state, reason, source); no row: active."""
+    return control_from_values(rows[0].t0, rows[0].t1, rows[0].t2) if rows else Control()
 
 
 def _store_cursor(conn: Connection, bot_id: int, cursor: str | None, now: datetime) -> None:

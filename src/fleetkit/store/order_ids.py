@@ -1,24 +1,32 @@
-"""Claiming a write-ahead order's client order id, and surviving one that is already taken.
+"""The write-ahead order row and its client order id, and surviving an id already taken.
 
-A client order id is `fk<fleet tag>-<bot id>-<orders row id>`, unique in the database. It
-can only be taken already if something wrote it there on purpose: on PostgreSQL the owner
-(migration 0011 refuses it from a bot's role), on SQLite any process that can write the file.
-A bot that crashed on the unique constraint would crash again at every restart, so the
-collision is recorded, loudly, and the order goes out under a fresh row's id instead.
+A client order id is `fk<fleet tag>-<bot id>-<orders row id>`, unique in the database. The
+INSERT that writes the row draws its id and derives the client order id from it in the same
+statement (store/statements.py), so the id a broker will see is durable before the order
+can possibly be sent — one statement, no placeholder to update, no savepoint.
+
+The id can only be taken already if something wrote it there on purpose: on PostgreSQL the
+owner (migration 0011 refuses it from a bot's role), on SQLite any process that can write
+the file. A bot that crashed on the unique constraint would crash again at every restart, so
+the INSERT does nothing on that conflict (ON CONFLICT DO NOTHING: the transaction stays
+usable) and the collision is recorded, loudly — a rejected row holding the id drawn, never
+sent, and a critical event — and the order goes out under the next id instead.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+from uuid import uuid4
 
-from sqlalchemy import Connection, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection
 
 from fleetkit.core.errors import FleetError
-from fleetkit.core.orders import OrderStatus
+from fleetkit.core.numbers import ZERO
+from fleetkit.core.orders import Order, OrderIntent, OrderStatus
+from fleetkit.engine.ports import SignalRecord
 from fleetkit.store import statements as sql
-from fleetkit.store.rows import insert_event
-from fleetkit.store.schema import orders
+from fleetkit.store.rows import insert_event, insert_signal, signal_values
 
 # Each try burns one orders row; more than a few collisions in a row is someone squatting
 # ids on purpose, and no longer something to trade through.
@@ -31,30 +39,76 @@ class ClientOrderIdCollisionError(FleetError):
     someone is writing rows into the fleet database. Stop and find out who."""
 
 
-def claim_client_order_id(conn: Connection, bot_id: int, order_id: int, client_order_id: str,
-                          now: datetime) -> bool:
-    """Give write-ahead row `order_id` its real client order id, on `conn` (the caller's
-    transaction). False when another row already holds it: then this row is rejected, with a
-    reason naming the collision, and a critical `order.id_collision` event (and its alert)
-    is recorded — the caller tries again with a fresh row."""
-    try:
-        # A savepoint: the unique violation undoes only this UPDATE, and on PostgreSQL the
-        # transaction stays usable for the rejection and the event below.
-        with conn.begin_nested():
-            conn.execute(sql.SET_CLIENT_ORDER_ID, {"b_id": order_id, "b_cid": client_order_id})
-    except IntegrityError:
-        reason = (f"client order id {client_order_id} is already taken by another orders row; "
-                  "this row was never sent")
-        conn.execute(update(orders).where(orders.c.id == order_id).values(
-            status=OrderStatus.REJECTED.value, reason=reason, updated_at=now))
-        insert_event(conn, bot_id=bot_id, kind=COLLISION_KIND, severity="critical",
-                     code="client_order_id", now=now,
-                     message=f"client order id {client_order_id} was already taken by another "
-                             f"row of the orders table (written there by something other than "
-                             f"this bot): order row {order_id} rejected, retrying under a new id",
-                     data={"order_id": order_id, "client_order_id": client_order_id})
-        return False
-    return True
+def write_ahead(conn: Connection, bot_id: int, fleet_tag: str, intent: OrderIntent,
+                now: datetime, *, signal: SignalRecord | None = None,
+                signal_id: int | None = None) -> tuple[Order, int | None]:
+    """Write the PENDING row of `intent` under its real client order id on `conn` (the
+    caller's transaction); the order and the signal's id. `signal` is written too (on
+    PostgreSQL in the same statement); `signal_id` names one written already.
+
+    Raises ClientOrderIdCollisionError after CLAIM_ATTEMPTS ids in a row were taken."""
+    values = _pending_row(bot_id, intent, now)
+    values["b_cid_prefix"] = prefix = f"fk{fleet_tag}-{bot_id}-"
+    for _ in range(CLAIM_ATTEMPTS):
+        if conn.dialect.name == "postgresql":
+            if signal is not None and signal_id is None:
+                row = conn.execute(sql.WRITE_AHEAD_PG_WITH_SIGNAL,
+                                   {**values, **sql.bound("s_", signal_values(
+                                       bot_id, signal, now))}).one()
+            else:
+                row = conn.execute(sql.WRITE_AHEAD_PG, {**values, "b_signal_id": signal_id}
+                                   ).one()
+            order_id, signal_id, claimed = row.order_id, row.signal_id, row.claimed
+        else:
+            if signal is not None and signal_id is None:
+                signal_id = insert_signal(conn, bot_id, signal, now)
+            order_id = conn.execute(sql.WRITE_AHEAD_SQLITE,
+                                    {**values, "b_signal_id": signal_id}).scalar()
+            claimed = order_id is not None
+            if order_id is None:  # the id it drew: nothing was written since
+                order_id = conn.execute(sql.NEXT_ORDER_ID_SQLITE).scalar_one()
+        if claimed:
+            return Order(order_id, bot_id, f"{prefix}{order_id}", intent.instrument,
+                         intent.side, intent.order_type, intent.quantity, intent.limit_price,
+                         OrderStatus.PENDING, ZERO, None, None, now, now, intent.reason,
+                         intent.reference_price), signal_id
+        _record_collision(conn, bot_id, order_id, f"{prefix}{order_id}", intent, signal_id,
+                          now)
+    raise collisions_exhausted(bot_id)
+
+
+def _pending_row(bot_id: int, intent: OrderIntent, now: datetime) -> dict[str, Any]:
+    return sql.bound("b_", {
+        "bot_id": bot_id, "broker_order_id": None, "instrument": intent.instrument,
+        "side": intent.side.value, "order_type": intent.order_type.value,
+        "quantity": intent.quantity, "limit_price": intent.limit_price,
+        "reference_price": intent.reference_price, "status": OrderStatus.PENDING.value,
+        "filled_quantity": ZERO, "average_fill_price": None, "reason": intent.reason,
+        "created_at": now, "updated_at": now})
+
+
+def _record_collision(conn: Connection, bot_id: int, order_id: int, client_order_id: str,
+                      intent: OrderIntent, signal_id: int | None, now: datetime) -> None:
+    """The id drawn is kept by a rejected row with a placeholder client order id (it was
+    never sent under any id), and a critical `order.id_collision` event (and its alert)
+    says whose it was. On PostgreSQL the row takes the id the sequence just gave this
+    session, as a bot's role must (migration 0011)."""
+    reason = (f"client order id {client_order_id} is already taken by another orders row; "
+              "this row was never sent")
+    conn.execute(sql.INSERT_ORDER, {
+        "id": order_id, "bot_id": bot_id, "client_order_id": f"wa-{uuid4().hex}",
+        "broker_order_id": None, "instrument": intent.instrument, "side": intent.side.value,
+        "order_type": intent.order_type.value, "quantity": intent.quantity,
+        "limit_price": intent.limit_price, "reference_price": intent.reference_price,
+        "status": OrderStatus.REJECTED.value, "filled_quantity": ZERO,
+        "average_fill_price": None, "reason": reason, "signal_id": signal_id,
+        "created_at": now, "updated_at": now})
+    insert_event(conn, bot_id=bot_id, kind=COLLISION_KIND, severity="critical",
+                 code="client_order_id", now=now,
+                 message=f"client order id {client_order_id} was already taken by another "
+                         f"row of the orders table (written there by something other than "
+                         f"this bot): order row {order_id} rejected, retrying under a new id",
+                 data={"order_id": order_id, "client_order_id": client_order_id})
 
 
 def collisions_exhausted(bot_id: int) -> ClientOrderIdCollisionError:

@@ -8,15 +8,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert
+from sqlalchemy import Connection, Row
+from sqlalchemy.sql.dml import UpdateBase
 
 from fleetkit.core.alerts import Severity, concern_for, severity_of
 from fleetkit.core.controls import Control, HaltSource, TradingState
 from fleetkit.core.ledger import Position
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Fill, Order, OrderStatus, OrderType, Side
+from fleetkit.engine.ports import SignalRecord
+from fleetkit.sqlutil.batch import WriteBatch, run_together
 from fleetkit.sqlutil.upsert import insert_if_absent
-from fleetkit.store.schema import events, outbox
+from fleetkit.store.schema import outbox
+from fleetkit.store.statements import INSERT_ALERT, INSERT_EVENT, INSERT_SIGNAL, bound
 
 
 def order_from_row(row: Row[Any]) -> Order:
@@ -57,23 +61,57 @@ def control_from_row(row: Row[Any] | None) -> Control:
     if row is None:
         return Control()
     m = row._mapping
-    source = HaltSource(m["source"]) if m["source"] else None
-    return Control(TradingState(m["state"]), m["reason"], source)
+    return control_from_values(m["state"], m["reason"], m["source"])
+
+
+def control_from_values(state: str, reason: str, source: str | None) -> Control:
+    return Control(TradingState(state), reason, HaltSource(source) if source else None)
+
+
+def signal_values(bot_id: int, record: SignalRecord, now: datetime) -> dict[str, Any]:
+    signal = record.signal
+    return {"bot_id": bot_id, "instrument": record.instrument, "bar_ts": record.bar_ts,
+            "level": None if signal.level is None else int(signal.level),
+            "target_quantity": signal.target_quantity, "note": signal.note, "created_at": now}
+
+
+def insert_signal(conn: Connection, bot_id: int, record: SignalRecord, now: datetime) -> int:
+    signal_id: int = conn.execute(INSERT_SIGNAL, signal_values(bot_id, record, now)
+                                  ).scalar_one()
+    return signal_id
 
 
 def insert_event(conn: Connection, *, bot_id: int | None, kind: str, message: str, now: datetime,
                  severity: str = "info", code: str | None = None,
-                 data: Mapping[str, Any] | None = None, actor: str | None = None) -> None:
+                 data: Mapping[str, Any] | None = None, actor: str | None = None,
+                 batch: WriteBatch | None = None) -> None:
     """Write an audit event on `conn`, i.e. inside the caller's transaction, and, when its
-    kind is news to someone (core.alerts), the notification of it: both or neither."""
-    conn.execute(insert(events).values(
-        bot_id=bot_id, kind=kind, severity=severity, code=code, message=message,
-        data=jsonable(data or {}), actor=actor, created_at=now))
+    kind is news to someone (core.alerts), the notification of it: both or neither (on
+    PostgreSQL in one statement). With `batch`, they are added to it instead, to go with
+    the transaction's other writes at its next flush."""
+    statements, params = event_writes(bot_id=bot_id, kind=kind, message=message, now=now,
+                                      severity=severity, code=code, data=data, actor=actor)
+    if batch is None:
+        run_together(conn, statements, params)
+    else:
+        batch.add(conn, statements, params)
+
+
+def event_writes(*, bot_id: int | None, kind: str, message: str, now: datetime,
+                 severity: str = "info", code: str | None = None,
+                 data: Mapping[str, Any] | None = None, actor: str | None = None
+                 ) -> tuple[tuple[UpdateBase, ...], dict[str, Any]]:
+    """The INSERTs an event takes (its notification too, when it is news) and their binds."""
+    params = bound("e_", {"bot_id": bot_id, "kind": kind, "severity": severity, "code": code,
+                          "message": message, "data": jsonable(data or {}), "actor": actor,
+                          "created_at": now})
     concern = concern_for(kind)
-    if concern is not None:
-        enqueue_notification(conn, bot_id=bot_id, kind=kind, concern=concern.value,
-                             severity=severity, text=message, now=now,
-                             collapse_key=collapse_key(kind, bot_id, severity, code, message))
+    if concern is None:
+        return (INSERT_EVENT,), params
+    params.update(bound("a_", _notification(
+        bot_id=bot_id, kind=kind, concern=concern.value, severity=severity, text=message,
+        now=now, collapse_key=collapse_key(kind, bot_id, severity, code, message))))
+    return (INSERT_EVENT, INSERT_ALERT), params
 
 
 def collapse_key(kind: str, bot_id: int | None, severity: str, code: str | None,
@@ -96,14 +134,24 @@ def enqueue_notification(conn: Connection, *, bot_id: int | None, kind: str, con
 
     Without a dedup_key it is a plain INSERT: a bot's database role may insert its own
     outbox rows but read none back (the dedup check needs RETURNING, so SELECT)."""
-    values = {"bot_id": bot_id, "kind": kind, "concern": concern, "severity": severity,
-              "text": text, "collapse_key": collapse_key[:255], "dedup_key": dedup_key,
-              "only_route": only_route, "skip_route": skip_route, "created_at": now,
-              "attachment": attachment}
+    values = _notification(bot_id=bot_id, kind=kind, concern=concern, severity=severity,
+                           text=text, now=now, collapse_key=collapse_key, dedup_key=dedup_key,
+                           only_route=only_route, skip_route=skip_route,
+                           attachment=attachment)
     if dedup_key is None:
-        conn.execute(insert(outbox).values(**values))
+        conn.execute(INSERT_ALERT, bound("a_", values))
         return True
     return insert_if_absent(conn, outbox, values, ["dedup_key"])
+
+
+def _notification(*, bot_id: int | None, kind: str, concern: str, severity: str, text: str,
+                  now: datetime, collapse_key: str, dedup_key: str | None = None,
+                  only_route: str | None = None, skip_route: str | None = None,
+                  attachment: str | None = None) -> dict[str, Any]:
+    return {"bot_id": bot_id, "kind": kind, "concern": concern, "severity": severity,
+            "text": text, "collapse_key": collapse_key[:255], "dedup_key": dedup_key,
+            "only_route": only_route, "skip_route": skip_route, "created_at": now,
+            "attachment": attachment}
 
 
 def jsonable(value: Any) -> Any:
