@@ -26,14 +26,14 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
+from fleetkit.backtest.run import BacktestSpec, run_backtest
+from fleetkit.backtest.tape import BarTape, generated_tape
 from fleetkit.brokers.sandbox.catalog import load_catalog
 from fleetkit.brokers.sandbox.config import VenueConfig
 from fleetkit.brokers.sandbox.prices import InventedPrices
 from fleetkit.calendars.market_calendars import MarketCalendars
 from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
-from fleetkit.backtest.run import BacktestSpec, run_backtest
-from fleetkit.backtest.tape import BarTape, generated_tape
 from report import publish
 
 KEY = "CRYPTO:BTC/USDT"

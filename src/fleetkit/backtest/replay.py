@@ -11,10 +11,12 @@ does at that moment. Bots run in the order given; a bot's instruments in its own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import accumulate, chain, repeat
+from operator import add
 
 import numpy as np
 import numpy.typing as npt
@@ -115,21 +117,21 @@ class FleetReplay:
         bot, bot_id = assembled.bot, assembled.recipe.identity.id
         begin, trade, end_cycle = assembled.begin_cycle, assembled.trade, assembled.end_cycle
         set_clock, match, ledger = self.clock.set, self.venue.match, self.ledger
-        ts, o, h, lo, c, v = _columns(tape)
-        interval = timedelta(seconds=tape.interval_s)
-        for row in range(len(ts)):
-            start = datetime.fromtimestamp(ts[row], UTC)
-            now = start + interval
+        price_at_row, position = quotes.price_at_row, bot.position
+        closes_are_prices = quotes.closes_are_prices
+        starts, ends = _bar_times(tape)
+        bars = map(_new_tuple, repeat(Bar), zip(starts, *_price_columns(tape), strict=True))
+        for row, (now, bar) in enumerate(zip(ends, bars, strict=True)):
             set_clock(now)
             moved = bot.has_open_orders
             if moved:
                 match(now)
             halted = begin(only_if_open=True)
-            if trade(key, Bar(start, o[row], h[row], lo[row], c[row], v[row]), halted):
+            if trade(key, bar, halted):
                 moved = True
-            if bot.position(key):
-                end_cycle(partial(_one_quote, key, quotes, row),
-                          {key: quotes.price_at_row(row)})
+            if position(key):
+                price = bar.close if closes_are_prices else price_at_row(row)
+                end_cycle(partial(_one_quote, key, quotes, row), {key: price})
             else:
                 end_cycle(_NO_MARKS, _NO_PRICES)
             if moved:
@@ -137,12 +139,13 @@ class FleetReplay:
             if progress is not None and row % _PROGRESS_EVERY == 0:
                 progress(row)
         if progress is not None:
-            progress(len(ts))
+            progress(len(tape))
 
     def _run_fleet(self, progress: Progress | None) -> None:
         events = _timeline(self._specs)
-        columns = {key: _columns(tape) for key, tape in self.tapes.items()}
         keys = [list(b.tapes) for b in self._specs]
+        # Each bot meets each of its tapes' rows once, in order: one stream of bars apiece.
+        bars = [[_bars(tape) for tape in b.tapes.values()] for b in self._specs]
         ends, bot_of, key_of, row_of = (events[name].tolist() for name in
                                         ("end", "bot", "key", "row"))
         count = len(ends)
@@ -150,19 +153,22 @@ class FleetReplay:
         while i < count:
             end = ends[i]
             self.clock.set(datetime.fromtimestamp(end, UTC))
-            if any(b.bot.has_open_orders for b in self.bots):
-                self.venue.match(self.clock.now())
+            for b in self.bots:
+                if b.bot.has_open_orders:
+                    self.venue.match(self.clock.now())
+                    break
             while i < count and ends[i] == end:
                 bot_index = bot_of[i]
                 assembled = self.bots[bot_index]
                 halted = assembled.begin_cycle(only_if_open=True)
                 moved = assembled.bot.has_open_orders
-                bot_keys = keys[bot_index]
+                bot_keys, bot_bars = keys[bot_index], bars[bot_index]
                 rows: dict[str, int] = {}
                 while i < count and ends[i] == end and bot_of[i] == bot_index:
-                    key = bot_keys[key_of[i]]
-                    rows[key] = row = row_of[i]
-                    if assembled.trade(key, _bar(columns[key], row), halted) is not None:
+                    k = key_of[i]
+                    key = bot_keys[k]
+                    rows[key] = row_of[i]
+                    if assembled.trade(key, next(bot_bars[k]), halted) is not None:
                         moved = True
                     i += 1
                     if progress is not None and i % _PROGRESS_EVERY == 0:
@@ -230,14 +236,36 @@ def _timeline(bots: Sequence[ReplayBot]) -> npt.NDArray[np.void]:
     return events[np.lexsort((events["key"], events["bot"], events["end"]))]
 
 
-_Columns = tuple[list[int], list[float], list[float], list[float], list[float], list[float]]
+# Bar's own constructor, minus the Python frame namedtuple's __new__ adds around it.
+_new_tuple = tuple.__new__
 
 
-def _columns(tape: BarTape) -> _Columns:
-    return (tape.ts_s.tolist(), tape.open.tolist(), tape.high.tolist(), tape.low.tolist(),
-            tape.close.tolist(), tape.volume.tolist())
+def _bar_times(tape: BarTape) -> tuple[Iterator[datetime], Iterator[datetime]]:
+    """Every bar's start and end as datetimes: within each run of back-to-back bars, the last
+    one plus the interval (C loops adding a timedelta, not a datetime made per bar from its
+    timestamp; in UTC the two are the same instant)."""
+    ts = tape.ts_s
+    if not len(ts):
+        return iter(()), iter(())
+    step = timedelta(seconds=tape.interval_s)
+    cuts = (np.flatnonzero(np.diff(ts) != tape.interval_s) + 1).tolist()
+    runs = [(datetime.fromtimestamp(int(ts[first]), UTC), stop - first)
+            for first, stop in zip([0, *cuts], [*cuts, len(ts)], strict=True)]
+
+    def times(offset: timedelta) -> Iterator[datetime]:
+        return chain.from_iterable(accumulate(repeat(step, count - 1), add, initial=first + offset)
+                                   for first, count in runs)
+
+    return times(timedelta(0)), times(step)
 
 
-def _bar(columns: _Columns, row: int) -> Bar:
-    ts, o, h, lo, c, v = columns
-    return Bar(datetime.fromtimestamp(ts[row], UTC), o[row], h[row], lo[row], c[row], v[row])
+def _bars(tape: BarTape) -> Iterator[Bar]:
+    """The tape's bars in order, made as they are asked for."""
+    starts, _ = _bar_times(tape)
+    return map(_new_tuple, repeat(Bar), zip(starts, *_price_columns(tape), strict=True))
+
+
+def _price_columns(tape: BarTape) -> tuple[list[float], ...]:
+    return (tape.open.tolist(), tape.high.tolist(), tape.low.tolist(), tape.close.tolist(),
+            tape.volume.tolist())
+

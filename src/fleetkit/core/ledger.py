@@ -42,6 +42,9 @@ class Position:
         return self.realized_pnl + self.unrealized_pnl(mark) - self.fees
 
 
+_ONE, _MINUS_ONE = Decimal(1), Decimal(-1)
+
+
 def apply_fill(position: Position, fill: Fill) -> Position:
     """The position after `fill`: adds at average cost, reduces realizing P&L, flips cleanly."""
     if fill.instrument != position.instrument:
@@ -56,7 +59,7 @@ def apply_fill(position: Position, fill: Fill) -> Position:
         average = (position.average_price * abs(qty) + fill.price * abs(delta)) / abs(new_qty)
         return Position(position.instrument, new_qty, average, position.realized_pnl, fees)
     closing = min(abs(delta), abs(qty))
-    direction = Decimal(1) if qty > ZERO else Decimal(-1)
+    direction = _ONE if qty > ZERO else _MINUS_ONE
     realized = position.realized_pnl + (fill.price - position.average_price) * closing * direction
     new_qty = qty + delta
     if new_qty == ZERO:
@@ -224,13 +227,20 @@ def status_from_report(current: OrderStatus, reported: OrderStatus, filled: Deci
     """
     if current.is_terminal:
         return current
-    if reported in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
-        return OrderStatus.CANCELLED if filled > ZERO else reported
+    if reported is _CANCELLED or reported is _REJECTED:
+        return _CANCELLED if filled > ZERO else reported
     if filled >= quantity:
-        return OrderStatus.FILLED
+        return _FILLED
     if filled > ZERO:
-        return OrderStatus.PARTIALLY_FILLED
-    return OrderStatus.ACKNOWLEDGED
+        return _PARTIALLY_FILLED
+    return _ACKNOWLEDGED
+
+
+# Enum members as module constants: looking one up on its class (through EnumType's
+# __getattr__ hook) costs more than the comparison, on the path every order takes.
+_ACKNOWLEDGED, _FILLED = OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+_CANCELLED, _REJECTED = OrderStatus.CANCELLED, OrderStatus.REJECTED
 
 
 def cash_flow(position: Position) -> Decimal:

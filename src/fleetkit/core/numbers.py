@@ -72,6 +72,8 @@ def truncate_toward_zero(value: Decimal, step: Decimal) -> Decimal:
 
 def require_utc(moment: datetime, *, what: str = "time") -> datetime:
     """Return `moment` converted to UTC; naive datetimes are a bug and raise ValueError."""
+    if moment.tzinfo is UTC:
+        return moment  # what astimezone(UTC) returns for it too, without the call
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {moment.isoformat()}")
     return moment.astimezone(UTC)

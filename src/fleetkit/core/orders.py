@@ -16,11 +16,16 @@ class Side(StrEnum):
 
     @property
     def sign(self) -> int:
-        return 1 if self is Side.BUY else -1
+        # A module constant, not Side.BUY: an enum member looked up on its class costs more
+        # than the comparison, and this runs several times per order.
+        return 1 if self is _BUY else -1
 
     @classmethod
     def for_delta(cls, delta: Decimal) -> Side:
-        return cls.BUY if delta > 0 else cls.SELL
+        return _BUY if delta > 0 else _SELL
+
+
+_BUY, _SELL = Side.BUY, Side.SELL
 
 
 class OrderType(StrEnum):
@@ -48,10 +53,16 @@ class OrderStatus(StrEnum):
     @property
     def is_open(self) -> bool:
         """Could still fill: the broker holds it, or might (PENDING)."""
-        return not self.is_terminal and self is not OrderStatus.NEW
+        return self in _OPEN_STATUSES
 
 
 TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
+# Enum members as module constants: looking one up on its class (through EnumType's
+# __getattr__ hook) costs more than the comparison, on the path every order takes.
+_FILLED, _PARTIALLY_FILLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED
+_CANCELLED, _REJECTED = OrderStatus.CANCELLED, OrderStatus.REJECTED
+# Neither terminal nor NEW (is_open), spelled out once so the check is one set lookup.
+_OPEN_STATUSES = frozenset(set(OrderStatus) - TERMINAL_STATUSES - {OrderStatus.NEW})
 
 _ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.NEW: frozenset({OrderStatus.PENDING, OrderStatus.REJECTED}),
@@ -84,12 +95,12 @@ def can_transition(current: OrderStatus, new: OrderStatus) -> bool:
 def status_after_fill(quantity: Decimal, filled: Decimal, current: OrderStatus) -> OrderStatus:
     """Status once `filled` of `quantity` has been filled. A cancelled order stays cancelled:
     fills that arrive after a cancel are real and still counted, but do not reopen it."""
-    if current in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+    if current is _CANCELLED or current is _REJECTED:
         return current
     if filled >= quantity:
-        return OrderStatus.FILLED
+        return _FILLED
     if filled > ZERO:
-        return OrderStatus.PARTIALLY_FILLED
+        return _PARTIALLY_FILLED
     return current
 
 

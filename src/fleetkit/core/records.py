@@ -8,23 +8,53 @@ by construction — the ledger's and the venue's own bookkeeping, on their hot p
 from __future__ import annotations
 
 import dataclasses
+import types
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_COPIERS: dict[type, Callable[..., Any]] = {}
+_UNCHANGED = object()
 
 
 def evolve(record: T, **changes: Any) -> T:
     cls = type(record)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(record))  # type: ignore[arg-type]
-        unknown = set(changes) - set(names)
+    copier = _COPIERS.get(cls)
+    if copier is None:
+        copier = _COPIERS[cls] = _copier(cls)
+    try:
+        copied: T = copier(record, **changes)
+    except TypeError:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         if unknown:
-            raise TypeError(f"{cls.__name__} has no fields {sorted(unknown)}")
-    copy = object.__new__(cls)
-    set_field = object.__setattr__
-    for name in names:
-        set_field(copy, name, changes[name] if name in changes else getattr(record, name))
-    return copy
+            raise TypeError(f"{cls.__name__} has no fields {sorted(unknown)}") from None
+        raise
+    return copied
+
+
+def _copier(cls: type) -> Callable[..., Any]:
+    """A function made for `cls` alone, as dataclasses makes __init__: one keyword per field,
+    each set on a bare instance straight from the old record or the change, without a loop
+    or a dict lookup per field (through each slot's own setter, where the class has slots,
+    which skips the attribute lookup a generic setattr makes)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if {"record", "new"} & set(names):
+        return lambda record, **changes: dataclasses.replace(record, **changes)
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_same": _UNCHANGED}
+    setters = []
+    for n, name in enumerate(names):
+        slot = cls.__dict__.get(name)
+        if isinstance(slot, types.MemberDescriptorType):
+            scope[f"_set{n}"] = slot.__set__
+            setters.append(f"    _set{n}(new, record.{name} if {name} is _same else {name})")
+        else:
+            scope[f"_set{n}"] = object.__setattr__
+            setters.append(f"    _set{n}(new, {name!r}, record.{name} if {name} is _same "
+                           f"else {name})")
+    keywords = ", ".join(f"{name}=_same" for name in names)
+    source = "\n".join([f"def copy(record, *, {keywords}):", "    new = _new(_cls)", *setters,
+                        "    return new"])
+    exec(source, scope)  # noqa: S102 - the source is built from field names alone
+    copier: Callable[..., Any] = scope["copy"]
+    return copier

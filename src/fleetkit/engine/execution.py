@@ -45,6 +45,9 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
+_SUBMITTED = Outcome.SUBMITTED  # a constant: an enum member looked up costs, per order
+
+
 @dataclass(frozen=True, slots=True)
 class Execution:
     outcome: Outcome
@@ -66,6 +69,7 @@ class ExecutionEngine:
         self._market_data = market_data
         self._clock = clock
         self._limits = limits
+        self._fill_checks = limits.fill_checks  # limits are frozen: made once, not per order
         try:
             self.usd_per_unit = usd_per_currency[bot.currency]
         except KeyError:
@@ -81,14 +85,10 @@ class ExecutionEngine:
     def _rails(self, intent: OrderIntent, quote: Quote, now: datetime
                ) -> Callable[[RiskInputs], Decision]:
         def decide(inputs: RiskInputs) -> Decision:
-            ctx = RiskContext(
-                controls=inputs.controls, now=now, last_price=quote.price,
-                last_price_ts=quote.ts, position_quantity=inputs.position_quantity,
-                open_quantity=inputs.open_quantity, usd_per_unit=self.usd_per_unit,
-                open_buy_quantity=inputs.open_buy_quantity,
-                open_sell_quantity=inputs.open_sell_quantity,
-                bot_daily_pnl_usd=inputs.bot_daily_pnl_usd,
-                fleet_daily_pnl_usd=inputs.fleet_daily_pnl_usd)
+            ctx = RiskContext(  # positional, in RiskContext's field order: once per order
+                inputs.controls, now, quote.price, quote.ts, inputs.position_quantity,
+                inputs.open_quantity, self.usd_per_unit, inputs.bot_daily_pnl_usd,
+                inputs.fleet_daily_pnl_usd, inputs.open_buy_quantity, inputs.open_sell_quantity)
             return check_order(intent, ctx, self._limits)
 
         return decide
@@ -120,5 +120,5 @@ class ExecutionEngine:
                 self._clock.now())
             return Execution(Outcome.UNKNOWN, order=order, detail=str(exc))
         order = ledger.record_report(bot_id, order, report, self._clock.now(),
-                                     checks=self._limits.fill_checks)
-        return Execution(Outcome.SUBMITTED, order=order)
+                                     checks=self._fill_checks)
+        return Execution(_SUBMITTED, order)

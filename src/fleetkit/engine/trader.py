@@ -20,6 +20,7 @@ from fleetkit.core.signals import Signal, SignalLevel
 
 _THIRDS = Decimal(3)
 _HOLD = SignalLevel.HOLD
+_LIMIT = OrderType.LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ class Trader:
         """The position the signal asks for, in whole lots; None means "no change"."""
         if signal.target_quantity is not None:
             target = signal.target_quantity
-        elif signal.level is None or signal.level is SignalLevel.HOLD:
+        elif signal.level is None or signal.level is _HOLD:
             return None
         else:
             # One division: level/3 computed first rounds 1/3 down, so a target of exactly
@@ -129,15 +130,8 @@ class Trader:
         side = Side.for_delta(delta)
         sizing = self._sizing
         limit_price: Decimal | None = None
-        if sizing.order_type is OrderType.LIMIT:
+        if sizing.order_type is _LIMIT:
             offset = price * sizing.limit_offset_bps / Decimal(10_000)
             limit_price = self._instrument.round_price(price + offset * side.sign)
-        return OrderIntent(
-            instrument=self._instrument.key,
-            side=side,
-            quantity=abs(delta),
-            order_type=sizing.order_type,
-            reference_price=self._instrument.round_price(price),
-            limit_price=limit_price,
-            reason=note,
-        )
+        return OrderIntent(self._instrument.key, side, abs(delta), sizing.order_type,
+                           self._instrument.round_price(price), limit_price, note)

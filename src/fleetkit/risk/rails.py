@@ -121,11 +121,15 @@ class Decision:
 
     @classmethod
     def allow(cls) -> Decision:
-        return cls(True)
+        return _ALLOW if cls is Decision else cls(True)
 
     @classmethod
     def deny(cls, reason: DenialReason, detail: str, halt: HaltScope | None = None) -> Decision:
         return cls(False, reason, detail, halt)
+
+
+_ALLOW = Decision(True)
+_HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING
 
 
 def check_order(intent: OrderIntent, ctx: RiskContext, limits: RiskLimits) -> Decision:
@@ -148,13 +152,13 @@ def _reduces_position(intent: OrderIntent, ctx: RiskContext) -> bool:
 
 def _kill_switch(intent: OrderIntent, ctx: RiskContext, limits: RiskLimits) -> Decision | None:
     fleet, bot = ctx.controls.fleet, ctx.controls.bot
-    if fleet.state is TradingState.HALTED:
+    if fleet.state is _HALTED:
         return Decision.deny(DenialReason.FLEET_HALTED, f"fleet halted: {fleet.reason}")
-    if bot.state is TradingState.HALTED:
+    if bot.state is _HALTED:
         return Decision.deny(DenialReason.BOT_HALTED, f"bot halted: {bot.reason}")
-    reducing = TradingState.REDUCING in (fleet.state, bot.state)
+    reducing = fleet.state is _REDUCING or bot.state is _REDUCING
     if reducing and not _reduces_position(intent, ctx):
-        reason = fleet.reason if fleet.state is TradingState.REDUCING else bot.reason
+        reason = fleet.reason if fleet.state is _REDUCING else bot.reason
         return Decision.deny(DenialReason.REDUCE_ONLY,
                              f"reduce-only ({reason}): order would not shrink the position")
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from fleetkit.core.controls import Control, Controls, HaltSource, TradingState
@@ -43,6 +43,10 @@ from fleetkit.engine.ports import (
 )
 from fleetkit.risk.rails import Decision, HaltScope
 
+_ONE_DAY = timedelta(days=1)
+_PENDING = OrderStatus.PENDING  # as a constant: an enum member looked up costs, per order
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 @dataclass(slots=True)
 class _DayPnl:
@@ -74,6 +78,12 @@ class _BotBook:
     state: BotState = field(default_factory=BotState)
     pnl: _DayPnl | None = None
     signals: int = 0
+    # The last Controls handed out: reused while both switches are the very objects it was
+    # made of (a switch is replaced, never changed, whenever it is set).
+    controls: Controls | None = None
+    # P&L totals over positions at their marks (realized, unrealized, fees, net), kept until
+    # a position or a mark is written: an order reads them at its mark and at its admission.
+    totals: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
 
 
 def _store(book: _BotBook, order: Order) -> None:
@@ -96,12 +106,25 @@ class MemoryLedger:
         self.events: list[RecordedEvent] = []
         self.snapshots: list[tuple[int, datetime, PnlSnapshot]] = []
         self._keep_snapshots = keep_snapshots
+        self._day_of = (_EPOCH, _EPOCH, "")  # a UTC day: its start, its end, its date
 
     def _book(self, bot_id: int) -> _BotBook:
-        book = self._books.get(bot_id)
-        if book is None:
+        try:
+            return self._books[bot_id]
+        except KeyError:
             book = self._books[bot_id] = _BotBook()
-        return book
+            return book
+
+    def _utc_day(self, now: datetime) -> str:
+        """`now`'s UTC date as text (remembered with the day's bounds: asked several times
+        per cycle, and cycles follow each other within a day)."""
+        start, end, text = self._day_of
+        if not start <= now < end:
+            utc = now.astimezone(UTC)
+            start = datetime(utc.year, utc.month, utc.day, tzinfo=UTC)
+            text = start.date().isoformat()
+            self._day_of = (start, start + _ONE_DAY, text)
+        return text
 
     def fills(self, bot_id: int) -> list[Fill]:
         return list(self._book(bot_id).fills)
@@ -112,7 +135,11 @@ class MemoryLedger:
     # --- controls ---------------------------------------------------------------------
 
     def controls(self, bot_id: int) -> Controls:
-        return Controls(self._fleet, self._book(bot_id).control)
+        book = self._books.get(bot_id) or self._book(bot_id)  # read every cycle: no call
+        cached = book.controls
+        if cached is None or cached.fleet is not self._fleet or cached.bot is not book.control:
+            cached = book.controls = Controls(self._fleet, book.control)
+        return cached
 
     def set_control(self, bot_id: int | None, state: TradingState, reason: str,
                     source: HaltSource, actor: str, now: datetime) -> None:
@@ -150,7 +177,7 @@ class MemoryLedger:
         self._next_order_id += 1
         order = Order(order_id, bot_id, f"fk{self._tag}-{bot_id}-{order_id}", intent.instrument,
                       intent.side, intent.order_type, intent.quantity, intent.limit_price,
-                      OrderStatus.PENDING, ZERO, None, None, now, now, intent.reason,
+                      _PENDING, ZERO, None, None, now, now, intent.reason,
                       intent.reference_price)
         book = self._book(bot_id)
         _store(book, order)
@@ -246,6 +273,7 @@ class MemoryLedger:
         current = book.positions.get(fill.instrument) or Position(fill.instrument)
         book.positions[fill.instrument] = apply_fill(current, fill)
         book.marks.setdefault(fill.instrument, fill.price)
+        book.totals = None
         return None
 
     def _distrust_broker(self, bot_id: int, kind: str, reason: str, now: datetime) -> None:
@@ -308,43 +336,57 @@ class MemoryLedger:
     # --- P&L --------------------------------------------------------------------------
 
     def _totals_net(self, book: _BotBook) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        totals = pnl_totals((p, book.marks.get(k)) for k, p in book.positions.items())
-        return totals.realized, totals.unrealized, totals.fees, totals.net
+        if book.totals is None:
+            totals = pnl_totals((p, book.marks.get(k)) for k, p in book.positions.items())
+            book.totals = totals.realized, totals.unrealized, totals.fees, totals.net
+        return book.totals
 
     def risk_inputs(self, bot_id: int, instrument: str, usd_per_unit: Decimal,
                     now: datetime) -> RiskInputs:
-        day = now.astimezone(UTC).date().isoformat()
+        day = self._utc_day(now)
         book = self._book(bot_id)
         position = book.positions.get(instrument)
-        open_here = [book.orders[i] for i in book.open_ids
-                     if book.orders[i].instrument == instrument]
-        open_buys = sum((o.remaining for o in open_here if o.side.sign > 0), ZERO)
-        open_sells = sum((o.remaining for o in open_here if o.side.sign < 0), ZERO)
+        open_buys = open_sells = ZERO
+        if book.open_ids:
+            open_here = [book.orders[i] for i in book.open_ids
+                         if book.orders[i].instrument == instrument]
+            open_buys = sum((o.remaining for o in open_here if o.side.sign > 0), ZERO)
+            open_sells = sum((o.remaining for o in open_here if o.side.sign < 0), ZERO)
         net = self._totals_net(book)[3]
         pnl = book.pnl
         start = ZERO if pnl is None else day_start_value(pnl.day, pnl.start, pnl.net, day)
         own = (net - start) * usd_per_unit
-        others = sum((b.pnl.daily_usd for i, b in self._books.items()
-                      if i != bot_id and b.pnl is not None and b.pnl.day == day), ZERO)
+        others = self._others_daily_usd(bot_id, day)
         return RiskInputs(self.controls(bot_id), position.quantity if position else ZERO,
                           open_buys - open_sells, own, others + own, open_buys, open_sells)
 
+    def _others_daily_usd(self, bot_id: int, day: str) -> Decimal:
+        """Today's P&L of every other bot (the fleet's breaker adds this bot's to it)."""
+        own = self._books.get(bot_id)
+        total = ZERO
+        for book in self._books.values():  # added up in the books' order, as sum() would
+            pnl = book.pnl
+            if pnl is not None and book is not own and pnl.day == day:
+                total += pnl.daily_usd
+        return total
+
     def mark(self, bot_id: int, marks: Mapping[str, Quote], usd_per_unit: Decimal,
              now: datetime) -> PnlSnapshot:
-        day = now.astimezone(UTC).date().isoformat()
+        day = self._utc_day(now)
         book = self._book(bot_id)
         for key, quote in marks.items():
             if key in book.positions:
                 book.marks[key] = quote.price
+                book.totals = None
         realized, unrealized, fees, net = self._totals_net(book)
         pnl = book.pnl
         start = ZERO if pnl is None else day_start_value(pnl.day, pnl.start, pnl.net, day)
         daily = net - start
-        book.pnl = _DayPnl(day, start, net, daily * usd_per_unit)
-        others = sum((b.pnl.daily_usd for i, b in self._books.items()
-                      if i != bot_id and b.pnl is not None and b.pnl.day == day), ZERO)
-        snapshot = PnlSnapshot(day, realized, unrealized, fees, daily, daily * usd_per_unit,
-                               others + daily * usd_per_unit)
+        daily_usd = daily * usd_per_unit
+        book.pnl = _DayPnl(day, start, net, daily_usd)
+        others = self._others_daily_usd(bot_id, day)
+        snapshot = PnlSnapshot(day, realized, unrealized, fees, daily, daily_usd,
+                               others + daily_usd)
         if self._keep_snapshots:
             self.snapshots.append((bot_id, now, snapshot))
         return snapshot

@@ -14,12 +14,15 @@ MEMORY_SUBMISSIONS_KEPT submissions, so a long backtest's memory stays bounded.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, MutableMapping
+from collections import deque
+from collections.abc import Iterator, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, TypeVar
+from itertools import islice
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Fill, OrderStatus, OrderType, Side
@@ -28,6 +31,7 @@ from fleetkit.engine.ports import OrderReport
 
 OPEN_STATUSES = frozenset({OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED})
 MEMORY_SUBMISSIONS_KEPT = 10_000
+_REJECTED = OrderStatus.REJECTED  # a constant: an enum member looked up costs, per order
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +72,10 @@ class StoredOrder:
         """The venue's answer about this order; `fills` are those made by the current call."""
         average = (self.filled_notional / self.filled_quantity
                    if self.filled_quantity > ZERO else None)
-        return OrderReport(
-            client_order_id=self.client_order_id, broker_order_id=f"SBX-{self.order_id}",
-            instrument=self.instrument, side=self.side, order_type=self.order_type,
-            quantity=self.quantity, limit_price=self.limit_price, status=self.status,
-            filled_quantity=self.filled_quantity, average_fill_price=average,
-            reason=self.reason, fills=fills)
+        return OrderReport(  # positional (in OrderReport's field order): once per order
+            self.client_order_id, f"SBX-{self.order_id}", self.instrument, self.side,
+            self.order_type, self.quantity, self.limit_price, self.status,
+            self.filled_quantity, average, self.reason, fills)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +130,12 @@ class SubmissionCounts:
     rejected: int = 0
 
     def plus(self, submission: Submission) -> SubmissionCounts:
-        rejected = not submission.duplicate and submission.status is OrderStatus.REJECTED
+        rejected = not submission.duplicate and submission.status is _REJECTED
         return SubmissionCounts(self.submissions + 1, self.duplicates + submission.duplicate,
                                 self.rejected + rejected)
+
+
+_NO_SUBMISSIONS = SubmissionCounts()
 
 
 class BookSession(Protocol):
@@ -216,10 +221,19 @@ class _MemoryState:
     open_orders: dict[int, tuple[str, str]] = field(default_factory=dict)
     fills: dict[str, list[StoredFill]] = field(default_factory=dict)
     positions: dict[str, dict[str, StoredPosition]] = field(default_factory=dict)
-    submissions: list[Submission] = field(default_factory=list)
+    # The newest submissions only: appending to a full deque drops its oldest in O(1) (a
+    # list's del [0] moves every one kept, once per order of a long backtest).
+    submissions: deque[Submission] = field(
+        default_factory=lambda: deque(maxlen=MEMORY_SUBMISSIONS_KEPT))
     submission_counts: dict[str, SubmissionCounts] = field(default_factory=dict)
     counters: dict[str, int] = field(
         default_factory=lambda: {"order": 0, "fill": 0, "submission": 0})
+
+
+# A journal step: (mapping, key, value before) puts the value back, or drops the key when it
+# was _ABSENT; (list, _APPENDED, item) takes an appended item out again.
+_Step = tuple[Any, Any, Any]
+_APPENDED = object()
 
 
 class MemoryBook:
@@ -229,15 +243,8 @@ class MemoryBook:
     def __init__(self) -> None:
         self._state = _MemoryState()
 
-    @contextmanager
-    def write(self) -> Iterator[BookSession]:
-        journal: list[Callable[[], None]] = []
-        try:
-            yield _MemorySession(self._state, journal)
-        except BaseException:
-            for undo in reversed(journal):
-                undo()
-            raise
+    def write(self) -> AbstractContextManager[BookSession]:
+        return _WriteSession(self._state)
 
     @contextmanager
     def read(self) -> Iterator[BookSession]:
@@ -248,23 +255,21 @@ class MemoryBook:
 
 
 class _MemorySession:
-    def __init__(self, state: _MemoryState, journal: list[Callable[[], None]] | None) -> None:
+    def __init__(self, state: _MemoryState, journal: list[_Step] | None) -> None:
         self._state = state
         self._journal = journal
 
     def _put(self, mapping: MutableMapping[K, V], key: K, value: V) -> None:
         if self._journal is None:
             raise RuntimeError("cannot write to the sandbox book in a read session")
-        previous = mapping.get(key, _ABSENT)
-
-        def undo() -> None:
-            if previous is _ABSENT:
-                mapping.pop(key, None)
-            else:
-                mapping[key] = previous  # type: ignore[assignment]
-
-        self._journal.append(undo)
+        self._journal.append((mapping, key, mapping.get(key, _ABSENT)))
         mapping[key] = value
+
+    def _appended(self, items: list[Any] | deque[Any], item: object) -> None:
+        if self._journal is None:
+            raise RuntimeError("cannot write to the sandbox book in a read session")
+        items.append(item)
+        self._journal.append((items, _APPENDED, item))
 
     def _pop(self, mapping: MutableMapping[K, V], key: K) -> None:
         if key in mapping:
@@ -320,6 +325,8 @@ class _MemorySession:
             self._pop(self._state.open_orders, order.order_id)
 
     def open_orders(self, account: str | None = None) -> list[StoredOrder]:
+        if not self._state.open_orders:
+            return []  # the usual answer in a backtest, where market orders fill at once
         # sorted: an undone write may have put an order id back out of order
         orders = (self._state.orders[key] for _, key in sorted(self._state.open_orders.items()))
         return [o for o in orders if account is None or o.account == account]
@@ -328,9 +335,7 @@ class _MemorySession:
         if self._journal is None:
             raise RuntimeError("cannot write to the sandbox book in a read session")
         stored = evolve(fill, sequence=self._next("fill"))
-        account_fills = self._state.fills[fill.account]
-        account_fills.append(stored)
-        self._journal.append(lambda: account_fills.remove(stored))
+        self._appended(self._state.fills[fill.account], stored)
         return stored
 
     def fills_after(self, account: str, sequence: int, limit: int) -> list[StoredFill]:
@@ -352,13 +357,11 @@ class _MemorySession:
         if self._journal is None:
             raise RuntimeError("cannot write to the sandbox book in a read session")
         stored = evolve(submission, sequence=self._next("submission"))
-        counts = self._state.submission_counts.get(submission.account, SubmissionCounts())
+        counts = self._state.submission_counts.get(submission.account) or _NO_SUBMISSIONS
         self._put(self._state.submission_counts, submission.account, counts.plus(stored))
-        kept = self._state.submissions
-        kept.append(stored)
-        self._journal.append(lambda: kept.remove(stored))
-        if len(kept) > MEMORY_SUBMISSIONS_KEPT:
-            del kept[0]  # not journaled: only the oldest, never the one just added, goes
+        # Past MEMORY_SUBMISSIONS_KEPT the oldest goes (not journaled: only the oldest, never
+        # the one just added).
+        self._appended(self._state.submissions, stored)
         return stored
 
     def submission_counts(self) -> dict[str, SubmissionCounts]:
@@ -369,9 +372,38 @@ class _MemorySession:
         kept = self._state.submissions
         start = bisect_right(kept, sequence, key=lambda s: s.sequence)
         found: list[Submission] = []
-        for submission in kept[start:]:
+        for submission in islice(kept, start, None):
             if account is None or submission.account == account:
                 found.append(submission)
                 if len(found) == limit:
                     break
         return found
+
+
+class _WriteSession:
+    """MemoryBook.write(): one write transaction; on any exception every step it journaled is
+    undone, newest first, and the exception goes on."""
+
+    __slots__ = ("_journal", "_state")
+
+    def __init__(self, state: _MemoryState) -> None:
+        self._state = state
+        self._journal: list[_Step] = []
+
+    def __enter__(self) -> BookSession:
+        return _MemorySession(self._state, self._journal)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if kind is not None:
+            _undo(self._journal)
+
+
+def _undo(journal: list[_Step]) -> None:
+    for target, key, before in reversed(journal):
+        if key is _APPENDED:
+            target.remove(before)
+        elif before is _ABSENT:
+            target.pop(key, None)
+        else:
+            target[key] = before

@@ -19,6 +19,7 @@ from fleetkit.engine.ports import FillPage, OrderReport, OrderRequest, PositionR
 from .venue import SandboxVenue
 
 T = TypeVar("T")
+_REJECTED = OrderStatus.REJECTED  # a constant: an enum member looked up costs, per order
 
 
 class SandboxBroker:
@@ -37,8 +38,8 @@ class SandboxBroker:
         return self._account
 
     def submit(self, request: OrderRequest) -> OrderReport:
-        report = self._call(lambda: self._venue.submit(self._account, request))
-        if report.status is OrderStatus.REJECTED:
+        report = self._call(self._venue.submit, self._account, request)
+        if report.status is _REJECTED:
             raise OrderRejectedError(report.reason)
         return report
 
@@ -75,13 +76,13 @@ class SandboxBroker:
         return self._call(lambda: self._venue.bars(instrument, interval_s, start, end))
 
     def quote(self, instrument: str) -> Quote:
-        return self._call(lambda: self._venue.quote(instrument))
+        return self._call(self._venue.quote, instrument)
 
-    def _call(self, operation: Callable[[], T]) -> T:
+    def _call(self, operation: Callable[..., T], *args: object) -> T:
         # A plain try rather than a context manager: this wraps every call of a backtest.
         try:
             if self._match_on_call:
                 self._venue.match()
-            return operation()
+            return operation(*args)
         except DatabaseUnavailableError as exc:
             raise TransientBrokerError(f"sandbox venue unavailable: {exc}") from exc

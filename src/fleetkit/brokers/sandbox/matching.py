@@ -24,6 +24,9 @@ FEE_STEP = Decimal("1e-8")
 AVERAGE_PRICE_STEP = Decimal("1e-10")
 
 _ONE = Decimal(1)
+# Enum members as module constants: looking one up on its class (through EnumType's
+# __getattr__ hook) costs more than the comparison, on the path every order takes.
+_BUY, _MARKET = Side.BUY, OrderType.MARKET
 
 PARTIAL_FRACTION_MIN = 0.2
 PARTIAL_FRACTION_SPAN = 0.6
@@ -53,7 +56,7 @@ def order_problem(request: OrderRequest, instrument: Instrument | None) -> str |
 
 def _limit_price_problem(request: OrderRequest, tick: Decimal) -> str | None:
     price = request.limit_price
-    if request.order_type is OrderType.MARKET:
+    if request.order_type is _MARKET:
         return None if price is None else "a market order takes no limit price"
     if price is None:
         return "a limit order needs a limit price"
@@ -68,7 +71,7 @@ def taker_price(last: Decimal, side: Side, slippage_bps: Decimal, tick: Decimal)
     """`last` moved by slippage against the taker, rounded to the tick in the taker's
     disfavour: a buy pays up, a sell receives less (never less than one tick)."""
     slip = last * slippage_bps / BPS
-    if side is Side.BUY:
+    if side is _BUY:
         return ceil_to_step(last + slip, tick)
     return max(floor_to_step(last - slip, tick), tick)
 
@@ -81,9 +84,9 @@ def execution_price(side: Side, order_type: OrderType, limit_price: Decimal | No
     price and the limit: never worse than the limit.
     """
     price = taker_price(last, side, slippage_bps, tick)
-    if order_type is OrderType.MARKET or limit_price is None:
+    if order_type is _MARKET or limit_price is None:
         return price
-    if side is Side.BUY:
+    if side is _BUY:
         return min(price, limit_price) if last <= limit_price else None
     return max(price, limit_price) if last >= limit_price else None
 
@@ -99,7 +102,7 @@ def cost_to_buy(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
 
 def cash_change(side: Side, notional: Decimal, fee: Decimal) -> Decimal:
     """How a fill moves cash: a buy pays notional and fee, a sell receives notional less fee."""
-    return -(notional + fee) if side is Side.BUY else notional - fee
+    return -(notional + fee) if side is _BUY else notional - fee
 
 
 def position_after(current: StoredPosition | None, fill: Fill) -> StoredPosition:
@@ -137,9 +140,9 @@ def plan_first_fill(seed: int, account: str, client_order_id: str, quantity: Dec
                     lot_size: Decimal, partial_fill_probability: float) -> FirstFill:
     """Decide whether the first fill is partial. Deterministic in (seed, account, client order
     id), so a replay, a restart or a resent order all make the same decision."""
-    lots = int(quantity / lot_size)
     if partial_fill_probability <= 0.0:
         return FirstFill(quantity)  # backtests: no hashing per order
+    lots = int(quantity / lot_size)
     if lots < 2 or _draw(seed, account, client_order_id, "partial") >= partial_fill_probability:
         return FirstFill(quantity)
     fraction = PARTIAL_FRACTION_MIN + PARTIAL_FRACTION_SPAN * _draw(

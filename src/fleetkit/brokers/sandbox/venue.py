@@ -76,7 +76,6 @@ from .pricing import PriceSource
 from .venuetime import open_venue_time
 
 logger = logging.getLogger("fleetkit.sandbox")
-ZERO_DELTA = timedelta(0)
 
 MAX_FILL_PAGE = 1000
 MAX_SUBMISSION_PAGE = 1000
@@ -84,6 +83,10 @@ MAX_ACCOUNT_LENGTH = 100
 MAX_CLIENT_ORDER_ID_LENGTH = 200
 MAX_INSTRUMENT_LENGTH = 200
 MARKET_CLOSED = "market closed"
+# Enum members as module constants: looking one up on its class (through EnumType's
+# __getattr__ hook) costs more than the comparison, on the path every order takes.
+_BUY, _SELL, _MARKET = Side.BUY, Side.SELL, OrderType.MARKET
+_ACKNOWLEDGED, _REJECTED = OrderStatus.ACKNOWLEDGED, OrderStatus.REJECTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,7 @@ class SandboxVenue:
         self._book = book
         self._clock = clock
         self._config = config
+        self._latency = timedelta(milliseconds=config.latency_ms)
         self._lock = threading.RLock()
         self._instruments: Mapping[str, Instrument] = MappingProxyType(dict(prices.instruments()))
         self._calendars = {i.market: i.calendar for i in self._instruments.values()}
@@ -159,8 +163,10 @@ class SandboxVenue:
     def quote(self, instrument: str) -> Quote:
         found = self._instrument(instrument)
         offset = self.offset(found.market)
+        if not offset:
+            return self._prices.last_trade(found.key, self.wall_now())
         quote = self._prices.last_trade(found.key, self.wall_now() + offset)
-        return Quote(quote.instrument, quote.price, quote.ts - offset) if offset else quote
+        return Quote(quote.instrument, quote.price, quote.ts - offset)
 
     def bars(self, instrument: str, interval_s: int, start: datetime, end: datetime) -> list[Bar]:
         """Completed bars starting in [start, end) (venue times), as of the market's venue now."""
@@ -323,7 +329,7 @@ class SandboxVenue:
                 return existing.to_report()
             self._ensure_account(txn, account)
             if forced_reason is None:
-                order, fills = self._accept(txn, account, request)
+                order, fills = self._accept(txn, account, request, received_at)
             else:
                 logger.info("sandbox rejected %s/%s: %s", account, request.client_order_id,
                             forced_reason)
@@ -341,37 +347,46 @@ class SandboxVenue:
             txn.set_balance(account, currency, amount)
         logger.info("sandbox account %s opened", account)
 
-    def _accept(self, txn: BookSession, account: str,
-                request: OrderRequest) -> tuple[StoredOrder, tuple[Fill, ...]]:
+    def _accept(self, txn: BookSession, account: str, request: OrderRequest,
+                wall: datetime) -> tuple[StoredOrder, tuple[Fill, ...]]:
+        """`wall`: the wall-clock time the order was received."""
         instrument = self._instruments.get(request.instrument)
-        now = self.wall_now() if instrument is None else self.venue_now(instrument.market)
-        reason = order_problem(request, instrument)
-        reserve: Decimal | None = None
-        if reason is None and instrument is not None:
-            reason, reserve = self._admission(txn, account, request, instrument, now)
-        wall = now - (ZERO_DELTA if instrument is None else self.offset(instrument.market))
-        order = txn.insert_order(_new_order(account, request, reason, reserve, wall))
-        if instrument is None or reason is not None:
+        if instrument is None:
+            reason = order_problem(request, None)
+            order = txn.insert_order(_new_order(account, request, reason, None, wall))
             logger.info("sandbox rejected %s/%s: %s", account, request.client_order_id, reason)
             return order, ()
-        first = self._first_fill_now(order, instrument, now)
+        offset = self.offset(instrument.market)
+        market = _Market(self._prices, instrument, wall + offset if offset else wall,
+                         self._latency)
+        reason = order_problem(request, instrument)
+        reserve: Decimal | None = None
+        if reason is None:
+            reason, reserve = self._admission(txn, account, request, instrument, market)
+        order = _new_order(account, request, reason, reserve, wall)
+        if reason is not None:
+            logger.info("sandbox rejected %s/%s: %s", account, request.client_order_id, reason)
+            return txn.insert_order(order), ()
+        first = self._first_fill_now(order, instrument, market)
         if first is None:
-            return order, ()
-        order, fill = self._fill_order(txn, order, first)
-        return order, (fill,)
+            return txn.insert_order(order), ()
+        # Stored as it stands after its first fill: one row written, not written and changed
+        # (the transaction ends the same; nothing in it refers to the order's id).
+        order, fill = self._book_fill(txn, order, first)
+        return txn.insert_order(order), (fill,)
 
     def _admission(self, txn: BookSession, account: str, request: OrderRequest,
-                   instrument: Instrument, now: datetime) -> tuple[str | None, Decimal | None]:
+                   instrument: Instrument, market: _Market) -> tuple[str | None, Decimal | None]:
         """Why the venue refuses this well-formed order right now (market, cash, position),
         and for a buy, the unit price its cash check (and later reservation) used."""
-        if request.order_type is OrderType.MARKET and not self._is_open(instrument, now):
+        if request.order_type is _MARKET and not market.is_open():
             return f"{MARKET_CLOSED}: {instrument.market} is not in session", None
-        if request.side is Side.SELL:
+        if request.side is _SELL:
             return self._short_problem(txn, account, request, instrument), None
         reserve = request.limit_price
         if reserve is None:
-            last = self._prices.last_trade(instrument.key, self._latency(now)).price
-            reserve = taker_price(last, Side.BUY, self._config.slippage_bps, instrument.tick_size)
+            reserve = taker_price(market.last_after_latency(), _BUY,
+                                  self._config.slippage_bps, instrument.tick_size)
         return self._cash_problem(txn, account, request.quantity, reserve, instrument), reserve
 
     def _cash_problem(self, txn: BookSession, account: str, quantity: Decimal,
@@ -381,7 +396,7 @@ class SandboxVenue:
         held_back = sum(
             (cost_to_buy(o.remaining, o.reserve_price, fee_bps)
              for o in txn.open_orders(account)
-             if o.side is Side.BUY and o.reserve_price is not None
+             if o.side is _BUY and o.reserve_price is not None
              and self._currency_of(o.instrument) == currency),
             ZERO)
         available = txn.balances(account).get(currency, ZERO) - held_back
@@ -410,15 +425,13 @@ class SandboxVenue:
     def _is_open(self, instrument: Instrument, at: datetime) -> bool:
         return self._prices.market_clock(instrument.market, at).is_open
 
-    def _latency(self, now: datetime) -> datetime:
-        return now + timedelta(milliseconds=self._config.latency_ms)
-
     def _first_fill_now(self, order: StoredOrder, instrument: Instrument,
-                        now: datetime) -> Execution | None:
+                        market: _Market) -> Execution | None:
         """What a new order fills right after it is accepted (after the venue's latency)."""
-        if not self._is_open(instrument, now):
+        if not market.is_open():
             return None
-        return self._execution(order, instrument, self._latency(now))
+        return self._execution(order, instrument, market.after_latency,
+                               market.last_after_latency())
 
     def _fill_due(self, order: StoredOrder, wall: datetime) -> Execution | None:
         """What an open order fills in a matching pass at wall time `wall`, if anything."""
@@ -430,11 +443,11 @@ class SandboxVenue:
             return None
         if not self._is_open(instrument, at):
             return None
-        return self._execution(order, instrument, at)
+        return self._execution(order, instrument, at,
+                               self._prices.last_trade(instrument.key, at).price)
 
     def _execution(self, order: StoredOrder, instrument: Instrument,
-                   at: datetime) -> Execution | None:
-        last = self._prices.last_trade(instrument.key, at).price
+                   at: datetime, last: Decimal) -> Execution | None:
         price = execution_price(order.side, order.order_type, order.limit_price, last,
                                 self._config.slippage_bps, instrument.tick_size)
         if price is None:
@@ -450,10 +463,19 @@ class SandboxVenue:
     def _fill_order(self, txn: BookSession, order: StoredOrder,
                     execution: Execution) -> tuple[StoredOrder, Fill]:
         """Book one fill: the fill row, cash, position and the order, in `txn`."""
+        order, fill = self._book_fill(txn, order, execution)
+        txn.update_order(order)
+        return order, fill
+
+    def _book_fill(self, txn: BookSession, order: StoredOrder,
+                   execution: Execution) -> tuple[StoredOrder, Fill]:
+        """Book one fill's row, cash and position in `txn`; the order as it stands after it
+        (for the caller to store)."""
         instrument = self._instruments[order.instrument]
         currency = instrument.currency
         quantity, price, at = execution.quantity, execution.price, execution.at
-        wall_at = at - self.offset(instrument.market)  # what the outside world is told
+        offset = self.offset(instrument.market)
+        wall_at = at - offset if offset else at  # what the outside world is told
         notional = quantity * price
         fee = fee_for(notional, self._config.fee_bps)
         fill = txn.insert_fill(StoredFill(0, order.account, order.client_order_id,
@@ -469,19 +491,43 @@ class SandboxVenue:
             status=status_after_fill(order.quantity, filled, order.status), updated_at=wall_at,
             # not_before stays in venue time: it is compared with venue time in _fill_due.
             not_before=None if execution.rest_after is None else at + execution.rest_after)
-        txn.update_order(order)
         return order, fill
+
+
+class _Market:
+    """One instrument's market at one venue time, as one order's acceptance sees it: whether
+    it is in session and the last trade after the venue's latency, each looked up once (the
+    admission and the first fill ask the same questions of the same moment)."""
+
+    __slots__ = ("_instrument", "_is_open", "_last", "_prices", "after_latency", "now")
+
+    def __init__(self, prices: PriceSource, instrument: Instrument, now: datetime,
+                 latency: timedelta) -> None:
+        self._prices = prices
+        self._instrument = instrument
+        self.now = now
+        self.after_latency = now + latency if latency else now
+        self._is_open: bool | None = None
+        self._last: Decimal | None = None
+
+    def is_open(self) -> bool:
+        if self._is_open is None:
+            self._is_open = self._prices.market_clock(self._instrument.market, self.now).is_open
+        return self._is_open
+
+    def last_after_latency(self) -> Decimal:
+        if self._last is None:
+            self._last = self._prices.last_trade(self._instrument.key, self.after_latency).price
+        return self._last
 
 
 def _new_order(account: str, request: OrderRequest, reason: str | None,
                reserve: Decimal | None, now: datetime) -> StoredOrder:
-    status = OrderStatus.REJECTED if reason is not None else OrderStatus.ACKNOWLEDGED
-    return StoredOrder(
-        order_id=0, account=account, client_order_id=request.client_order_id,
-        instrument=request.instrument, side=request.side, order_type=request.order_type,
-        quantity=request.quantity, limit_price=request.limit_price, status=status,
-        filled_quantity=ZERO, filled_notional=ZERO, reserve_price=reserve,
-        reason=reason or "", not_before=None, created_at=now, updated_at=now)
+    status = _REJECTED if reason is not None else _ACKNOWLEDGED
+    return StoredOrder(  # positional, in StoredOrder's field order: once per order
+        0, account, request.client_order_id, request.instrument, request.side,
+        request.order_type, request.quantity, request.limit_price, status, ZERO, ZERO, reserve,
+        reason or "", None, now, now)
 
 
 def _parse_cursor(cursor: str | None) -> int:
@@ -499,9 +545,10 @@ def _check_account(account: str) -> None:
 def _check_request(request: OrderRequest) -> None:
     _check_name("client_order_id", request.client_order_id, MAX_CLIENT_ORDER_ID_LENGTH)
     _check_name("instrument", request.instrument, MAX_INSTRUMENT_LENGTH)
-    for what, value in (("quantity", request.quantity), ("limit_price", request.limit_price)):
-        if value is not None and not value.is_finite():
-            raise ValueError(f"{what} must be a finite number, got {value}")
+    if not request.quantity.is_finite():
+        raise ValueError(f"quantity must be a finite number, got {request.quantity}")
+    if request.limit_price is not None and not request.limit_price.is_finite():
+        raise ValueError(f"limit_price must be a finite number, got {request.limit_price}")
 
 
 def _check_name(what: str, value: str, max_length: int) -> None:
