@@ -27,6 +27,7 @@ from fleetkit.cli import (
     broker_cmds,
     calendar_cmds,
     dashboard_cmds,
+    data_cmds,
     db_cmds,
     deploy_cmds,
     exchange_cmds,
@@ -45,9 +46,9 @@ __all__ = ["app", "build_app", "entry", "fail", "main"]
 # then groups, each in the order added).
 COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
     backtest_cmd.register, bot_cmds.register, broker_cmds.register, calendar_cmds.register,
-    dashboard_cmds.register, db_cmds.register, deploy_cmds.register, exchange_cmds.register,
-    fleet_cmds.register, jobs_cmds.register, metrics_cmds.register, notify_cmds.register,
-    reconcile_cmd.register)
+    dashboard_cmds.register, data_cmds.register, db_cmds.register, deploy_cmds.register,
+    exchange_cmds.register, fleet_cmds.register, jobs_cmds.register, metrics_cmds.register,
+    notify_cmds.register, reconcile_cmd.register)
 
 
 def build_app() -> typer.Typer:

@@ -13,7 +13,7 @@ from fleetkit.core.errors import ConfigError
 # The `fleet` command's own commands (tests/unit/config/test_job_commands.py holds this
 # list equal to the CLI's). The config sits below the CLI, so it cannot ask the CLI.
 FLEET_COMMANDS = frozenset({
-    "backtest", "bot", "broker", "calendar", "dashboard", "db", "deploy", "events",
+    "backtest", "bot", "broker", "calendar", "dashboard", "data", "db", "deploy", "events",
     "exchange", "halt", "init", "jobs", "metrics", "monitor", "notify", "reconcile", "resume",
     "scheduler", "services", "status", "strategies", "up",
 })

@@ -32,6 +32,21 @@ def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any],
     return conn.execute(statement).first() is not None
 
 
+def insert_many_if_absent(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
+                          key: Sequence[str]) -> int:
+    """Insert each of `rows` unless a row with its `key` exists; how many this call inserted.
+
+    One multi-row INSERT ... ON CONFLICT DO NOTHING: one round trip on PostgreSQL, and
+    idempotent on both backends (a rerun, or a writer racing this one, inserts nothing
+    twice). The caller keeps `rows` small enough for the backend's bind limit (SQLite:
+    32,766 parameters)."""
+    if not rows:
+        return 0
+    statement = _insert(conn, table).values(list(rows)).on_conflict_do_nothing(
+        index_elements=list(key)).returning(table.c[key[0]])
+    return len(conn.execute(statement).all())
+
+
 def _insert(conn: Connection, table: Table) -> Any:
     # Imported here so a process on SQLite never loads the PostgreSQL dialect, and vice versa.
     if conn.dialect.name == "postgresql":

@@ -5,7 +5,7 @@ The schema is three Alembic branches, one per area, each with a version table of
     branch       version table                 revisions          holds
     trading      alembic_version               0001 .. 0011       everything a bot uses
     operations   alembic_version_operations    operations_0001    registry, pipeline, backups
-    market_data  alembic_version_market_data   market_data_0001   bars, option chains
+    market_data  alembic_version_market_data   market_data_0001.. bars, option chains
 
 Separate version tables let each branch be checked, upgraded and placed on its own: a bot
 checks only `trading` (a database whose other branches are behind or ahead does not stop
@@ -54,7 +54,8 @@ BRANCHES: tuple[Branch, ...] = (
     Branch(TRADING, "alembic_version", ("0001", "0002", "0003", "0004", "0005", "0006", "0007",
                                         "0008", "0009", "0010", "0011")),
     Branch(OPERATIONS, "alembic_version_operations", ("operations_0001",)),
-    Branch(MARKET_DATA, "alembic_version_market_data", ("market_data_0001",)),
+    Branch(MARKET_DATA, "alembic_version_market_data", ("market_data_0001",
+                                                          "market_data_0002")),
 )
 BRANCH_NAMES: tuple[str, ...] = tuple(b.name for b in BRANCHES)
 # What each kind of process checks at start: what it reads and writes, nothing more.

@@ -345,3 +345,23 @@ notify_state = Table(
     Column("value", JSON, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# --- the market_data branch (store.migrate; it may live in a database of its own) ---------
+
+# Bar history (docs/market-data.md): one row per (instrument, timeframe, open time), and
+# that key is the primary key, so a rerun backfill or a retried minute inserts nothing
+# (ON CONFLICT DO NOTHING) and a range read walks the key. Recorders write 1m bars; higher
+# timeframes are aggregated from them on session boundaries (core.bars).
+bars = Table(
+    "bars", metadata,
+    Column("instrument", String(64), primary_key=True),  # "CRYPTO:BTC/USDT", "NSE:INFY"
+    Column("timeframe", String(8), primary_key=True),  # core.bars.TIMEFRAMES
+    Column("open_time", UTCDateTime(), primary_key=True),
+    Column("open", ExactDecimal(), nullable=False),
+    Column("high", ExactDecimal(), nullable=False),
+    Column("low", ExactDecimal(), nullable=False),
+    Column("close", ExactDecimal(), nullable=False),
+    Column("volume", ExactDecimal(), nullable=False),
+    Column("source", String(64), nullable=False),  # "sandbox", "ccxt:binance"
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
