@@ -115,18 +115,27 @@ class FleetReplay:
         [(key, tape)] = self._specs[0].tapes.items()
         quotes, keys = self.prices.quotes[key], [key]
         bot, bot_id = assembled.bot, assembled.recipe.identity.id
-        begin, trade, end_cycle = assembled.begin_cycle, assembled.trade, assembled.end_cycle
+        begin, trade = assembled.begin_cycle, assembled.trade
+        # What begin_cycle and end_cycle come to here: with no order open, begin_cycle only
+        # reads the kill switches; given the marks, end_cycle only hands them to the brakes.
+        check_halt, end_cycle = assembled.brakes.check_halt, assembled.brakes.mark
         set_clock, match, ledger = self.clock.set, self.venue.match, self.ledger
         price_at_row, position = quotes.price_at_row, bot.position
         closes_are_prices = quotes.closes_are_prices
         starts, ends = _bar_times(tape)
         bars = map(_new_tuple, repeat(Bar), zip(starts, *_price_columns(tape), strict=True))
+        halted, controls_seen = False, -1
         for row, (now, bar) in enumerate(zip(ends, bars, strict=True)):
             set_clock(now)
             moved = bot.has_open_orders
             if moved:
                 match(now)
-            halted = begin(only_if_open=True)
+                halted = begin()
+            elif halted or ledger.controls_changes != controls_seen:
+                # Not halted at the last read and no switch set since: a read now finds
+                # both switches as they were and changes nothing, so it is skipped.
+                controls_seen = ledger.controls_changes
+                halted = check_halt()
             if trade(key, bar, halted):
                 moved = True
             if position(key):

@@ -18,13 +18,15 @@ from fleetkit.core.instruments import Instrument
 from fleetkit.core.market_data import Bar
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Order
-from fleetkit.core.signals import Signal
+from fleetkit.core.signals import Signal, SignalLevel
 from fleetkit.engine import exits
 from fleetkit.engine.execution import Execution, ExecutionEngine
 from fleetkit.engine.exits import NO_EXITS, ExitRules
 from fleetkit.engine.ports import BotState, Clock, InstrumentState, Ledger, SignalRecord
-from fleetkit.engine.trader import Trader
+from fleetkit.engine.trader import TradeDecision, Trader
 from fleetkit.strategy.base import Strategy, StrategyContext
+
+_HOLD = SignalLevel.HOLD  # a constant: an enum member looked up costs, per bar
 
 
 @dataclass(slots=True)
@@ -154,10 +156,20 @@ class TradingBot:
             return None
         if signal.__class__ is not Signal and not isinstance(signal, Signal):
             raise _bad_signal(slot, signal)
+        level = signal.level
+        if level is not None and (level is _HOLD or level == state.last_signal):
+            # Trader.decide's own first answer (unchanged: nothing to size or send), given
+            # here without the call: the same level bar after bar is a backtest's usual bar.
+            return None
         decision = slot.trader.decide(signal, bar.close, position, self._open.get(key, ZERO),
                                       state.last_signal)
         if not decision.changed:
             return None
+        return self._act(state, key, bar, signal, decision)
+
+    def _act(self, state: InstrumentState, key: str, bar: Bar, signal: Signal,
+             decision: TradeDecision) -> Execution | None:
+        """A changed signal taken as acted on, and its order (if it needs one) executed."""
         state.last_signal = decision.key
         state.target_quantity = decision.target
         if decision.intent is None:

@@ -107,6 +107,9 @@ class MemoryLedger:
         self.snapshots: list[tuple[int, datetime, PnlSnapshot]] = []
         self._keep_snapshots = keep_snapshots
         self._day_of = (_EPOCH, _EPOCH, "")  # a UTC day: its start, its end, its date
+        # How many times a switch was set: while it stays the same, every bot's switches are
+        # as they were (a replay reads them only when this moved, instead of every bar).
+        self.controls_changes = 0
 
     def _book(self, bot_id: int) -> _BotBook:
         try:
@@ -144,6 +147,7 @@ class MemoryLedger:
     def set_control(self, bot_id: int | None, state: TradingState, reason: str,
                     source: HaltSource, actor: str, now: datetime) -> None:
         control = Control(state, reason, source)
+        self.controls_changes += 1
         if bot_id is None:
             self._fleet = control
         else:

@@ -29,22 +29,25 @@ class SimpleMovingAverage:
         self._period = period
         self._window: deque[int] = deque(maxlen=period)
         self._total = 0
-        self._divisor = period << _SCALE_BITS
+        self._divisor = period << SCALE_BITS
 
     def update(self, value: float) -> float | None:
+        return self.update_scaled(int(ldexp(value, SCALE_BITS)))
+
+    def update_scaled(self, value: int) -> float | None:
+        """`update` with the value already scaled, `int(ldexp(value, SCALE_BITS))`: averages
+        of the same series share that conversion (a hot loop makes it inline, not a call)."""
         window = self._window
-        scaled = int(ldexp(value, _SCALE_BITS))
-        if len(window) == self._period:
-            self._total += scaled - window[0]
-        else:
-            self._total += scaled
-        window.append(scaled)
-        if len(window) < self._period:
-            return None
-        return self._total / self._divisor
+        if len(window) == self._period:  # full, the usual case: the oldest value leaves
+            self._total += value - window[0]
+            window.append(value)
+            return self._total / self._divisor
+        self._total += value
+        window.append(value)
+        return self._total / self._divisor if len(window) == self._period else None
 
 
-_SCALE_BITS = 80
+SCALE_BITS = 80  # SimpleMovingAverage keeps each value as an integer count of 2^-SCALE_BITS
 
 
 class RelativeStrengthIndex:

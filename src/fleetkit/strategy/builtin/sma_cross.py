@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from math import ldexp
 from typing import ClassVar
 
 from pydantic import Field, model_validator
@@ -9,7 +10,7 @@ from pydantic import Field, model_validator
 from fleetkit.core.market_data import Bar
 from fleetkit.core.signals import Signal, SignalLevel
 from fleetkit.strategy.base import StrategyContext, StrategyParams, StrategySpec
-from fleetkit.strategy.indicators import SimpleMovingAverage
+from fleetkit.strategy.indicators import SCALE_BITS, SimpleMovingAverage
 
 _LONG = Signal.at(SignalLevel.STRONG_BUY, "fast SMA above slow")
 _SHORT = Signal.at(SignalLevel.STRONG_SELL, "fast SMA below slow")
@@ -40,8 +41,9 @@ class SmaCross:
         return self._params.slow
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> Signal | None:
-        fast = self._fast.update(bar.close)
-        slow = self._slow.update(bar.close)
+        close = int(ldexp(bar.close, SCALE_BITS))  # scaled once for both averages
+        fast = self._fast.update_scaled(close)
+        slow = self._slow.update_scaled(close)
         if fast is None or slow is None or fast == slow:
             return None
         return _LONG if fast > slow else _SHORT
