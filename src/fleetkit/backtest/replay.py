@@ -219,6 +219,11 @@ def _shared_tapes(bots: Sequence[ReplayBot]) -> dict[str, BarTape]:
             raise ValueError(f"bot {bot.recipe.identity.name}: no tape for "
                              f"{', '.join(sorted(missing))}")
         for key, tape in bot.tapes.items():
+            if not len(tape):
+                # Replay starts at the first bar and prices come from the tape: a tape with
+                # none (the market closed all along) has nothing for either to stand on.
+                raise ValueError(f"bot {bot.recipe.identity.name}: no bars for {key} in the "
+                                 "window; leave it out or widen the window")
             if tape.interval_s != bot.recipe.interval_s:
                 raise ValueError(f"bot {bot.recipe.identity.name}: {key} has "
                                  f"{tape.interval_s}s bars, the bot trades "

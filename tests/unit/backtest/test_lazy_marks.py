@@ -64,3 +64,18 @@ def test_a_breaker_trips_at_the_same_bar_with_ticks_of_five_paise(limit: str) ->
     exact = outcome(7, "NSE:RELIANCE", limit, keep_marks=True)
     assert exact["halts"], "the limit must trip"
     assert outcome(7, "NSE:RELIANCE", limit, keep_marks=False) == exact
+
+
+def test_a_tape_with_no_bars_is_refused_naming_it() -> None:
+    key = "CRYPTO:BTC/USDT"
+    instrument = load_catalog()[key].instrument
+    tape = generated_tape(InventedPrices(5, load_catalog(), MarketCalendars()), instrument,
+                          datetime(2026, 3, 2, tzinfo=UTC), 10, 300)
+    empty = type(tape)(instrument, 300, tape.ts_s[:0], tape.open[:0], tape.high[:0],
+                       tape.low[:0], tape.close[:0], tape.volume[:0])
+    recipe = BotRecipe(BotIdentity(1, "empty", "CRYPTO", "USDT"), {key: instrument},
+                       "sma_cross", {"fast": 5, "slow": 20}, Sizing(Decimal(10_000), Decimal(1)),
+                       RiskLimits(Decimal(10**7), Decimal(10**7), Decimal(5), 600.0, None, None),
+                       300, {"USDT": Decimal(1)})
+    with pytest.raises(ValueError, match=r"bot empty: no bars for CRYPTO:BTC/USDT in the window"):
+        FleetReplay([ReplayBot(recipe, {key: empty})], VENUE)
