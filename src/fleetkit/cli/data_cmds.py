@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -166,7 +167,7 @@ def backfill_command(symbols: SymbolsArgument = None, days: DaysOption = 7,
     _check_dates(start, None)
     loaded = _load(config)
     only = _wanted(loaded, symbols)
-    recorder, database = _recorder(loaded, db, market_data_db, days)
+    recorder, databases = _recorder(loaded, db, market_data_db, days)
     done = []
     try:
         with configured_feeds(loaded.config, only) as feeds:
@@ -181,8 +182,14 @@ def backfill_command(symbols: SymbolsArgument = None, days: DaysOption = 7,
                                f"fetched, {result.rejected} refused; newest "
                                f"{result.last:%Y-%m-%d %H:%M} UTC" if result.last else
                                f"{result.instrument} ({result.source}): no bars yet")
+                    if result.gaps:
+                        missing = sum(g.minutes for g in result.gaps)
+                        typer.echo(f"  {len(result.gaps)} gap(s), {missing} minute(s) inside "
+                                   "sessions the venue did not serve: `fleet data gaps "
+                                   f"{result.instrument}`")
     finally:
-        database.dispose()
+        for database in databases:
+            database.dispose()
     if as_json:
         typer.echo(json.dumps({"instruments": [d.as_json() for d in done]}, indent=2))
 
@@ -200,13 +207,14 @@ def record_command(symbols: SymbolsArgument = None, days: DaysOption = 7,
     loaded = _load(config)
     only = _wanted(loaded, symbols)
     configure_logging()
-    recorder, database = _recorder(loaded, db, market_data_db, days)
+    recorder, databases = _recorder(loaded, db, market_data_db, days)
     stop = threading.Event()
     try:
         with stop_signals(stop), configured_feeds(loaded.config, only) as feeds:
             recorder.follow(feeds, stop)
     finally:
-        database.dispose()
+        for database in databases:
+            database.dispose()
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -230,17 +238,55 @@ def _open(loaded: LoadedConfig, db: str | None, market_data_db: str | None, *,
 
 
 def _recorder(loaded: LoadedConfig, db: str | None, market_data_db: str | None,
-              days: int) -> tuple[BarRecorder, Database]:
+              days: int) -> tuple[BarRecorder, list[Database]]:
+    """The recorder, and the databases to dispose: the market-data one, and the fleet one
+    its gap alerts go to (when there is one to write to)."""
     from fleetkit.data.recorder import BarRecorder
     from fleetkit.runtime.clock import WallClock
     from fleetkit.store.bars import BarStore
+    from fleetkit.store.data_alerts import GapAlertStore
 
     if not loaded.config.bots:
         fail(f"{loaded.source}: no bots, so no instruments to record — add bots, or name "
              "instruments the config trades")
     database = _open(loaded, db, market_data_db, must_exist=False)
-    return BarRecorder(BarStore(database.engine), WallClock(),
-                       lookback=timedelta(days=days)), database
+    fleet = _fleet_database(loaded, db)
+    recorder = BarRecorder(BarStore(database.engine), WallClock(),
+                           lookback=timedelta(days=days),
+                           sessions=_market_sessions(loaded),
+                           alerts=GapAlertStore(fleet.engine) if fleet else None)
+    return recorder, [database, *([fleet] if fleet else [])]
+
+
+def _fleet_database(loaded: LoadedConfig, db: str | None) -> Database | None:
+    """The fleet database, for the data.gap events; None (said on stderr) when there is
+    none yet: bar history can be recorded before a fleet has run, its gaps are then only
+    in the output and `fleet data gaps`."""
+    from fleetkit.core.errors import FleetError
+    from fleetkit.runtime.wiring import database_url
+    from fleetkit.store.database import open_database
+
+    try:
+        return open_database(database_url(loaded, db), must_exist=True, home=loaded.home,
+                             application_name="fleet-data")
+    except FleetError as exc:
+        typer.echo(f"warning: gaps will not be alerted (no fleet database to record them "
+                   f"in: {exc})", err=True)
+        return None
+
+
+def _market_sessions(loaded: LoadedConfig) -> Callable[[str, datetime, datetime],
+                                                        list[Session]]:
+    from fleetkit.core.instruments import market
+    from fleetkit.runtime.calendar_watch import market_calendars
+
+    calendars = market_calendars(loaded)
+
+    def sessions(name: str, first: datetime, last: datetime) -> list[Session]:
+        wide_first, wide_last = _widened(first, last)
+        return calendars.sessions(market(name).calendar, wide_first.date(), wide_last.date())
+
+    return sessions
 
 
 def _traded(loaded: LoadedConfig) -> list[str]:

@@ -1,7 +1,9 @@
-"""Where bar history comes from: a venue's one-minute bars in the exchange's own time.
+"""Where bar history comes from (a venue's one-minute bars in the exchange's own time), and
+where a gap found while recording is told.
 
-Adapters (built in runtime.bar_sources): the sandbox service over loopback HTTP, and an
-exchange's public candles through ccxt (paginated, spaced by its rate limit).
+Adapters: bar sources in runtime.bar_sources (the sandbox service over loopback HTTP, an
+exchange's public candles through ccxt); gap alerts in store.data_alerts (a `data.gap`
+event and its notification in the fleet database).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from fleetkit.core.bar_gaps import Gap
 from fleetkit.core.market_data import Bar
 
 
@@ -28,4 +31,14 @@ class BarSource(Protocol):
     def minute_bars(self, instrument: str, start: datetime, end: datetime) -> list[Bar]:
         """Completed one-minute bars opening in [start, end), oldest first. Raises
         TransientBrokerError when the venue cannot answer now (the caller retries)."""
+        ...
+
+
+class GapAlerts(Protocol):
+    """Tells someone that an instrument's history has a hole the recorder could not fill."""
+
+    def gap_found(self, instrument: str, gap: Gap, source: str, now: datetime) -> bool:
+        """Record the gap once: True when this call recorded it, False when that gap (the
+        same instrument and first missing minute) was told before, by this process or
+        another. Raises DatabaseUnavailableError when it cannot be recorded now."""
         ...

@@ -5,6 +5,10 @@ Resumable without a cursor of its own (law 1): the newest stored bar is where it
 history is fetched and written a chunk per transaction (a kill loses at most the chunk in
 flight, and the rerun fetches it again), and the store ignores bars it has already (the
 key is unique, ON CONFLICT DO NOTHING), so overlapping runs never duplicate.
+
+Given the market's sessions, each pass judges the minutes it asked for against them: a
+minute inside a session that the venue did not serve (or served as a bad bar) is a gap,
+told once through the GapAlerts port (a `data.gap` event), however many passes see it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from fleetkit.core.bar_gaps import Gap, find_gaps
 from fleetkit.core.bars import ONE_MINUTE, BarRecord
 from fleetkit.core.errors import DatabaseUnavailableError, TransientBrokerError
 from fleetkit.core.market_data import Bar
 from fleetkit.core.numbers import require_utc
-from fleetkit.data.ports import BarSource
+from fleetkit.core.sessions import Session
+from fleetkit.data.ports import BarSource, GapAlerts
 from fleetkit.engine.ports import Clock
 from fleetkit.store.bars import BarStore
 
@@ -33,6 +39,13 @@ DEFAULT_CHUNK = timedelta(days=1)
 # Wait this long after a minute closes before asking for its bar: venues publish a closed
 # candle a moment after the boundary.
 SETTLE = timedelta(seconds=2)
+# Missing minutes at the end of a pass are asked for again by the next one (it resumes
+# after the newest stored bar), so they are a gap only once the venue is this late with
+# them: a candle published a moment after SETTLE is not worth waking anyone for.
+LATE_AFTER = timedelta(minutes=2)
+
+# A market ("NSE") and a UTC range -> the sessions that trade in it (the market calendar).
+SessionsOf = Callable[[str, datetime, datetime], Sequence[Session]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +72,29 @@ class Catchup:
     inserted: int
     rejected: int
     last: datetime | None  # the newest stored bar after the pass
+    gaps: tuple[Gap, ...] = ()  # missing minutes in [start, end) (empty without sessions)
 
     def as_json(self) -> dict[str, object]:
         return {"instrument": self.instrument, "source": self.source,
                 "from": self.start.isoformat(), "to": self.end.isoformat(),
                 "fetched": self.fetched, "inserted": self.inserted, "rejected": self.rejected,
-                "last": self.last.isoformat() if self.last else None}
+                "last": self.last.isoformat() if self.last else None,
+                "gaps": [g.as_json() for g in self.gaps]}
 
 
 class BarRecorder:
     def __init__(self, store: BarStore, clock: Clock, *, lookback: timedelta = DEFAULT_LOOKBACK,
-                 chunk: timedelta = DEFAULT_CHUNK) -> None:
+                 chunk: timedelta = DEFAULT_CHUNK, sessions: SessionsOf | None = None,
+                 alerts: GapAlerts | None = None) -> None:
+        """Without `sessions` no gaps are judged (and `alerts` is never called)."""
         if lookback <= timedelta(0) or chunk < MINUTE:
             raise ValueError("lookback must be positive and chunk at least a minute")
         self._store = store
         self._clock = clock
         self._lookback = lookback
         self._chunk = chunk
+        self._sessions = sessions
+        self._alerts = alerts
 
     def catch_up(self, feed: Feed, since: datetime | None = None,
                  until: datetime | None = None) -> Catchup:
@@ -97,8 +116,36 @@ class BarRecorder:
                                           source=feed.source.name,
                                           recorded_at=self._clock.now())
             window = stop
+        last = self._store.last_open_time(feed.instrument, ONE_MINUTE)
         return Catchup(feed.instrument, feed.source.name, start, end, fetched, inserted,
-                       rejected, self._store.last_open_time(feed.instrument, ONE_MINUTE))
+                       rejected, last, self._judge(feed, start, end, last))
+
+    def _judge(self, feed: Feed, start: datetime, end: datetime, last: datetime | None
+               ) -> tuple[Gap, ...]:
+        """The gaps in what this pass asked for, each told once."""
+        if self._sessions is None or start >= end:
+            return ()
+        present = self._store.open_times(feed.instrument, ONE_MINUTE, start, end)
+        gaps = tuple(g for g in find_gaps(present, self._sessions(feed.market, start, end),
+                                          start, end)
+                     if not _pending(g, last, end))
+        if self._alerts is None:
+            return gaps
+        now = self._clock.now()
+        for gap in gaps:
+            try:
+                told = self._alerts.gap_found(feed.instrument, gap, feed.source.name, now)
+            except DatabaseUnavailableError as exc:
+                # The bars are stored and `fleet data gaps` still shows the hole; a lost
+                # alert must not stop the recording.
+                logger.warning("%s: gap %s..%s not alerted: %s", feed.instrument,
+                               gap.start.isoformat(), gap.end.isoformat(), exc)
+                continue
+            if told:
+                logger.warning("%s: %d minute(s) missing from %s (%s served none)",
+                               feed.instrument, gap.minutes, gap.start.isoformat(),
+                               feed.source.name)
+        return gaps
 
     def _start(self, feed: Feed, end: datetime, since: datetime | None) -> datetime:
         if since is not None:
@@ -129,6 +176,12 @@ class BarRecorder:
                     on_pass(done)
             now = self._clock.now()
             pause((floor_minute(now) + MINUTE + SETTLE - now).total_seconds())
+
+
+def _pending(gap: Gap, last: datetime | None, end: datetime) -> bool:
+    """A run of missing minutes after the newest stored bar that is not yet LATE_AFTER old:
+    the next pass asks for it again."""
+    return (last is None or gap.start > last) and end - gap.start < LATE_AFTER
 
 
 def to_records(instrument: str, bars: Sequence[Bar], start: datetime, end: datetime

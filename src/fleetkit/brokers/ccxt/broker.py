@@ -222,7 +222,9 @@ class CcxtBroker:
             page = [_bar(row, symbol) for row in _listed(rows, "candles")]
             fresh = [b for b in page if since <= b.ts < end and b.ts + step <= now]
             bars.extend(fresh)
-            if not fresh or len(page) < 1000:
+            # A short page is the venue's newest; a page reaching `end` holds all asked
+            # for (one more request would only fetch bars past it, on a rate limit).
+            if not fresh or len(page) < 1000 or page[-1].ts + step >= end:
                 break
             since = fresh[-1].ts + step
         return bars
