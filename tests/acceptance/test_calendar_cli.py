@@ -114,7 +114,8 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str)
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
-    (("MARS",), ("unknown market 'MARS'", "NYSE, NSE, LSE, JPX, XETRA, CRYPTO", "any case")),
+    (("MARS",), ("unknown market 'MARS'", "NYSE, NSE, BSE, NFO, BFO, LSE, JPX, XETRA, CRYPTO",
+                 "any case")),
     (("NSE", "--from", "2027-13-01"), ("--from '2027-13-01' is not a date", "YYYY-MM-DD")),
     (("NSE", "--to", "next week"), ("--to 'next week' is not a date", "YYYY-MM-DD")),
     (("NSE", "--from", "2027-02-01", "--to", "2027-01-01"),
@@ -154,7 +155,9 @@ def test_check_exits_1_and_records_one_alert_per_day(tmp_path: Path) -> None:
     first = as_json(fleet(*check, cwd=tmp_path))
     again = fleet(*check, cwd=tmp_path)
     assert again.returncode == 1
-    assert first["expiring"] == ["NSE"] and first["alerts_recorded"] == 1
+    # BSE and the F&O segments share NSE's calendar; the alert is one, for the calendar.
+    assert first["expiring"] == ["NSE", "BSE", "NFO", "BFO"]
+    assert first["alerts_recorded"] == 1
     assert json.loads(again.stdout)["alerts_recorded"] == 0
     nse = next(m for m in first["markets"] if m["market"] == "NSE")
     assert (nse["ends"], nse["basis"], nse["library_ends"]) == ("2099-12-31", "override file",

@@ -12,6 +12,7 @@ from fleetkit.core.numbers import floor_to_step, round_to_step, truncate_toward_
 class AssetClass(StrEnum):
     EQUITY = "equity"
     CRYPTO = "crypto"
+    DERIVATIVE = "derivative"
 
 
 ALWAYS_OPEN = "24/7"
@@ -43,6 +44,14 @@ MARKETS: dict[str, Market] = {
                AssetClass.EQUITY),
         Market("NSE", "National Stock Exchange of India", "XNSE", "Asia/Kolkata", "INR",
                AssetClass.EQUITY),
+        # BSE lists SENSEX; NFO and BFO are NSE's and BSE's futures-and-options segments
+        # (their codes in Indian brokers' APIs). BSE shares NSE's holidays, so its calendar.
+        Market("BSE", "BSE (Bombay Stock Exchange)", "XNSE", "Asia/Kolkata", "INR",
+               AssetClass.EQUITY),
+        Market("NFO", "NSE futures and options", "XNSE", "Asia/Kolkata", "INR",
+               AssetClass.DERIVATIVE),
+        Market("BFO", "BSE futures and options", "XNSE", "Asia/Kolkata", "INR",
+               AssetClass.DERIVATIVE),
         Market("LSE", "London Stock Exchange", "XLON", "Europe/London", "GBX", AssetClass.EQUITY),
         Market("JPX", "Tokyo Stock Exchange", "XTKS", "Asia/Tokyo", "JPY", AssetClass.EQUITY),
         Market("XETRA", "Deutsche Börse Xetra", "XETR", "Europe/Berlin", "EUR", AssetClass.EQUITY),

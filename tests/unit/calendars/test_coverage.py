@@ -40,8 +40,9 @@ def test_an_always_open_market_has_nothing_to_run_out() -> None:
 
 
 def test_nse_is_flagged_in_mid_december_on_the_librarys_data_alone() -> None:
+    # BSE and the F&O segments trade on NSE's calendar: they run out with it.
     assert calendars_expiring(list(MARKETS), DECEMBER_15) == [
-        Expiring("NSE", "XNSE", date(2026, 12, 31))]
+        Expiring(code, "XNSE", date(2026, 12, 31)) for code in ("NSE", "BSE", "NFO", "BFO")]
 
 
 def test_the_shipped_override_covers_nse_until_its_coverage_until() -> None:

@@ -220,7 +220,7 @@ def test_negative_limits_name_the_key_and_the_bound(text: str, where: str) -> No
 def test_unknown_market_lists_the_known_ones() -> None:
     message = config_error(bots("{name: a, market: NASDAQ, symbols: [X], strategy: sma_cross}"))
     assert message == ("fleet.yaml: bots[0] (a).market: unknown market 'NASDAQ'; "
-                       "known: NYSE, NSE, LSE, JPX, XETRA, CRYPTO")
+                       "known: NYSE, NSE, BSE, NFO, BFO, LSE, JPX, XETRA, CRYPTO")
 
 
 def test_bad_default_bar_interval_lists_the_intervals() -> None:

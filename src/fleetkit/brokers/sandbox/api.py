@@ -10,6 +10,13 @@ response with status NO_ANSWER makes the service close the connection without an
     GET    /v1/quote?instrument=K
     GET    /v1/bars?instrument=K&interval_s=N&start=T&end=T
     GET    /v1/instruments
+    GET    /v1/chain?underlying=U&expiry=D&strikes=N&at=T   an option chain (derivatives.py):
+                                                         expiry (default nearest), strikes
+                                                         each side of ATM, at (default now)
+    GET    /v1/quotes?instruments=K1,K2,...              option quotes, Kite-shaped (<= 500)
+    GET    /v1/futures?underlying=U&at=T                 listed index futures and the front
+    GET    /v1/perpetual?instrument=K                    a perpetual's mark, index, funding
+    GET    /v1/funding?instrument=K&start=T&end=T        its funding settlements (8-hourly)
     POST   /v1/accounts/{account}/orders                 body: an OrderRequest
     GET    /v1/accounts/{account}/orders?status=open
     GET    /v1/accounts/{account}/orders/{client_order_id}
@@ -30,15 +37,30 @@ contain '/' and ':' when encoded. Errors answer {"error": code, "message": text}
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from fleetkit.core.errors import BadBrokerReplyError, DatabaseUnavailableError
 
-from .errors import OrderNotFoundError, UnknownInstrumentError, UnknownMarketError
+from .derivatives import SandboxDerivatives
+from .derivatives_wire import (
+    chain_to_dict,
+    funding_to_dict,
+    futures_to_dict,
+    perpetual_to_dict,
+    quotes_to_dict,
+)
+from .errors import (
+    DerivativesUnavailableError,
+    OrderNotFoundError,
+    UnknownInstrumentError,
+    UnknownMarketError,
+)
+from .perpetuals import SandboxPerpetuals
 from .venue import MAX_FILL_PAGE, MAX_SUBMISSION_PAGE, SandboxVenue
 from .wire import (
     JsonObject,
@@ -116,6 +138,7 @@ _ERROR_ANSWERS: tuple[tuple[type[Exception], int, str], ...] = (
     (OrderNotFoundError, 404, "order_not_found"),
     (UnknownInstrumentError, 404, "unknown_instrument"),
     (UnknownMarketError, 404, "unknown_market"),
+    (DerivativesUnavailableError, 404, "no_derivatives"),
     (DatabaseUnavailableError, 503, "unavailable"),
     (BadBrokerReplyError, 400, "bad_request"),
     (ValueError, 400, "bad_request"),
@@ -126,15 +149,24 @@ class SandboxApi:
     """Routes requests to a SandboxVenue. Never raises: every failure becomes an answer.
     `faults`, when given, is what the admin routes show and change."""
 
-    def __init__(self, venue: SandboxVenue, *, faults: FaultControl | None = None) -> None:
+    def __init__(self, venue: SandboxVenue, *, faults: FaultControl | None = None,
+                 derivatives: SandboxDerivatives | None = None) -> None:
         self._venue = venue
         self._faults = faults
+        # Built on first use: a venue whose users never ask for options never pays for them.
+        self._derivatives = derivatives
+        self._derivatives_lock = threading.Lock()
         self._routes: tuple[tuple[str, tuple[str, ...], Callable[..., ApiResponse]], ...] = (
             ("GET", ("v1", "health"), self._health),
             ("GET", ("v1", "clock"), self._clock),
             ("GET", ("v1", "quote"), self._quote),
             ("GET", ("v1", "bars"), self._bars),
             ("GET", ("v1", "instruments"), self._instruments),
+            ("GET", ("v1", "chain"), self._chain),
+            ("GET", ("v1", "quotes"), self._option_quotes),
+            ("GET", ("v1", "futures"), self._futures),
+            ("GET", ("v1", "perpetual"), self._perpetual),
+            ("GET", ("v1", "funding"), self._funding),
             ("POST", ("v1", "accounts", _CAPTURE, "orders"), self._submit),
             ("GET", ("v1", "accounts", _CAPTURE, "orders"), self._open_orders),
             ("GET", ("v1", "accounts", _CAPTURE, "orders", _CAPTURE), self._lookup),
@@ -194,6 +226,39 @@ class SandboxApi:
         instruments = self._venue.instruments()
         return ApiResponse(200, {"instruments": [instrument_to_dict(instruments[key])
                                                  for key in sorted(instruments)]})
+
+    def _chain(self, request: ApiRequest) -> ApiResponse:
+        expiry = _date_param(request, "expiry") if request.query.get("expiry") else None
+        strikes = _int_param(request, "strikes") if request.query.get("strikes") else None
+        at = _time_param(request, "at") if request.query.get("at") else None
+        chain = self._options().chain(_param(request, "underlying"), expiry, strikes, at)
+        return ApiResponse(200, chain_to_dict(chain))
+
+    def _option_quotes(self, request: ApiRequest) -> ApiResponse:
+        keys = [key.strip() for key in _param(request, "instruments").split(",") if key.strip()]
+        return ApiResponse(200, quotes_to_dict(self._options().quotes(keys)))
+
+    def _futures(self, request: ApiRequest) -> ApiResponse:
+        at = _time_param(request, "at") if request.query.get("at") else None
+        return ApiResponse(200, futures_to_dict(self._options().futures(
+            _param(request, "underlying"), at)))
+
+    def _perpetual(self, request: ApiRequest) -> ApiResponse:
+        perpetuals = SandboxPerpetuals(self._venue)  # stateless: nothing to keep
+        return ApiResponse(200, perpetual_to_dict(perpetuals.quote(_param(request,
+                                                                          "instrument"))))
+
+    def _funding(self, request: ApiRequest) -> ApiResponse:
+        payments = SandboxPerpetuals(self._venue).funding_history(
+            _param(request, "instrument"), _time_param(request, "start"),
+            _time_param(request, "end"))
+        return ApiResponse(200, {"funding": [funding_to_dict(p) for p in payments]})
+
+    def _options(self) -> SandboxDerivatives:
+        with self._derivatives_lock:
+            if self._derivatives is None:
+                self._derivatives = SandboxDerivatives(self._venue)
+            return self._derivatives
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -310,6 +375,14 @@ def _int_param(request: ApiRequest, name: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise BadRequestError(f"{name}={text!r}: expected a whole number")
     return int(text)
+
+
+def _date_param(request: ApiRequest, name: str) -> date:
+    text = _param(request, name)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadRequestError(f"{name}={text!r}: expected a date, YYYY-MM-DD") from None
 
 
 def _time_param(request: ApiRequest, name: str) -> datetime:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -22,12 +22,26 @@ from urllib.parse import quote
 import httpx
 
 from fleetkit.core.errors import BadBrokerReplyError, OrderRejectedError, TransientBrokerError
+from fleetkit.core.futures import FundingPayment, FuturesCurve, PerpetualQuote
 from fleetkit.core.instruments import Instrument
 from fleetkit.core.market_data import Bar, MarketClock, Quote
+from fleetkit.core.option_chains import ChainQuote, OptionChain
 from fleetkit.core.orders import OrderStatus
 from fleetkit.engine.ports import FillPage, OrderReport, OrderRequest, PositionReport
 
-from .errors import OrderNotFoundError, UnknownInstrumentError, UnknownMarketError
+from .derivatives_wire import (
+    chain_from_dict,
+    funding_from_dict,
+    futures_from_dict,
+    perpetual_from_dict,
+    quotes_from_dict,
+)
+from .errors import (
+    DerivativesUnavailableError,
+    OrderNotFoundError,
+    UnknownInstrumentError,
+    UnknownMarketError,
+)
 from .wire import (
     JsonObject,
     Reader,
@@ -53,6 +67,7 @@ _ERRORS_BY_CODE: Mapping[str, type[Exception]] = {
     "order_not_found": OrderNotFoundError,
     "unknown_instrument": UnknownInstrumentError,
     "unknown_market": UnknownMarketError,
+    "no_derivatives": DerivativesUnavailableError,
 }
 
 
@@ -156,6 +171,47 @@ class SandboxClient:
         found = list_from(self._call("GET", "/v1/instruments"), "instruments",
                           instrument_from_dict)
         return {instrument.key: instrument for instrument in found}
+
+    # --- ChainSource (option chains and quotes) and index futures ----------------------
+
+    def chain(self, underlying: str, expiry: date | None = None,
+              strikes_each_side: int | None = None, at: datetime | None = None
+              ) -> OptionChain:
+        params = {"underlying": underlying}
+        if expiry is not None:
+            params["expiry"] = expiry.isoformat()
+        if strikes_each_side is not None:
+            params["strikes"] = str(strikes_each_side)
+        if at is not None:
+            params["at"] = time_text(at)
+        return chain_from_dict(self._call("GET", "/v1/chain", params=params))
+
+    def option_quotes(self, instruments: Sequence[str]) -> dict[str, ChainQuote]:
+        if not instruments:
+            return {}
+        if any("," in key for key in instruments):
+            raise ValueError("an instrument key cannot contain ','")
+        found = quotes_from_dict(self._call("GET", "/v1/quotes",
+                                            params={"instruments": ",".join(instruments)}))
+        missing = [key for key in instruments if key not in found]
+        if missing:
+            raise BadBrokerReplyError(f"the sandbox left out quotes for {', '.join(missing)}")
+        return found
+
+    def futures(self, underlying: str, at: datetime | None = None) -> FuturesCurve:
+        params = {"underlying": underlying} | ({} if at is None else {"at": time_text(at)})
+        return futures_from_dict(self._call("GET", "/v1/futures", params=params))
+
+    def perpetual(self, instrument: str) -> PerpetualQuote:
+        """A perpetual swap's mark and index price and its funding ("CRYPTO:BTC/USDT:USDT")."""
+        return perpetual_from_dict(self._call("GET", "/v1/perpetual",
+                                              params={"instrument": instrument}))
+
+    def funding_history(self, instrument: str, start: datetime, end: datetime
+                        ) -> list[FundingPayment]:
+        params = {"instrument": instrument, "start": time_text(start), "end": time_text(end)}
+        return list_from(self._call("GET", "/v1/funding", params=params), "funding",
+                         funding_from_dict)
 
     def market_offset(self, market: str) -> timedelta:
         """Venue time minus wall-clock time for `market`, as the service reports it (the

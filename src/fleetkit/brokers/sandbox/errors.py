@@ -15,3 +15,7 @@ class UnknownInstrumentError(BrokerError):
 
 class UnknownMarketError(BrokerError):
     """The sandbox prices no instrument in this market."""
+
+
+class DerivativesUnavailableError(BrokerError, LookupError):
+    """The sandbox lists no options on this underlying (or has no calendars to list any)."""

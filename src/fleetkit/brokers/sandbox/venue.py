@@ -106,6 +106,7 @@ class SandboxVenue:
         if config.time_mode == "demo" and sessions is None:
             raise ValueError("time_mode 'demo' needs a SessionSource to find market sessions")
         self._prices = prices
+        self._sessions = sessions
         self._book = book
         self._clock = clock
         self._config = config
@@ -143,6 +144,11 @@ class SandboxVenue:
             raise UnknownMarketError(
                 f"the sandbox prices no instrument in market {market!r}; known: {known}"
             ) from None
+
+    @property
+    def sessions(self) -> SessionSource | None:
+        """The calendars the venue was given (derivatives find expiry days with them)."""
+        return self._sessions
 
     def wall_now(self) -> datetime:
         return require_utc(self._clock.now(), what="clock time")
