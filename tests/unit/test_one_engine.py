@@ -14,6 +14,8 @@ ALLOWED = {
     Path("config/models.py"): "validates each mode's settings",
     Path("deploy/spec.py"): "which environment a deployed bot's adapter needs",
     Path("cli/exchange_cmds.py"): "tells the operator whether an exchange is a testnet",
+    # Not a bot's mode: a quote stream's tick mode (ltp / quote / full, as Kite's ticker).
+    Path("testing/quote_stream_kit.py"): "checks a tick's fields against its ticker mode",
 }
 
 

@@ -4,6 +4,8 @@ stdlib only (ThreadingHTTPServer, one thread per connection, HTTP/1.1 keep-alive
 adapted to a RequestHandler: by default api.SandboxApi wrapped in a faults.FaultInjector
 (every fault off unless `faults` says otherwise; the admin API can switch them on live).
 An answer with status api.NO_ANSWER closes the connection without writing anything.
+Beside it, on a port of its own, the WebSocket quote stream (stream.QuoteStreamServer),
+started and stopped with the service; GET /v1/stream tells a client where it is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from fleetkit.core.errors import DatabaseUnavailableError
 
 from .api import NO_ANSWER, ApiRequest, ApiResponse, RequestHandler, error_response
 from .faults import FaultConfig, fault_injecting_api
+from .stream import QuoteStreamServer, StreamConfig, advertising
+from .stream_ticks import VenueTicks
 from .venue import SandboxVenue
 from .wire import dumps
 
@@ -36,19 +40,23 @@ class SandboxService:
     `match_interval_s`. Port 0 picks a free port; read it from `port` after start().
 
     Requests go to `handler` if given, otherwise to the venue's API behind a fault injector
-    that starts with `faults` (default: all off)."""
+    that starts with `faults` (default: all off). The quote stream runs as `stream` says
+    (default: a free port, one tick a second); `stream=None` runs without one."""
 
     def __init__(self, venue: SandboxVenue, host: str = "127.0.0.1", port: int = 0, *,
                  handler: RequestHandler | None = None, faults: FaultConfig | None = None,
-                 match_interval_s: float = 1.0) -> None:
+                 match_interval_s: float = 1.0,
+                 stream: StreamConfig | None = StreamConfig()) -> None:  # noqa: B008 - frozen
         if match_interval_s <= 0:
             raise ValueError("match_interval_s must be positive")
         if handler is not None and faults is not None:
             raise ValueError("give a handler or faults, not both: faults wrap the default API")
         self._venue = venue
         self._address = (host, port)
-        self._handler = handler if handler is not None else fault_injecting_api(
-            venue, faults or FaultConfig())
+        self._stream = None if stream is None else QuoteStreamServer(
+            VenueTicks(venue), host, stream)
+        self._handler = advertising(handler if handler is not None else fault_injecting_api(
+            venue, faults or FaultConfig()), lambda: self.stream_url)
         self._match_interval_s = match_interval_s
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
@@ -63,6 +71,15 @@ class SandboxService:
     @property
     def url(self) -> str:
         return f"http://{self._address[0]}:{self.port}"
+
+    @property
+    def stream_url(self) -> str | None:
+        """The quote stream's ws:// address once started; None when run without one."""
+        return None if self._stream is None else self._stream.url
+
+    @property
+    def quote_stream(self) -> QuoteStreamServer | None:
+        return self._stream
 
     def start(self) -> None:
         """Serve and match in background threads; returns once the port is bound."""
@@ -102,6 +119,12 @@ class SandboxService:
         if self._server is not None:
             raise RuntimeError("a SandboxService starts once; create a new one to restart")
         self._server = _Server(self._address, self._handler)
+        if self._stream is not None:
+            try:
+                self._stream.start()
+            except OSError:
+                self._server.server_close()
+                raise
         return self._server
 
     def _bound(self) -> _Server:
@@ -120,6 +143,8 @@ class SandboxService:
                 return  # stop() and a returning serve_forever() may both get here
             self._closed = True
         server = self._bound()
+        if self._stream is not None:
+            self._stream.stop()
         server.close_connections()
         server.server_close()
         for thread in self._threads:
