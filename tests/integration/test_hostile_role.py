@@ -60,7 +60,7 @@ BOT_GRANTS: dict[str, set[str]] = {
     # The other schema branches' version tables: a bot checks only trading's.
     "alembic_version_operations": set(), "alembic_version_market_data": set(),
     # Market data: recorders write it as the owner; a bot asks its venue, never the history.
-    "bars": set(),
+    "bars": set(), "option_quotes": set(), "option_quote_minutes": set(),
 }
 BOT_ROW_UPDATES = {"market", "currency", "strategy", "mode", "settings", "lease_owner",
                    "lease_expires_at", "updated_at"}

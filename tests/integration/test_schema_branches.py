@@ -32,7 +32,8 @@ from fleetkit.store.schema import metadata
 from tests.integration.bot_roles import CONFIG, Fleet, drop_roles, trade
 from tests.support import migrated_database, pg_schema_url
 
-OTHER_TABLES = ("alembic_version_operations", "alembic_version_market_data", "bars")
+MARKET_DATA_TABLES = ("bars", "option_quotes", "option_quote_minutes")
+OTHER_TABLES = ("alembic_version_operations", "alembic_version_market_data", *MARKET_DATA_TABLES)
 
 
 @pytest.fixture(autouse=True)
@@ -319,7 +320,8 @@ def test_market_data_lives_in_its_own_database_when_configured(
     fleet, market = create_engine(database_url), create_engine(market_data_db)
     try:
         assert "alembic_version_market_data" not in inspect(fleet).get_table_names()
-        assert set(inspect(market).get_table_names()) == {"alembic_version_market_data", "bars"}
+        assert set(inspect(market).get_table_names()) == {"alembic_version_market_data",
+                                                          *MARKET_DATA_TABLES}
     finally:
         fleet.dispose()
         market.dispose()

@@ -7,16 +7,16 @@ import csv
 import io
 import math
 import os
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from fleetkit.backtest.run import BacktestResult, Trade
+from fleetkit.store.files import write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -135,19 +135,3 @@ def chart_points(values: npt.NDArray[np.float64], limit: int) -> npt.NDArray[np.
     picked = np.concatenate(([0, n - 1], offsets + padded.argmin(axis=1),
                              offsets + padded.argmax(axis=1)))
     return np.unique(np.minimum(picked, n - 1))
-
-
-def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write through a new file beside `path`, then rename it over `path`: a crash or an
-    error leaves the old file or none, never half of a new one. The new file gets the usual
-    permissions (the umask's), not a temporary file's 0600."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temporary.open("xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

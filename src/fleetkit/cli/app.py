@@ -35,6 +35,7 @@ from fleetkit.cli import (
     jobs_cmds,
     metrics_cmds,
     notify_cmds,
+    option_quote_cmds,
     reconcile_cmd,
 )
 from fleetkit.cli.errors import fail
@@ -48,7 +49,7 @@ COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
     backtest_cmd.register, bot_cmds.register, broker_cmds.register, calendar_cmds.register,
     dashboard_cmds.register, data_cmds.register, db_cmds.register, deploy_cmds.register,
     exchange_cmds.register, fleet_cmds.register, jobs_cmds.register, metrics_cmds.register,
-    notify_cmds.register, reconcile_cmd.register)
+    notify_cmds.register, option_quote_cmds.register, reconcile_cmd.register)
 
 
 def build_app() -> typer.Typer:

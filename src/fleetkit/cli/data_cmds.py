@@ -1,5 +1,6 @@
 """`fleet data bars | gaps | backfill | record`: the bar history of the instruments the fleet
-trades, in the market-data database (docs/market-data.md)."""
+trades, in the market-data database (docs/market-data.md). `partitions | archive` live in
+cli/option_quote_cmds.py."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 # Command bodies import what they need: bot processes load this module too.
 
-data_app = typer.Typer(help="Market data: bar history, its gaps, and its recorder.",
+data_app = typer.Typer(help="Market data: bar history, its gaps, and its recorder; "
+                       "option quote partitions and their archives.",
                        no_args_is_help=True)
 
 

@@ -55,7 +55,8 @@ BRANCHES: tuple[Branch, ...] = (
                                         "0008", "0009", "0010", "0011")),
     Branch(OPERATIONS, "alembic_version_operations", ("operations_0001",)),
     Branch(MARKET_DATA, "alembic_version_market_data", ("market_data_0001",
-                                                          "market_data_0002")),
+                                                          "market_data_0002",
+                                                          "market_data_0003")),
 )
 BRANCH_NAMES: tuple[str, ...] = tuple(b.name for b in BRANCHES)
 # What each kind of process checks at start: what it reads and writes, nothing more.

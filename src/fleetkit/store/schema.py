@@ -11,6 +11,8 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -364,4 +366,47 @@ bars = Table(
     Column("volume", ExactDecimal(), nullable=False),
     Column("source", String(64), nullable=False),  # "sandbox", "ccxt:binance"
     Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+# Option chain snapshots (docs/market-data.md, "Option quotes"): one row per instrument per
+# minute. On PostgreSQL the table is partitioned by trading day (RANGE, one partition a day,
+# made ahead by `fleet data archive` and on a day's first write), so a day leaves the hot
+# database as one DETACH + DROP after its Parquet archive is verified. A partitioned table's
+# unique key must hold the partition column, hence trading_day first in the primary key;
+# instrument and minute alone decide a row (the day follows from the minute).
+option_quotes = Table(
+    "option_quotes", metadata,
+    Column("trading_day", Date, primary_key=True),  # the exchange's local date
+    Column("instrument", String(64), primary_key=True),  # opaque: "NFO:NIFTY26D0824000CE"
+    Column("minute", UTCDateTime(), primary_key=True),
+    Column("underlying", String(32), nullable=False),  # "NIFTY"
+    Column("expiry", Date, nullable=False),
+    Column("strike", ExactDecimal(), nullable=False),
+    Column("option_type", String(2), nullable=False),
+    Column("bid", ExactDecimal()),  # NULL: no bid that minute
+    Column("ask", ExactDecimal()),
+    Column("last", ExactDecimal()),
+    Column("volume", BigInteger, nullable=False),
+    Column("open_interest", BigInteger, nullable=False),
+    Column("underlying_price", ExactDecimal(), nullable=False),
+    Column("iv", Double()),  # NULL where it could not be computed
+    Column("source", String(64), nullable=False),
+    CheckConstraint("option_type IN ('CE', 'PE')", name="option_type"),
+    # One minute's chain of an underlying, and a day's straddle series, are read by this.
+    Index(None, "underlying", "minute"),
+    postgresql_partition_by="RANGE (trading_day)",
+)
+
+# Which minutes each collector has written, and which it missed: a retried minute finds its
+# row and writes nothing; a missed one stays recorded as a gap (status "missed") until a
+# late snapshot fills it. Small (a row a minute), never partitioned, never archived.
+option_quote_minutes = Table(
+    "option_quote_minutes", metadata,
+    Column("collector", String(64), primary_key=True),
+    Column("minute", UTCDateTime(), primary_key=True),
+    Column("trading_day", Date, nullable=False),
+    Column("status", String(8), nullable=False),  # "written" | "missed"
+    Column("rows", Integer, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    CheckConstraint("status IN ('written', 'missed')", name="status"),
 )

@@ -1,0 +1,188 @@
+"""Parquet archives of option quotes: one file per trading day, its sha256 in a sidecar.
+
+    ARCHIVE_DIR/2026/option_quotes_2026-01-05.parquet
+    ARCHIVE_DIR/2026/option_quotes_2026-01-05.parquet.sha256   ("<hex>  <file name>\\n",
+                                                                as `sha256sum -c` reads it)
+
+Each file is written whole or not at all (store.files.write_atomically), the Parquet file
+before its sidecar, so a file whose sidecar is missing or disagrees was cut short and is
+never trusted. Exact decimals stay exact: decimal128 with SCALE places (a value with more
+is refused, never rounded). pyarrow is imported here only, when an archive is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fleetkit.core.errors import FleetError
+from fleetkit.store.files import fsync_directory, write_atomically
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+PRECISION = 24  # digits: 16 before the point, SCALE after
+SCALE = 8  # places: paise and crypto satoshis alike
+_DECIMALS = ("strike", "bid", "ask", "last", "underlying_price")
+_SUFFIX = ".parquet"
+
+
+class ArchiveError(FleetError):
+    """An archive could not be written or does not hold what it should; the database still
+    holds the day (nothing is dropped before a file is verified)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFile:
+    day: date
+    path: Path
+    sha256: str
+    rows: int
+    bytes: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"day": self.day.isoformat(), "path": str(self.path), "sha256": self.sha256,
+                "rows": self.rows, "bytes": self.bytes}
+
+
+def archive_path(root: Path, day: date) -> Path:
+    return root / f"{day:%Y}" / f"option_quotes_{day.isoformat()}{_SUFFIX}"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def schema() -> pa.Schema:
+    import pyarrow as pa
+
+    money = pa.decimal128(PRECISION, SCALE)
+    return pa.schema([
+        ("trading_day", pa.date32()), ("instrument", pa.string()),
+        ("minute", pa.timestamp("us", tz="UTC")), ("underlying", pa.string()),
+        ("expiry", pa.date32()), ("strike", money), ("option_type", pa.string()),
+        ("bid", money), ("ask", money), ("last", money), ("volume", pa.int64()),
+        ("open_interest", pa.int64()), ("underlying_price", money), ("iv", pa.float64()),
+        ("source", pa.string())])
+
+
+def to_table(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """The rows (as store.option_partitions.OptionPartitions.read_day gives them) as an
+    Arrow table in the archive's schema; ArchiveError if a value does not fit exactly."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pydict({name: list(columns[name]) for name in schema().names},
+                                    schema=schema())
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ArchiveError(f"option quotes do not fit the archive's columns (decimals keep "
+                           f"{SCALE} places): {exc}") from exc
+
+
+def merge(older: pa.Table, newer: pa.Table) -> pa.Table:
+    """`older` plus the rows of `newer` it lacks (by instrument and minute), in archive
+    order: the database's rows of a day archived before (late writes) join its file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    held = set(zip(older.column("instrument").to_pylist(), older.column("minute").to_pylist(),
+                   strict=True))
+    fresh = [(i, m) not in held for i, m in zip(newer.column("instrument").to_pylist(),
+                                                 newer.column("minute").to_pylist(),
+                                                 strict=True)]
+    combined = pa.concat_tables([older, newer.filter(pa.array(fresh, pa.bool_()))])
+    order = pc.sort_indices(combined, sort_keys=[("minute", "ascending"),
+                                                 ("instrument", "ascending")])
+    return combined.take(order)
+
+
+def write_day(root: Path, day: date, table: pa.Table) -> ArchiveFile:
+    """Write the day's file, then its sidecar, each atomically; durable when this returns."""
+    import pyarrow.parquet as pq
+
+    path = archive_path(root, day)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        # zstd: the smallest of pyarrow's codecs at a speed that keeps archiving a day
+        # under a second; statistics let a reader skip by minute and instrument.
+        pq.write_table(table, buffer, compression="zstd")
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        write_atomically(path, lambda handle: handle.write(data))
+        write_atomically(sidecar_path(path),
+                         lambda handle: handle.write(f"{digest}  {path.name}\n".encode()))
+        fsync_directory(path.parent)
+    except OSError as exc:
+        raise ArchiveError(f"cannot write the archive of {day} to {path.parent}: "
+                           f"{exc.strerror or exc} — fix the directory or choose another "
+                           "with --archive-dir") from exc
+    return ArchiveFile(day, path, digest, table.num_rows, len(data))
+
+
+def read_verified(root: Path, day: date) -> tuple[ArchiveFile, pa.Table] | None:
+    """The day's archive and its rows when its file matches its sidecar; None when there is
+    none, or only a file cut short (no sidecar, or a digest that disagrees)."""
+    import pyarrow.parquet as pq
+
+    path = archive_path(root, day)
+    try:
+        recorded = sidecar_path(path).read_text(encoding="utf-8").split()
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    if not recorded or recorded[0] != digest:
+        return None
+    table = pq.read_table(io.BytesIO(data))
+    return ArchiveFile(day, path, digest, table.num_rows, len(data)), table
+
+
+def verify(root: Path, day: date, expected: pa.Table) -> ArchiveFile:
+    """Read the day's archive back from disk: its digest must match its sidecar, and its
+    rows must equal `expected`, value for value. ArchiveError otherwise."""
+    found = read_verified(root, day)
+    if found is None:
+        raise ArchiveError(f"the archive of {day} at {archive_path(root, day)} does not match "
+                           "its sha256 sidecar right after writing: check the disk, then run "
+                           "`fleet data archive` again")
+    archive, table = found
+    if not table.equals(expected):
+        raise ArchiveError(f"the archive of {day} at {archive.path} reads back "
+                           f"{table.num_rows} rows that differ from the {expected.num_rows} "
+                           "written: check the disk, then run `fleet data archive` again")
+    return archive
+
+
+def archived_days(root: Path) -> list[ArchiveFile]:
+    """Every day archived under `root`, oldest first: the digest its sidecar records ("" for
+    a file without one, cut short) and the rows its footer counts. Files are not re-hashed
+    here (months of them would be read whole); archiving verifies each as it writes it."""
+    import pyarrow.parquet as pq
+
+    found = []
+    for path in sorted(root.glob(f"*/option_quotes_*{_SUFFIX}")):
+        day = _day_of(path)
+        if day is None:
+            continue
+        try:
+            recorded = sidecar_path(path).read_text(encoding="utf-8").split()
+        except FileNotFoundError:
+            recorded = []
+        rows = pq.ParquetFile(path).metadata.num_rows
+        found.append(ArchiveFile(day, path, recorded[0] if recorded else "", rows,
+                                 path.stat().st_size))
+    return found
+
+
+def _day_of(path: Path) -> date | None:
+    try:
+        return date.fromisoformat(path.name.removeprefix("option_quotes_")
+                                  .removesuffix(_SUFFIX))
+    except ValueError:
+        return None
