@@ -100,10 +100,10 @@ class DiesAt(OptionPartitions):
         super().__init__(engine)
         self.step = step
 
-    def read_day(self, day: date) -> dict[str, list[Any]]:
+    def export_day(self, day: date) -> Any:
         if self.step == "export":  # after detaching, before any file
             raise Killed
-        return super().read_day(day)
+        return super().export_day(day)
 
     def drop(self, day: date, expected_rows: int) -> None:
         if self.step == "drop":  # after the verified file, before the drop

@@ -91,7 +91,7 @@ class OptionArchiver:
     def archive_day(self, day: date) -> ArchivedDay:
         """Steps 1-4 for one day; safe to rerun after a crash at any point."""
         self._partitions.detach(day)
-        exported = option_archive.to_table(self._partitions.read_day(day))
+        exported = self._partitions.export_day(day)
         rows = exported.num_rows
         previous = option_archive.read_verified(self._archive_dir, day)
         if rows == 0 and previous is None:

@@ -13,13 +13,17 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
 from fleetkit.core.errors import FleetError
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
+from fleetkit.store import option_archive
 from fleetkit.store.schema import option_quotes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Table names in the SQL below are built from this constant and dates, never from input.
 PARENT = "option_quotes"
@@ -168,6 +172,25 @@ class OptionPartitions:
                 rows = cursor.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
         return {name: list(values) for name, values in zip(COLUMNS, columns, strict=True)}
+
+    def export_day(self, day: date) -> pa.Table:
+        """The day's rows as an Arrow table in the archive's schema, by minute then
+        instrument; on PostgreSQL from its detached table (detach first), streamed by COPY
+        as CSV and parsed by Arrow (store.option_archive.from_csv)."""
+        if not self.partitioned:
+            return option_archive.to_table(self.read_day(day))
+        with read_transaction(self._engine) as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            selected = ", ".join("(extract(epoch FROM minute) * 1000000)::bigint"
+                                 if name == "minute" else name for name in COLUMNS)
+            buffer = bytearray()
+            # Names from COLUMNS, the schema's own name and a date: nothing from input.
+            with cursor.copy(f'COPY (SELECT {selected} FROM "{_parent_schema(conn)}".'  # noqa: S608
+                             f'"{partition_name(day)}" ORDER BY minute, instrument) '
+                             "TO STDOUT (FORMAT csv)") as copy:
+                for chunk in copy:
+                    buffer += chunk
+        return option_archive.from_csv(bytes(buffer))
 
     def drop(self, day: date, expected_rows: int) -> None:
         """Remove the day from the database, only if it still holds `expected_rows` (what
