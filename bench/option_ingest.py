@@ -5,8 +5,9 @@ A synthetic day at the seed's volume (default 934 instruments x 375 minutes = 35
 the seed polls ~730 instruments, this leaves margin), in one run, on one fresh schema that
 is dropped afterwards:
 
-    bulk         the whole day through the store's path (COPY into staging, INSERT ... SELECT
-                 ... ON CONFLICT DO NOTHING into the day's partition), one transaction
+    bulk         the whole day through the store's path (one COPY into the partitioned table
+                 in a savepoint; the staging hop only when a row is there already), one
+                 transaction
     per_minute   OptionQuoteStore.write_minute for each minute of another day: snapshot
                  handed over -> committed, p50/p99 (what the collector pays each minute)
     executemany  row-by-row INSERT ... ON CONFLICT DO NOTHING (psycopg executemany) of a third
