@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 OPTION_TYPES = ("CE", "PE")
 
@@ -68,19 +68,6 @@ class StraddlePoint:
                 "underlying_price": str(self.underlying_price), "strike": str(self.strike),
                 "call": _text(self.call), "put": _text(self.put),
                 "premium": _text(self.premium)}
-
-
-def nearest_strike(underlying_price: Decimal, strike_step: Decimal) -> Decimal:
-    """The ATM strike: the multiple of `strike_step` nearest the underlying, halves up.
-
-    core/options.py (being written beside this) will hold the house's ATM function for
-    floats; this one is exact, because strikes are stored as exact decimals and the store
-    matches them by equality. Fold the two together once both exist.
-    """
-    if strike_step <= 0:
-        raise ValueError(f"strike step must be positive, got {strike_step}")
-    steps = (underlying_price / strike_step).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return (steps * strike_step).normalize() + Decimal(0)  # + 0: no "-0", no exponent form
 
 
 def mark(bid: Decimal | None, ask: Decimal | None, last: Decimal | None) -> Decimal | None:

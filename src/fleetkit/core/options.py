@@ -10,6 +10,7 @@ carries).
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 # Implied volatility is searched in this band; outside it a quote is garbage, not a market.
@@ -124,12 +125,14 @@ def implied_volatility(kind: OptionKind, price: float, spot: float, strike: floa
     return volatility
 
 
-def atm_strike(spot: float, strike_step: float) -> float:
+def atm_strike(spot: Decimal, strike_step: Decimal) -> Decimal:
     """The listed strike nearest the spot; a spot exactly between two strikes takes the
-    higher (the exchanges' convention for the "ATM" row differs; this one is fixed)."""
-    if not (spot > 0 and strike_step > 0 and math.isfinite(spot) and math.isfinite(strike_step)):
+    higher (the exchanges' convention for the "ATM" row differs; this one is fixed). Exact:
+    strikes are stored as exact decimals and matched by equality."""
+    if not (spot > 0 and strike_step > 0 and spot.is_finite() and strike_step.is_finite()):
         raise ValueError(f"spot and strike step must be positive, got {spot} and {strike_step}")
-    return math.floor(spot / strike_step + 0.5) * strike_step
+    steps = (spot / strike_step).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return (steps * strike_step).normalize() + Decimal(0)  # + 0: no "-0", no exponent form
 
 
 def straddle_premium(call_price: float, put_price: float) -> float:

@@ -32,8 +32,8 @@ from fleetkit.core.option_quotes import (
     StraddlePoint,
     mark,
     minute_of,
-    nearest_strike,
 )
+from fleetkit.core.options import atm_strike
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
 from fleetkit.sqlutil.upsert import upsert
 from fleetkit.store.option_partitions import COLUMNS, ensure_partition
@@ -149,7 +149,7 @@ class OptionQuoteStore:
             # The snapshot's underlying price is the same on every row of a minute.
             prices = dict(conn.execute(select(q.minute, func.min(q.underlying_price))
                                        .where(*day).group_by(q.minute)).all())
-            strikes = {m: nearest_strike(_decimal(p), strike_step) for m, p in prices.items()}
+            strikes = {m: atm_strike(_decimal(p), strike_step) for m, p in prices.items()}
             legs = conn.execute(select(q.minute, q.strike, q.option_type, q.bid, q.ask, q.last)
                                 .where(*day, q.expiry == expiry,
                                        q.strike.in_(sorted(set(strikes.values())))))

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from fleetkit.core.option_quotes import OptionQuote, mark, minute_of, nearest_strike
+from fleetkit.core.option_quotes import OptionQuote, mark, minute_of
+from fleetkit.core.options import atm_strike
 
 
 @pytest.mark.parametrize(("spot", "step", "strike"), [
@@ -16,13 +17,13 @@ from fleetkit.core.option_quotes import OptionQuote, mark, minute_of, nearest_st
 ])
 def test_the_atm_strike_is_the_nearest_multiple_of_the_step_halves_up(
         spot: str, step: str, strike: str) -> None:
-    found = nearest_strike(Decimal(spot), Decimal(step))
+    found = atm_strike(Decimal(spot), Decimal(step))
     assert found == Decimal(strike) and str(found) == strike
 
 
 def test_a_step_of_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="strike step must be positive"):
-        nearest_strike(Decimal(100), Decimal(0))
+        atm_strike(Decimal(100), Decimal(0))
 
 
 def test_a_mark_is_the_mid_of_a_two_sided_book_else_the_last_trade() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -88,12 +89,12 @@ def test_at_expiry_an_option_is_worth_its_intrinsic_value() -> None:
 ])
 def test_the_atm_strike_is_the_nearest_listed_strike_halves_up(spot: float, step: float,
                                                                 atm: float) -> None:
-    assert atm_strike(spot, step) == atm
+    assert atm_strike(Decimal(str(spot)), Decimal(step)) == atm
 
 
 def test_bad_inputs_are_refused_naming_the_problem() -> None:
     with pytest.raises(ValueError, match="strike step must be positive"):
-        atm_strike(24_000, 0)
+        atm_strike(Decimal(24_000), Decimal(0))
     with pytest.raises(ValueError, match="spot and strike must be positive"):
         black_scholes_price(CALL, -1, 24_000, 0.1, 0.2)
     with pytest.raises(ValueError, match="volatility must be zero or more"):

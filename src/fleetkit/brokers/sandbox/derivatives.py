@@ -74,7 +74,7 @@ class SandboxDerivatives:
         if not 0 <= each_side <= 500:
             raise ValueError(f"strikes must be between 0 and 500 each side, got {each_side}")
         step = rules.strike_step
-        atm = Decimal(repr(atm_strike(moment.spot, float(step)))).quantize(step)
+        atm = atm_strike(Decimal(repr(moment.spot)), step).quantize(step)
         close = self._close_of(rules, chosen)
         rows = []
         for offset in range(-each_side, each_side + 1):
