@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from fleetkit.cli.errors import fail
-from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
+from fleetkit.cli.options import ConfigOption, DbOption, JsonOption, MarketDataDbOption
 
 if TYPE_CHECKING:
     from fleetkit.config.loader import LoadedConfig
@@ -39,9 +39,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
-MarketDataDbOption = Annotated[str | None, typer.Option(
-    "--market-data-db", help="the market-data database URL (default: "
-    "$FLEET_MARKET_DATA_DB_URL, database.market_data.url, else the --db database)")]
 SymbolArgument = Annotated[str, typer.Argument(
     help='an instrument: "CRYPTO:BTC/USDT", or a symbol the config trades ("BTC/USDT")',
     show_default=False)]

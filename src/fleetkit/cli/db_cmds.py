@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fleetkit.cli.errors import fail
-from fleetkit.cli.options import ConfigOption, DbOption
+from fleetkit.cli.options import ConfigOption, DbOption, MarketDataDbOption
 from fleetkit.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,9 +27,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
 
 
-MarketDataDbOption = Annotated[str | None, typer.Option(
-    "--market-data-db", help="the market-data database URL (default: "
-    "$FLEET_MARKET_DATA_DB_URL, database.market_data.url, else the --db database)")]
 BranchOption = Annotated[list[str] | None, typer.Option(
     "--branch", help="only this schema branch: trading, operations or market_data "
                      "(repeatable; default: all)")]

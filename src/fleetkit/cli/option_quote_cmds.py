@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from fleetkit.cli.errors import fail
-from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
+from fleetkit.cli.options import ConfigOption, DbOption, JsonOption, MarketDataDbOption
 
 if TYPE_CHECKING:
     from fleetkit.config.loader import LoadedConfig
@@ -27,9 +27,6 @@ DEFAULT_AHEAD_DAYS = 5
 ArchiveDirOption = Annotated[Path | None, typer.Option(
     "--archive-dir", help="where Parquet archives go (default: $FLEET_HOME/archive/"
     "option_quotes)", show_default=False)]
-MarketDataDbOption = Annotated[str | None, typer.Option(
-    "--market-data-db", help="the market-data database URL (default: "
-    "$FLEET_MARKET_DATA_DB_URL, database.market_data.url, else the --db database)")]
 
 
 def register(app: typer.Typer) -> None:
