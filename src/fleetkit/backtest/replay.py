@@ -99,10 +99,6 @@ class FleetReplay:
         self.trails = [PositionTrail() for _ in bots]
         self._specs = list(bots)
 
-    @property
-    def bar_count(self) -> int:
-        return sum(len(tape) for b in self._specs for tape in b.tapes.values())
-
     def run(self, progress: Progress | None = None) -> None:
         if len(self.bots) == 1 and len(self._specs[0].tapes) == 1:
             self._run_one(progress)

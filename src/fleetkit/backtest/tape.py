@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -19,7 +19,6 @@ from fleetkit.brokers.sandbox.walk import EPOCH_S
 from fleetkit.core.errors import ConfigError
 from fleetkit.core.instruments import Instrument
 from fleetkit.core.market_data import Bar, MarketClock, Quote
-from fleetkit.engine.ports import InstrumentState
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -166,35 +165,3 @@ class TapePrices:
     def _check(self, instrument: str) -> None:
         if instrument != self._tape.instrument.key:
             raise KeyError(f"this tape has {self._tape.instrument.key}, not {instrument}")
-
-
-class BarClock:
-    """The simulated clock: "now" is the close of the bar the bot is processing (the bot
-    records each bar's start as it takes it), so nothing has to tick it bar by bar."""
-
-    __slots__ = ("_cached", "_cached_for", "_interval", "_start", "_state")
-
-    def __init__(self, tape: BarTape) -> None:
-        self._interval = timedelta(seconds=tape.interval_s)
-        self._start = datetime.fromtimestamp(int(tape.ts_s[0]), UTC)
-        self._state: InstrumentState | None = None
-        self._cached_for: datetime | None = None
-        self._cached = self._start
-
-    def follow(self, state: InstrumentState) -> None:
-        self._state = state
-
-    def now(self) -> datetime:
-        bar_ts = None if self._state is None else self._state.last_bar_ts
-        if bar_ts is None:
-            return self._start
-        if bar_ts is not self._cached_for:
-            self._cached = bar_ts + self._interval
-            self._cached_for = bar_ts
-        return self._cached
-
-
-def annualization(interval_s: int, always_open: bool) -> float:
-    """Bars per year for Sharpe: 24/7 markets trade 365 days, equities ~252 x 6.5 h."""
-    seconds = 365.0 * 86_400 if always_open else 252.0 * 6.5 * 3600
-    return math.sqrt(seconds / interval_s)

@@ -337,7 +337,7 @@ class SqlLedger:
                     positions.c.bot_id == bot_id, positions.c.instrument == key
                 ).values(mark_price=quote.price, mark_ts=quote.ts))
             totals = pnl_totals(_marked_positions(conn, bot_id))
-            previous = conn.execute(select(bot_pnl).where(bot_pnl.c.bot_id == bot_id)).first()
+            previous = conn.execute(sql.BOT_PNL, {"b_bot": bot_id}).first()
             if previous is None:
                 start = start_realized = ZERO
             else:

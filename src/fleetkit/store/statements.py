@@ -69,9 +69,6 @@ CONTROLS = union_all(
 POSITIONS = select(positions).where(positions.c.bot_id == bindparam("b_bot"))
 POSITION = select(positions).where(positions.c.bot_id == bindparam("b_bot"),
                                    positions.c.instrument == bindparam("b_instrument"))
-OPEN_IN_INSTRUMENT = select(orders.c.side, orders.c.quantity, orders.c.filled_quantity).where(
-    orders.c.bot_id == bindparam("b_bot"), orders.c.instrument == bindparam("b_instrument"),
-    orders.c.status.in_(OPEN_STATUSES))
 OPEN_ORDERS = select(orders).where(orders.c.bot_id == bindparam("b_bot"),
                                    orders.c.status.in_(OPEN_STATUSES)).order_by(orders.c.id)
 BOT_PNL = select(bot_pnl).where(bot_pnl.c.bot_id == bindparam("b_bot"))
