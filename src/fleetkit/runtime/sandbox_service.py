@@ -15,6 +15,7 @@ from fleetkit.brokers.sandbox.faults import FaultConfig
 from fleetkit.brokers.sandbox.prices import InventedPrices
 from fleetkit.brokers.sandbox.service import SandboxService
 from fleetkit.brokers.sandbox.sqlbook import SqlBook
+from fleetkit.brokers.sandbox.stream import StreamConfig
 from fleetkit.brokers.sandbox.venue import SandboxVenue
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import FleetConfig
@@ -75,8 +76,9 @@ def serve_sandbox(loaded: LoadedConfig, stop: threading.Event, *, host: str | No
     url = fleet_db or os.environ.get("FLEET_DB_URL") or (
         database_url(loaded) if loaded.config.database.url else None)
     heartbeat = BrokerHeartbeat.open(url)
+    # The fleet's broker streams quotes (GET /v1/stream says where) for trackers to follow.
     service = SandboxService(venue, host, port if port is not None else settings.port,
-                             faults=faults)
+                             faults=faults, stream=StreamConfig())
     try:
         service.start()
     except OSError as exc:

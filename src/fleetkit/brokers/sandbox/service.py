@@ -41,12 +41,13 @@ class SandboxService:
 
     Requests go to `handler` if given, otherwise to the venue's API behind a fault injector
     that starts with `faults` (default: all off). The quote stream runs as `stream` says
-    (default: a free port, one tick a second); `stream=None` runs without one."""
+    (StreamConfig(): a free port, one tick a second); the default, None, runs without one,
+    so a service nobody streams from starts no second port, thread and event loop."""
 
     def __init__(self, venue: SandboxVenue, host: str = "127.0.0.1", port: int = 0, *,
                  handler: RequestHandler | None = None, faults: FaultConfig | None = None,
                  match_interval_s: float = 1.0,
-                 stream: StreamConfig | None = StreamConfig()) -> None:  # noqa: B008 - frozen
+                 stream: StreamConfig | None = None) -> None:
         if match_interval_s <= 0:
             raise ValueError("match_interval_s must be positive")
         if handler is not None and faults is not None:
