@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fleetkit.core.numbers import require_utc
+from fleetkit.core.numbers import ceil_minute, require_utc
 from fleetkit.core.sessions import Session
 
 MINUTE = timedelta(minutes=1)
@@ -41,7 +41,7 @@ def expected_minutes(sessions: Iterable[Session], start: datetime, end: datetime
     start, end = require_utc(start, what="start"), require_utc(end, what="end")
     for session in sorted(sessions, key=lambda s: s.open):
         for span_start, span_end in session.trading_spans():
-            minute = _ceil_minute(max(span_start, start))
+            minute = ceil_minute(max(span_start, start))
             stop = min(span_end, end)
             while minute < stop:
                 yield minute
@@ -69,8 +69,3 @@ def find_gaps(present: Collection[datetime], sessions: Iterable[Session], start:
     if run_start is not None and previous is not None:
         gaps.append(Gap(run_start, previous + MINUTE))
     return gaps
-
-
-def _ceil_minute(moment: datetime) -> datetime:
-    floored = moment.replace(second=0, microsecond=0)
-    return floored if floored == moment else floored + MINUTE

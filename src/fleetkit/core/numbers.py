@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 ZERO = Decimal(0)
@@ -77,6 +77,17 @@ def require_utc(moment: datetime, *, what: str = "time") -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {moment.isoformat()}")
     return moment.astimezone(UTC)
+
+
+def floor_minute(moment: datetime) -> datetime:
+    """The UTC minute `moment` falls in (naive datetimes raise, as in require_utc)."""
+    return require_utc(moment).replace(second=0, microsecond=0)
+
+
+def ceil_minute(moment: datetime) -> datetime:
+    """The first whole UTC minute at or after `moment`."""
+    floored = floor_minute(moment)
+    return floored if floored == moment else floored + timedelta(minutes=1)
 
 
 def epoch_seconds(moment: datetime) -> float:

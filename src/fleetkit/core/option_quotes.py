@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 OPTION_TYPES = ("CE", "PE")
@@ -75,13 +75,6 @@ def mark(bid: Decimal | None, ask: Decimal | None, last: Decimal | None) -> Deci
     if bid is not None and ask is not None and bid > 0 and ask >= bid:
         return (bid + ask) / 2
     return last
-
-
-def minute_of(moment: datetime) -> datetime:
-    """The UTC minute `moment` falls in (the key every quote of a snapshot shares)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"refusing naive datetime {moment.isoformat()}")
-    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _text(value: Decimal | None) -> str | None:

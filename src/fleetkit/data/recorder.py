@@ -23,7 +23,7 @@ from fleetkit.core.bar_gaps import Gap, find_gaps
 from fleetkit.core.bars import ONE_MINUTE, BarRecord
 from fleetkit.core.errors import DatabaseUnavailableError, TransientBrokerError
 from fleetkit.core.market_data import Bar
-from fleetkit.core.numbers import require_utc
+from fleetkit.core.numbers import ceil_minute, floor_minute, require_utc
 from fleetkit.core.sessions import Session
 from fleetkit.data.ports import BarSource, GapAlerts
 from fleetkit.engine.ports import Clock
@@ -210,12 +210,3 @@ def to_records(instrument: str, bars: Sequence[Bar], start: datetime, end: datet
             continue
         previous = ts
     return records, refused
-
-
-def floor_minute(moment: datetime) -> datetime:
-    return require_utc(moment).replace(second=0, microsecond=0)
-
-
-def ceil_minute(moment: datetime) -> datetime:
-    floored = floor_minute(moment)
-    return floored if floored == moment else floored + MINUTE

@@ -26,12 +26,11 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Engine, func, select
 
-from fleetkit.core.numbers import require_utc
+from fleetkit.core.numbers import floor_minute, require_utc
 from fleetkit.core.option_quotes import (
     OptionQuote,
     StraddlePoint,
     mark,
-    minute_of,
 )
 from fleetkit.core.options import atm_strike
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
@@ -213,7 +212,7 @@ def _insert_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
 
 def _check_minute(minute: datetime) -> datetime:
     minute = require_utc(minute, what="minute")
-    if minute != minute_of(minute):
+    if minute != floor_minute(minute):
         raise ValueError(f"minute {minute.isoformat()} is not on a whole minute")
     return minute
 

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from fleetkit.core.option_quotes import OptionQuote, mark, minute_of
+from fleetkit.core.numbers import floor_minute
+from fleetkit.core.option_quotes import OptionQuote, mark
 from fleetkit.core.options import atm_strike
 
 
@@ -46,4 +47,4 @@ def test_a_quote_with_a_bad_option_type_or_price_is_refused() -> None:
 
 def test_minute_of_floors_to_the_utc_minute() -> None:
     moment = datetime(2026, 1, 5, 3, 45, 59, 999, tzinfo=UTC)
-    assert minute_of(moment) == datetime(2026, 1, 5, 3, 45, tzinfo=UTC)
+    assert floor_minute(moment) == datetime(2026, 1, 5, 3, 45, tzinfo=UTC)
