@@ -13,7 +13,7 @@ from pathlib import Path
 import fleetkit.cli
 
 CLI = Path(fleetkit.cli.__file__).parent
-NOT_COMMANDS = {"__init__.py", "app.py", "errors.py", "options.py", "render.py",
+NOT_COMMANDS = {"__init__.py", "app.py", "dates.py", "errors.py", "options.py", "render.py",
                 "backtest_impl.py", "backtest_output.py"}
 
 

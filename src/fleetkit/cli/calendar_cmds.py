@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fleetkit.cli.dates import parse_date
 from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 DEFAULT_DAYS = 14
 MAX_RANGE_DAYS = 3 * 366
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def calendar_command(
@@ -71,21 +70,12 @@ def _market(text: str) -> Market:
     fail(f"unknown market {text!r}: use one of {', '.join(MARKETS)} (any case)")
 
 
-def _parse_date(text: str, option: str) -> date:
-    if _DATE.match(text.strip()):
-        try:
-            return date.fromisoformat(text.strip())
-        except ValueError as exc:
-            fail(f"{option} {text!r} is not a date ({exc}): write YYYY-MM-DD, e.g. 2027-01-04")
-    fail(f"{option} {text!r} is not a date: write YYYY-MM-DD, e.g. 2027-01-04")
-
-
 def _range(market: Market, start: str | None, end: str | None) -> tuple[date, date]:
     from zoneinfo import ZoneInfo
 
     today = datetime.now(UTC).astimezone(ZoneInfo(market.timezone)).date()
-    first = _parse_date(start, "--from") if start is not None else None
-    last = _parse_date(end, "--to") if end is not None else None
+    first = parse_date(start, "--from") if start is not None else None
+    last = parse_date(end, "--to") if end is not None else None
     if first is None:
         first = today if last is None or last >= today else last - timedelta(days=DEFAULT_DAYS)
     if last is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 import threading
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from fleetkit.cli.dates import DATE, parse_date
 from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption, MarketDataDbOption
 
@@ -55,7 +55,6 @@ DaysOption = Annotated[int, typer.Option(
 
 MAX_DAYS = 3 * 366
 DEFAULT_GAP_DAYS = 7
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @data_app.command("bars")
@@ -358,8 +357,8 @@ def _check_dates(start: str | None, end: str | None) -> None:
 
 def _moment(text: str, option: str, zone: ZoneInfo, *, next_day: bool = False) -> datetime:
     text = text.strip()
-    if _DATE.match(text):
-        day = _parse_day(text, option)
+    if DATE.match(text):
+        day = parse_date(text, option)
         return _midnight(day + timedelta(days=1) if next_day else day, zone)
     try:
         moment = datetime.fromisoformat(text)
@@ -369,13 +368,6 @@ def _moment(text: str, option: str, zone: ZoneInfo, *, next_day: bool = False) -
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(UTC)
-
-
-def _parse_day(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        fail(f"{option} {text!r} is not a date ({exc}): write YYYY-MM-DD, e.g. 2024-01-03")
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -390,12 +382,8 @@ def _widened(first: datetime, last: datetime) -> tuple[datetime, datetime]:
 
 def _sessions(loaded: LoadedConfig, instrument: str, first: datetime,
               last: datetime) -> list[Session]:
-    from fleetkit.core.instruments import market
-    from fleetkit.runtime.calendar_watch import market_calendars
-
-    calendar = market(instrument.partition(":")[0]).calendar
-    wide_first, wide_last = _widened(first, last)
-    return market_calendars(loaded).sessions(calendar, wide_first.date(), wide_last.date())
+    """The sessions of `instrument`'s market around [first, last]."""
+    return _market_sessions(loaded)(instrument.partition(":")[0], first, last)
 
 
 def _bar_json(bar: BarRecord) -> dict[str, str]:

@@ -72,7 +72,7 @@ def schema() -> pa.Schema:
 
 
 def to_table(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
-    """The rows (as store.option_partitions.OptionPartitions.read_day gives them) as an
+    """The rows (as store.option_partitions reads a day on SQLite) as an
     Arrow table in the archive's schema; ArchiveError if a value does not fit exactly."""
     import pyarrow as pa
 

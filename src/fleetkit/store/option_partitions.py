@@ -155,21 +155,13 @@ class OptionPartitions:
             conn.execute(text(f'ALTER TABLE "{schema}"."{PARENT}" DETACH PARTITION '
                               f'"{schema}"."{partition_name(day)}"'))
 
-    def read_day(self, day: date) -> dict[str, list[Any]]:
-        """The day's rows as columns (COLUMNS order), by minute then instrument; on
-        PostgreSQL from its detached table (detach first)."""
+    def _read_day(self, day: date) -> dict[str, list[Any]]:
+        """The day's rows as columns (COLUMNS order), by minute then instrument (SQLite:
+        PostgreSQL exports a day by COPY, export_day)."""
         with read_transaction(self._engine) as conn:
-            if not self.partitioned:
-                query = (select(*option_quotes.c).where(option_quotes.c.trading_day == day)
-                         .order_by(option_quotes.c.minute, option_quotes.c.instrument))
-                rows: list[Any] = list(conn.execute(query))
-            else:
-                # The driver's own types (Decimal, aware datetime), without SQLAlchemy's
-                # per-value processing: a day is ~350,000 rows.
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                cursor.execute(f'SELECT {", ".join(COLUMNS)} FROM "{_parent_schema(conn)}".'  # noqa: S608
-                               f'"{partition_name(day)}" ORDER BY minute, instrument')
-                rows = cursor.fetchall()
+            query = (select(*option_quotes.c).where(option_quotes.c.trading_day == day)
+                     .order_by(option_quotes.c.minute, option_quotes.c.instrument))
+            rows: list[Any] = list(conn.execute(query))
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
         return {name: list(values) for name, values in zip(COLUMNS, columns, strict=True)}
 
@@ -178,7 +170,7 @@ class OptionPartitions:
         instrument; on PostgreSQL from its detached table (detach first), streamed by COPY
         as CSV and parsed by Arrow (store.option_archive.from_csv)."""
         if not self.partitioned:
-            return option_archive.to_table(self.read_day(day))
+            return option_archive.to_table(self._read_day(day))
         with read_transaction(self._engine) as conn:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             selected = ", ".join("(extract(epoch FROM minute) * 1000000)::bigint"

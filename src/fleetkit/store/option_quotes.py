@@ -124,14 +124,6 @@ class OptionQuoteStore:
         with read_transaction(self._engine) as conn:
             return [OptionQuote(*row) for row in conn.execute(query)]
 
-    def expiries(self, underlying: str, trading_day: date) -> list[date]:
-        q = option_quotes.c
-        query = (select(q.expiry).distinct()
-                 .where(q.trading_day == trading_day, q.underlying == underlying)
-                 .order_by(q.expiry))
-        with read_transaction(self._engine) as conn:
-            return list(conn.execute(query).scalars())
-
     def straddle(self, underlying: str, trading_day: date, strike_step: Decimal,
                  expiry: date | None = None) -> list[StraddlePoint]:
         """The ATM straddle of each minute of the day: the call and put of `expiry`
