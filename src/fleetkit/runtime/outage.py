@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from fleetkit.core.backoff import equal_jitter_delay
 from fleetkit.core.durations import format_duration
 from fleetkit.core.errors import (
     BadBrokerReplyError,
@@ -26,16 +27,14 @@ REMIND_EVERY_S = 300.0
 
 def backoff_delays(initial_s: float = 0.5, maximum_s: float = MAX_BACKOFF_S,
                    rng: random.Random | None = None) -> Callable[[], float]:
-    """Exponential backoff with "equal jitter": half fixed, half random, so a fleet of bots
-    that lost the same broker does not come back in lockstep."""
-    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    """Successive waits on core.backoff's curve, from the first."""
+    jitter = rng or random.Random()  # noqa: S311 - jitter, not security
     attempt = 0
 
     def next_delay() -> float:
         nonlocal attempt
-        base: float = min(maximum_s, initial_s * 2.0 ** attempt)
         attempt += 1
-        return base / 2 + rng.uniform(0, base / 2)
+        return equal_jitter_delay(attempt - 1, initial_s, maximum_s, jitter)
 
     return next_delay
 

@@ -10,6 +10,7 @@ they import the fault module only when called, so a bot process never loads it.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from fleetkit.core.backoff import equal_jitter_delay
 from fleetkit.core.errors import BadBrokerReplyError, OrderRejectedError, TransientBrokerError
 from fleetkit.core.futures import FundingPayment, FuturesCurve, PerpetualQuote
 from fleetkit.core.instruments import Instrument
@@ -80,6 +82,7 @@ def _segment(value: str) -> str:
 # many quick retries, 0.1 s then 0.2 s (with jitter), before the error reaches the engine.
 RETRIES = 2
 RETRY_BASE_S = 0.1
+_JITTER = random.Random()  # noqa: S311 - retry jitter, not security
 KEEPALIVE_S = 30.0  # < the service's IDLE_CONNECTION_TIMEOUT_S (60 s)
 
 
@@ -286,8 +289,7 @@ class SandboxClient:
             except TransientBrokerError:
                 if attempt + 1 == attempts:
                     raise
-                base = RETRY_BASE_S * 2 ** attempt
-                time.sleep(base / 2 + random.uniform(0, base / 2))  # noqa: S311 - jitter
+                time.sleep(equal_jitter_delay(attempt, RETRY_BASE_S, math.inf, _JITTER))
         raise AssertionError("unreachable")
 
     def _call_once(self, method: str, path: str, *, params: Mapping[str, str] | None,

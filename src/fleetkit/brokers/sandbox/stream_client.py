@@ -25,21 +25,13 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from fleetkit.core.backoff import equal_jitter_delay
 from fleetkit.core.errors import ConfigError, TransientBrokerError
 from fleetkit.core.ticks import StreamError, StreamEvent, StreamGap, TickMode, TickScreen
 
 from .stream_wire import MalformedMessage, dumps, parse, tick_from_dict
 
 logger = logging.getLogger("fleetkit.sandbox.stream")
-
-
-def reconnect_delay(attempt: int, initial_s: float, maximum_s: float,
-                    rng: random.Random) -> float:
-    """Seconds before reconnection try `attempt` (0, 1, 2 ...): exponential up to
-    `maximum_s`, half of it fixed and half random. (runtime.outage has the same curve;
-    brokers may not import runtime.)"""
-    base = min(maximum_s, initial_s * 2.0 ** min(attempt, 32))
-    return base / 2 + rng.uniform(0, base / 2)
 
 
 class _Events:
@@ -192,7 +184,7 @@ class SandboxQuoteStream:
                     await self._session(connection, stop)
             if self._stopping.is_set():
                 break
-            delay = reconnect_delay(attempt, *self._backoff, self._rng)
+            delay = equal_jitter_delay(attempt, *self._backoff, self._rng)
             attempt += 1
             await asyncio.wait([stop], timeout=delay)
         stop.cancel()
