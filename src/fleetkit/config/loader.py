@@ -49,21 +49,12 @@ def demo_config_text() -> str:
 
 def load_config(path: str | Path | None = None) -> LoadedConfig:
     """--config, else FLEET_CONFIG, else ./fleet.yaml, else the built-in demo fleet."""
-    chosen = path or os.environ.get("FLEET_CONFIG")
-    if chosen is None and Path("fleet.yaml").is_file():
-        chosen = "fleet.yaml"
-    if chosen is None or str(chosen) == BUILTIN_DEMO:
+    file = _config_file(path)
+    if file is None:
         demo = parse_config(demo_config_text(), DEMO_CONFIG)
         check_commands(demo, DEMO_CONFIG)
         return LoadedConfig(demo, DEMO_CONFIG, fleet_home())
-    file = Path(chosen).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {file} not found: check --config / FLEET_CONFIG, "
-                          "or run `fleet init` to write the demo config there") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    text = _read_config(file)
     config = parse_config(text, str(file), plugin_dir=file.absolute().parent)
     # Here, not in `fleet jobs`: every command — `fleet up` too — refuses the same lines.
     # After parse_config, whose plugins may have registered job kinds.
@@ -123,22 +114,33 @@ _PLUGIN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\
 def import_config_plugins(path: str | Path | None = None) -> str | None:
     """Only the `plugins:` of the config `load_config` would pick (nothing for the demo),
     without validating the rest: what `fleet strategies` lists. Returns its source."""
+    file = _config_file(path)
+    if file is None:
+        return None
+    raw = parse_yaml(_read_config(file), str(file))
+    if isinstance(raw, dict):
+        import_plugins(raw.get("plugins"), str(file), file.absolute().parent)
+    return str(file)
+
+
+def _config_file(path: str | Path | None) -> Path | None:
+    """--config, else FLEET_CONFIG, else ./fleet.yaml; None: the built-in demo fleet."""
     chosen = path or os.environ.get("FLEET_CONFIG")
     if chosen is None and Path("fleet.yaml").is_file():
         chosen = "fleet.yaml"
     if chosen is None or str(chosen) == BUILTIN_DEMO:
         return None
-    file = Path(chosen).expanduser()
+    return Path(chosen).expanduser()
+
+
+def _read_config(file: Path) -> str:
     try:
-        raw = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+        return file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {file} not found: check --config / FLEET_CONFIG") \
-            from None
+        raise ConfigError(f"config file {file} not found: check --config / FLEET_CONFIG, "
+                          "or run `fleet init` to write the demo config there") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
-    if isinstance(raw, dict):
-        import_plugins(raw.get("plugins"), str(file), file.absolute().parent)
-    return str(file)
 
 
 def describe(exc: ValidationError, raw: dict[str, Any]) -> str:
