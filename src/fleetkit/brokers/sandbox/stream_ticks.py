@@ -30,9 +30,9 @@ class VenueTicks:
     def __init__(self, venue: SandboxVenue) -> None:
         self._venue = venue
         self._lock = threading.Lock()
-        # instrument -> (minute it was summed up to, that day's volume): one bars call per
-        # instrument a minute, not one a tick.
-        self._volumes: dict[str, tuple[datetime, Decimal]] = {}
+        # instrument -> (minute asked for, first bar start not yet summed, the day's volume
+        # so far as a float, as Decimal): each minute sums only the bars completed since.
+        self._volumes: dict[str, tuple[datetime, datetime, float, Decimal]] = {}
 
     def instruments(self) -> Mapping[str, Instrument]:
         return self._venue.instruments()
@@ -51,13 +51,21 @@ class VenueTicks:
 
     def _day_volume(self, instrument: str, at: datetime) -> Decimal:
         minute = at.replace(second=0, microsecond=0)
+        day = datetime(minute.year, minute.month, minute.day, tzinfo=UTC)
         with self._lock:
             cached = self._volumes.get(instrument)
         if cached is not None and cached[0] == minute:
-            return cached[1]
-        day = datetime(minute.year, minute.month, minute.day, tzinfo=UTC)
-        bars = self._venue.bars(instrument, 60, day, minute + timedelta(minutes=1))
-        volume = Decimal(str(sum(bar.volume for bar in bars)))
+            return cached[3]
+        # Another minute of the same day: carry on from the first bar not summed yet (bar by
+        # bar onto the same float, so the total is what summing the whole day gives).
+        start, total = ((cached[1], cached[2]) if cached is not None and cached[1] >= day
+                        else (day, 0))
+        bars = self._venue.bars(instrument, 60, start, minute + timedelta(minutes=1))
+        for bar in bars:
+            total += bar.volume
+        if bars:
+            start = bars[-1].ts + timedelta(minutes=1)
+        volume = Decimal(str(total))
         with self._lock:
-            self._volumes[instrument] = (minute, volume)
+            self._volumes[instrument] = (minute, start, total, volume)
         return volume
