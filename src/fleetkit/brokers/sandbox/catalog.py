@@ -64,7 +64,7 @@ def _parse_entry(key: object, fields: object) -> SandboxInstrument:
     try:
         entry = _CatalogEntry.model_validate(fields)
     except ValidationError as exc:
-        raise ValueError(f"catalog entry {key!r}: {_describe(exc)}") from None
+        raise ValueError(f"catalog entry {key!r}: {describe_validation_error(exc)}") from None
     market = MARKETS[market_code]
     try:
         instrument = Instrument(
@@ -97,7 +97,7 @@ def _split_key(key: object) -> tuple[str, str]:
     return market_code, symbol
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
     """Pydantic's errors on one line: "tick_size: Input should be a valid decimal; ..."."""
     parts = []
     for detail in error.errors():

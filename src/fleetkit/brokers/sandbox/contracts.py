@@ -28,7 +28,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleetkit.core.instruments import MARKETS, AssetClass, instrument_key
+from fleetkit.core.numbers import plain
 from fleetkit.core.options import OptionKind
+
+from .catalog import describe_validation_error
 
 RULES_RESOURCE = "derivatives.yaml"
 
@@ -182,8 +185,7 @@ _MONTHLY_PATTERN = re.compile(rf"([0-9]{{2}})({'|'.join(_MONTH_NAMES)}){_STRIKE}
 def _strike_text(strike: Decimal) -> str:
     if strike <= 0:
         raise ValueError(f"a strike must be positive, got {strike}")
-    text = format(strike.normalize(), "f")
-    return text
+    return plain(strike)
 
 
 # --- the rules as data ---------------------------------------------------------------------
@@ -216,9 +218,7 @@ def parse_contract_rules(mapping: object) -> dict[str, ContractRules]:
         try:
             rules = ContractRules.model_validate({**fields, "root": root})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                                 for e in exc.errors())
-            raise ValueError(f"{root}: {problems}") from None
+            raise ValueError(f"{root}: {describe_validation_error(exc)}") from None
         _check_markets(rules)
         found[root] = rules
     return found
