@@ -77,14 +77,20 @@ def write_ahead(conn: Connection, bot_id: int, fleet_tag: str, intent: OrderInte
     raise collisions_exhausted(bot_id)
 
 
-def _pending_row(bot_id: int, intent: OrderIntent, now: datetime) -> dict[str, Any]:
-    return sql.bound("b_", {
+def _intent_row(bot_id: int, intent: OrderIntent, now: datetime) -> dict[str, Any]:
+    """An orders row for `intent`, not yet sent (PENDING), keyed by column; without its id,
+    client order id and signal."""
+    return {
         "bot_id": bot_id, "broker_order_id": None, "instrument": intent.instrument,
         "side": intent.side.value, "order_type": intent.order_type.value,
         "quantity": intent.quantity, "limit_price": intent.limit_price,
         "reference_price": intent.reference_price, "status": OrderStatus.PENDING.value,
         "filled_quantity": ZERO, "average_fill_price": None, "reason": intent.reason,
-        "created_at": now, "updated_at": now})
+        "created_at": now, "updated_at": now}
+
+
+def _pending_row(bot_id: int, intent: OrderIntent, now: datetime) -> dict[str, Any]:
+    return sql.bound("b_", _intent_row(bot_id, intent, now))
 
 
 def _record_collision(conn: Connection, bot_id: int, order_id: int, client_order_id: str,
@@ -96,13 +102,9 @@ def _record_collision(conn: Connection, bot_id: int, order_id: int, client_order
     reason = (f"client order id {client_order_id} is already taken by another orders row; "
               "this row was never sent")
     conn.execute(sql.INSERT_ORDER, {
-        "id": order_id, "bot_id": bot_id, "client_order_id": f"wa-{uuid4().hex}",
-        "broker_order_id": None, "instrument": intent.instrument, "side": intent.side.value,
-        "order_type": intent.order_type.value, "quantity": intent.quantity,
-        "limit_price": intent.limit_price, "reference_price": intent.reference_price,
-        "status": OrderStatus.REJECTED.value, "filled_quantity": ZERO,
-        "average_fill_price": None, "reason": reason, "signal_id": signal_id,
-        "created_at": now, "updated_at": now})
+        **_intent_row(bot_id, intent, now), "id": order_id,
+        "client_order_id": f"wa-{uuid4().hex}", "status": OrderStatus.REJECTED.value,
+        "reason": reason, "signal_id": signal_id})
     insert_event(conn, bot_id=bot_id, kind=COLLISION_KIND, severity="critical",
                  code="client_order_id", now=now,
                  message=f"client order id {client_order_id} was already taken by another "
