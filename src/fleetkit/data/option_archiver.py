@@ -77,7 +77,7 @@ class OptionArchiver:
                                                   ahead))
 
     def due(self, today: date, keep_days: int) -> list[date]:
-        return days_to_archive((d.day for d in self._partitions.days()), today, keep_days)
+        return days_to_archive(self._partitions.stored_days(), today, keep_days)
 
     def archive(self, today: date, keep_days: int, *,
                 dry_run: bool = False) -> list[ArchivedDay]:
