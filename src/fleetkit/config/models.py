@@ -24,6 +24,7 @@ from pydantic import (
 
 from fleetkit.config.dashboard import DashboardSettings
 from fleetkit.config.exits import ExitSettings
+from fleetkit.config.market_data import MarketDataSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.config.plugins import PluginRequirement
 from fleetkit.config.reconcile import ReconcileSettings
@@ -134,6 +135,15 @@ class SandboxFaultSettings(Strict):
                                              min_length=1)
 
 
+class SandboxStreamSettings(Strict):
+    """The sandbox's quote stream (WebSocket ticks, Kite's ticker shape) that trackers follow."""
+
+    port: int = Field(default=0, ge=0, le=65535, description="its port; 0 picks a free one "
+                      "(GET /v1/stream tells clients where)")
+    tick_interval_s: float = Field(default=1.0, gt=0, le=60, description="seconds between "
+                                   "ticks of each subscribed instrument")
+
+
 class SandboxSettings(Strict):
     """The sandbox venue: where it listens, where it keeps its book, how it behaves."""
 
@@ -151,6 +161,7 @@ class SandboxSettings(Strict):
                                               description="extra instruments to invent")
     faults: SandboxFaultSettings = Field(default_factory=SandboxFaultSettings,
                                          description="fault injection, all off by default")
+    stream: SandboxStreamSettings = Field(default_factory=SandboxStreamSettings)
 
     @property
     def base_url(self) -> str:
@@ -651,6 +662,9 @@ class FleetConfig(Strict):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings,
                                          description="the Streamlit dashboard "
                                          "(`fleet dashboard`)")
+    market_data: MarketDataSettings = Field(
+        default_factory=MarketDataSettings, description="what the options collector and "
+        "the straddle tracker collect (docs/market-data.md)")
 
     @field_validator("fx_usd")
     @classmethod

@@ -78,7 +78,9 @@ def serve_sandbox(loaded: LoadedConfig, stop: threading.Event, *, host: str | No
     heartbeat = BrokerHeartbeat.open(url)
     # The fleet's broker streams quotes (GET /v1/stream says where) for trackers to follow.
     service = SandboxService(venue, host, port if port is not None else settings.port,
-                             faults=faults, stream=StreamConfig())
+                             faults=faults, stream=StreamConfig(
+                                 port=settings.stream.port,
+                                 tick_interval_s=settings.stream.tick_interval_s))
     try:
         service.start()
     except OSError as exc:
