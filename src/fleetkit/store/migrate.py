@@ -56,7 +56,8 @@ BRANCHES: tuple[Branch, ...] = (
     Branch(OPERATIONS, "alembic_version_operations", ("operations_0001",)),
     Branch(MARKET_DATA, "alembic_version_market_data", ("market_data_0001",
                                                           "market_data_0002",
-                                                          "market_data_0003")),
+                                                          "market_data_0003",
+                                                          "market_data_0004")),
 )
 BRANCH_NAMES: tuple[str, ...] = tuple(b.name for b in BRANCHES)
 # What each kind of process checks at start: what it reads and writes, nothing more.

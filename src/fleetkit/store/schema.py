@@ -410,3 +410,61 @@ option_quote_minutes = Table(
     Column("recorded_at", UTCDateTime(), nullable=False),
     CheckConstraint("status IN ('written', 'missed')", name="status"),
 )
+
+# The straddle tracker's snapshots: one row per tracked structure (width 0 the ATM
+# straddle, k a strangle k strikes each side of ATM) per tick that changed it. `source` says
+# whether the stream gave it or a REST fill after an outage did. Read by underlying and day.
+straddle_snapshots = Table(
+    "straddle_snapshots", metadata,
+    Column("tracker", String(64), primary_key=True),
+    Column("underlying", String(32), primary_key=True),
+    Column("width", SmallInteger, primary_key=True),  # strikes each side of ATM; 0 straddle
+    Column("at", UTCDateTime(), primary_key=True),  # the venue's time of the newest leg tick
+    Column("trading_day", Date, nullable=False),
+    Column("expiry", Date, nullable=False),
+    Column("atm_strike", ExactDecimal(), nullable=False),
+    Column("spot", ExactDecimal(), nullable=False),
+    Column("call_instrument", String(64), nullable=False),
+    Column("call_strike", ExactDecimal(), nullable=False),
+    Column("call_bid", ExactDecimal()),
+    Column("call_ask", ExactDecimal()),
+    Column("call_last", ExactDecimal()),
+    Column("call_iv", Double()),
+    Column("put_instrument", String(64), nullable=False),
+    Column("put_strike", ExactDecimal(), nullable=False),
+    Column("put_bid", ExactDecimal()),
+    Column("put_ask", ExactDecimal()),
+    Column("put_last", ExactDecimal()),
+    Column("put_iv", Double()),
+    Column("premium", ExactDecimal()),  # call mark + put mark; NULL when a leg has none
+    Column("source", String(16), nullable=False),  # "stream" | "rest"
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    CheckConstraint("source IN ('stream', 'rest')", name="source"),
+    CheckConstraint("width >= 0", name="width"),
+    Index(None, "underlying", "trading_day", "at"),
+)
+
+# Outages a collector could not fill as it went (a dropped stream, a venue that would not
+# answer): when, for which scope (an underlying, or '' for the whole collector), why, and
+# how much of it a later fill recovered. One row per outage, kept, never archived.
+collector_gaps = Table(
+    "collector_gaps", metadata,
+    Column("collector", String(64), primary_key=True),
+    Column("scope", String(64), primary_key=True),
+    Column("started_at", UTCDateTime(), primary_key=True),
+    Column("ended_at", UTCDateTime(), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("filled", Integer, nullable=False),  # snapshots a REST fill recovered
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+# Each collector's counters per trading day (quotes written, ticks rejected by reason, write
+# latency sums): added to by the collectors, read by `fleet data status` and the metrics.
+collector_counters = Table(
+    "collector_counters", metadata,
+    Column("collector", String(64), primary_key=True),
+    Column("trading_day", Date, primary_key=True),
+    Column("name", String(64), primary_key=True),  # "rows", "rejected.crossed", ...
+    Column("value", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
