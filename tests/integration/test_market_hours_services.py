@@ -245,3 +245,23 @@ def _serves(port: int) -> bool:
     except OSError:
         return False
 
+
+
+def test_a_service_on_a_clock_not_yet_readable_is_left_as_it_is(fleet_db: Any,
+                                                               tmp_path: Path) -> None:
+    offsets: list[timedelta | None] = [None]
+    services = keeper(fleet_db, tmp_path, "host-a", offset_for=lambda s: offsets[0])
+    try:
+        services.tick(utc(2, 12, 0))  # open on the wall clock, but its clock is unknown
+        assert services.running() == []
+        offsets[0] = timedelta(0)
+        services.tick(utc(2, 12, 1))
+        assert services.running() == ["collector"]
+        offsets[0] = None  # the sandbox went away: a running collector is not stopped for it
+        services.tick(utc(2, 12, 2))
+        assert services.running() == ["collector"]
+        offsets[0] = -timedelta(hours=5)  # readable again: 12:03 wall is 07:03 venue, closed
+        services.tick(utc(2, 12, 3))
+        assert services.running() == []
+    finally:
+        services.stop_all(utc(2, 12, 4))

@@ -159,11 +159,11 @@ def services(config: ConfigOption = None, db: DbOption = None,
              as_json: JsonOption = False) -> None:
     """Market-hours services: their hours, whether they should run now, until when, and
     which scheduler runs them."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from fleetkit.config.loader import load_config
     from fleetkit.runtime.calendar_watch import market_calendars
-    from fleetkit.runtime.market_hours import plan_for
+    from fleetkit.runtime.market_hours import Plan, plan_for
     from fleetkit.runtime.wiring import database_url
     from fleetkit.store.database import open_database
     from fleetkit.store.fleet import FleetStore
@@ -178,9 +178,16 @@ def services(config: ConfigOption = None, db: DbOption = None,
         beats = {b.component: b for b in FleetStore(database.engine).heartbeats()}
     finally:
         database.dispose()
+    clocks = None
+    if any(s.clock == "sandbox" for s in loaded.config.services):
+        from fleetkit.runtime.service_clocks import ServiceClocks
+
+        clocks = ServiceClocks.for_sandbox(loaded.config.sandbox.base_url, timeout_s=2.0)
     rows = []
     for service in loaded.config.services:
-        plan = plan_for(service, calendars, now)
+        offset = timedelta(0) if clocks is None else clocks.offset(service)
+        plan = (plan_for(service, calendars, now, offset) if offset is not None
+                else Plan(False, None))
         lease = holders.get(service.name)
         beat = beats.get(f"service:{service.name}")
         rows.append({
@@ -194,6 +201,8 @@ def services(config: ConfigOption = None, db: DbOption = None,
                 (now - beat.beat_at).total_seconds(), 1),
             "held_by": lease.as_json() if lease is not None and lease.live(now) else None,
         })
+    if clocks is not None:
+        clocks.close()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

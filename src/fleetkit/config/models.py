@@ -599,12 +599,17 @@ class ServiceSettings(Strict):
     start_minutes_before_open: int = Field(default=0, ge=0, le=720)
     stop_minutes_after_close: int = Field(default=0, ge=0, le=720)
     stop_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    clock: Literal["wall", "sandbox"] = Field(
+        default="wall", description="whose time the hours are judged in: the wall clock, or "
+        "the sandbox venue's (its demo time puts a closed market in an earlier session, so "
+        "a demo's collectors run whenever the sandbox trades that market)")
     enabled: bool = True
 
     def describe_hours(self) -> str:
         before = f" -{self.start_minutes_before_open}m" if self.start_minutes_before_open else ""
         after = f" +{self.stop_minutes_after_close}m" if self.stop_minutes_after_close else ""
-        return f"{self.market} open{before} to close{after}"
+        clock = " (sandbox time)" if self.clock == "sandbox" else ""
+        return f"{self.market} open{before} to close{after}{clock}"
 
 
 class CalendarSettings(Strict):

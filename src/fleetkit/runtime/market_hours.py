@@ -80,16 +80,27 @@ def service_windows(service: ServiceSettings, sessions: SessionSource, start: da
     return [w for w in merged if w.end > start and w.start < end]
 
 
-def plan_for(service: ServiceSettings, sessions: SessionSource, now: datetime) -> Plan:
-    for window in service_windows(service, sessions, now, now + _HORIZON):
-        if window.start <= now < window.end:
-            return Plan(True, window.end)
-        if window.start > now:
-            return Plan(False, window.start)
+def plan_for(service: ServiceSettings, sessions: SessionSource, now: datetime,
+             offset: timedelta = timedelta(0)) -> Plan:
+    """The plan at wall time `now`, the hours judged at `now + offset` (the venue's time
+    for a service on the sandbox's clock); the plan's times are wall times."""
+    venue_now = now + offset
+    for window in service_windows(service, sessions, venue_now, venue_now + _HORIZON):
+        if window.start <= venue_now < window.end:
+            return Plan(True, window.end - offset)
+        if window.start > venue_now:
+            return Plan(False, window.start - offset)
     return Plan(False, None)
 
 
 SpecFor = Callable[[ServiceSettings], ChildSpec]
+# A service's clock offset (venue time minus wall time); None while it cannot be known (the
+# sandbox is not answering yet).
+OffsetFor = Callable[[ServiceSettings], "timedelta | None"]
+
+
+def wall_clock(service: ServiceSettings) -> timedelta | None:
+    return timedelta(0)
 
 
 class MarketHoursServices:
@@ -98,8 +109,10 @@ class MarketHoursServices:
     def __init__(self, services: Sequence[ServiceSettings], sessions: SessionSource,
                  leases: ServiceLeases, store: FleetStore, spec_for: SpecFor, *,
                  lease_ttl_s: float = LEASE_TTL_S, backoff_initial_s: float = 1.0,
-                 backoff_max_s: float = 60.0, host: str = "") -> None:
+                 backoff_max_s: float = 60.0, host: str = "",
+                 offset_for: OffsetFor = wall_clock) -> None:
         self.services = [s for s in services if s.enabled]
+        self._offset_for = offset_for
         self.plans: dict[str, Plan] = {}
         self._sessions = sessions
         self._leases = leases
@@ -120,7 +133,14 @@ class MarketHoursServices:
         """Start what should run, stop what should not, restart what died; beat for each."""
         self._now = now
         for service in self.services:
-            plan = plan_for(service, self._sessions, now)
+            offset = self._offset_for(service)
+            if offset is None:
+                # Its clock cannot be read (the sandbox is not up yet): change nothing until
+                # it can, rather than stop a running collector or start one out of hours.
+                if service.name not in self.plans:
+                    self.plans[service.name] = Plan(False, None)
+                continue
+            plan = plan_for(service, self._sessions, now, offset)
             self.plans[service.name] = plan
             if plan.run:
                 self._keep_running(service, now)

@@ -19,7 +19,7 @@ from fleetkit.engine.ports import Clock, SessionSource
 from fleetkit.runtime.clock import WallClock
 from fleetkit.runtime.heartbeat import ComponentHeartbeat
 from fleetkit.runtime.logs import get_logger
-from fleetkit.runtime.market_hours import MarketHoursServices, SpecFor
+from fleetkit.runtime.market_hours import MarketHoursServices, SpecFor, wall_clock
 from fleetkit.runtime.schedule import CronSchedule, schedule_for
 from fleetkit.runtime.scheduler import (
     JOB_KINDS,
@@ -175,8 +175,14 @@ def _market_hours(loaded: LoadedConfig, database: Database, db_url: str,
     if not enabled or sessions is None:
         return None
     spec_for = options.service_spec or _service_spec(loaded, db_url)
+    offset_for = wall_clock
+    if any(s.clock == "sandbox" for s in enabled):
+        from fleetkit.runtime.service_clocks import ServiceClocks
+
+        offset_for = ServiceClocks.for_sandbox(loaded.config.sandbox.base_url).offset
     return MarketHoursServices(enabled, sessions, ServiceLeases(database.engine, str(owner)),
-                               FleetStore(database.engine), spec_for, host=owner.host)
+                               FleetStore(database.engine), spec_for, host=owner.host,
+                               offset_for=offset_for)
 
 
 def _service_spec(loaded: LoadedConfig, db_url: str) -> SpecFor:

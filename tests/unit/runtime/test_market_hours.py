@@ -121,3 +121,13 @@ def test_bad_service_settings_are_refused_with_the_fix(fields: dict[str, object]
     with pytest.raises(ValidationError, match=message):
         ServiceSettings.model_validate({"name": "collector", "command": "metrics serve",
                                         "market": "NSE", **fields})
+
+
+def test_on_the_sandbox_clock_hours_are_judged_in_venue_time_and_planned_in_wall_time() -> None:
+    on_sandbox = service(clock="sandbox")
+    shifted = -timedelta(hours=10)  # demo time: the venue runs 10 hours behind the wall
+    # 20:00 wall is 10:00 venue: open, and it stops at the venue's 17:00, 03:00 wall.
+    assert plan_for(on_sandbox, Weekdays(), utc(2, 20), shifted) == Plan(True, utc(3, 3))
+    # 04:00 wall is 18:00 venue: closed till the venue's 09:00, 19:00 wall.
+    assert plan_for(on_sandbox, Weekdays(), utc(3, 4), shifted) == Plan(False, utc(3, 19))
+    assert "sandbox time" in on_sandbox.describe_hours()
