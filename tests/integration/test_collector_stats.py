@@ -40,3 +40,12 @@ def test_a_gap_is_one_row_updated_by_its_fill(fleet_db: Any) -> None:
     assert stats.gaps("straddles", until=NOW) == []
     assert len(stats.gaps(since=NOW, until=NOW + timedelta(seconds=1))) == 2
     assert stats.collectors() == ["straddles"]
+
+
+def test_peaks_only_rise(fleet_db: Any) -> None:
+    stats = CollectorStats(fleet_db.engine)
+    stats.peak("options", DAY, {"write_ms_max": 40}, NOW)
+    stats.peak("options", DAY, {"write_ms_max": 12}, NOW)
+    assert stats.counters("options", DAY) == {"write_ms_max": 40}
+    stats.peak("options", DAY, {"write_ms_max": 55}, NOW)
+    assert stats.counters("options", DAY) == {"write_ms_max": 55}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fleetkit.core.numbers import require_utc
@@ -58,6 +58,25 @@ class CollectorStats:
             statement = statement.on_conflict_do_update(
                 index_elements=["collector", "trading_day", "name"],
                 set_={"value": table.c.value + statement.excluded.value,
+                      "updated_at": statement.excluded.updated_at})
+            conn.execute(statement)
+
+    def peak(self, collector: str, trading_day: date, peaks: Mapping[str, int],
+             now: datetime) -> None:
+        """Raise each of `peaks` to the given value where it is below it (maxima: the
+        slowest write of the day)."""
+        rows = [{"collector": collector, "trading_day": trading_day, "name": name,
+                 "value": value, "updated_at": require_utc(now, what="now")}
+                for name, value in sorted(peaks.items())]
+        if not rows:
+            return
+        with write_transaction(self._engine) as conn:
+            table = collector_counters
+            statement = _insert(conn)(table).values(rows)
+            higher = func.max if conn.dialect.name == "sqlite" else func.greatest
+            statement = statement.on_conflict_do_update(
+                index_elements=["collector", "trading_day", "name"],
+                set_={"value": higher(table.c.value, statement.excluded.value),
                       "updated_at": statement.excluded.updated_at})
             conn.execute(statement)
 

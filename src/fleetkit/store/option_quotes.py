@@ -112,6 +112,14 @@ class OptionQuoteStore:
         with read_transaction(self._engine) as conn:
             return [CollectedMinute(*row) for row in conn.execute(query)]
 
+    def first_minute(self, collector: str) -> datetime | None:
+        """The oldest minute in the collector's ledger (written or missed), None if none."""
+        m = option_quote_minutes.c
+        with read_transaction(self._engine) as conn:
+            found: datetime | None = conn.execute(select(func.min(m.minute)).where(
+                m.collector == collector)).scalar_one_or_none()
+        return found
+
     def chain(self, underlying: str, minute: datetime,
               expiry: date | None = None) -> list[OptionQuote]:
         """One minute's chain of `underlying` (one expiry, or all), by expiry, strike, type."""
