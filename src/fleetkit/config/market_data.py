@@ -86,9 +86,10 @@ class OptionCollectorSettings(Strict):
     fill_missed: bool = Field(default=True, description="ask the venue for minutes missed "
                               "(a restart, an outage) when it can serve past snapshots: the "
                               "sandbox can, most brokers cannot")
-    hot_days: int = Field(default=5, ge=1, le=3650, description="trading days kept in the "
-                          "database; older days go to Parquet (`fleet data archive`)")
-    archive_dir: str | None = Field(default=None, description="where day files go "
+    hot_days: int = Field(default=30, ge=1, le=3650, description="calendar days of option "
+                          "quotes kept in the database, today included; `fleet data archive` "
+                          "moves older days to Parquet")
+    archive_dir: str | None = Field(default=None, description="where archived days go "
                                     "(default: $FLEET_HOME/archive/option_quotes)")
 
     @field_validator("chains")
