@@ -35,8 +35,22 @@ def backtest(
              "be this far apart (default: the bot's bar_interval, else the config's, 1m)")]
     = None,
     bars: Annotated[int, typer.Option(min=1, help="how many generated bars")] = 100_000,
-    start: Annotated[str, typer.Option(help="first generated bar (UTC date or time)")]
-    = "2024-01-02",
+    start: Annotated[str | None, typer.Option(
+        help="first bar: generated bars start here (UTC date or time, default 2024-01-02); "
+             "with --from-store, the first day replayed in the exchange's time zone (default: "
+             "the oldest stored bar)")] = None,
+    end: Annotated[str | None, typer.Option(
+        "--to", metavar="DATE", help="with --from-store: the last day replayed, included "
+                                     "(default: the newest stored bar)")] = None,
+    from_store: Annotated[bool, typer.Option(
+        "--from-store", help="replay the bars the fleet recorded (`fleet data backfill`, "
+                             "`fleet data record`): 1m bars, or 5m/15m/1h aggregated on the "
+                             "exchange's sessions")] = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", metavar="URL", help="with --from-store: the fleet database URL")] = None,
+    market_data_db: Annotated[str | None, typer.Option(
+        "--market-data-db", metavar="URL",
+        help="with --from-store: the market-data database, when it is not the fleet's")] = None,
     seed: Annotated[int | None, typer.Option(help="price seed (default: the config's)")] = None,
     csv: Annotated[Path | None, typer.Option(
         help="replay bars from this CSV: a header with a time column (ISO 8601, UTC unless "
@@ -68,11 +82,12 @@ def backtest(
     column and the fix; bars outside the market's sessions are replayed with a warning.
     --trades and --plot write whole files or none (an existing file is replaced).
     """
-    from fleetkit.cli.backtest_impl import Outputs, run_command
+    from fleetkit.cli.backtest_impl import Outputs, StoreRange, run_command
 
     run_command(strategy=strategy, param=param, bot=bot, bots=bots, all_bots=all_bots,
                 config=config, market=market,
                 symbol=symbol, interval=interval, bars=bars, start=start, seed=seed, csv=csv,
+                store=StoreRange(from_store, end, db, market_data_db),
                 position_size_usd=position_size_usd, fee_bps=fee_bps,
                 slippage_bps=slippage_bps, outputs=Outputs(trades, plot), as_json=as_json,
                 progress=progress)

@@ -43,8 +43,9 @@ class Outputs:
 
 def run_command(*, strategy: str | None, param: list[str] | None, bot: str | None,
                 bots: str | None, all_bots: bool, config: Path | None, market: str | None,
-                symbol: str | None, interval: str | None, bars: int, start: str,
-                seed: int | None, csv: Path | None, position_size_usd: Decimal | None,
+                symbol: str | None, interval: str | None, bars: int, start: str | None,
+                seed: int | None, csv: Path | None, store: StoreRange,
+                position_size_usd: Decimal | None,
                 fee_bps: Decimal, slippage_bps: Decimal, outputs: Outputs, as_json: bool,
                 progress: bool) -> None:
     _check_outputs(outputs, csv)  # before the replay, not after minutes of it
@@ -55,12 +56,13 @@ def run_command(*, strategy: str | None, param: list[str] | None, bot: str | Non
             update={"sandbox": fleet_config.sandbox.model_copy(update={"seed": seed})})
     chosen = _selection(fleet_config, Selection(strategy, param or [], bot, bots, all_bots,
                                                 market, symbol, interval))
+    store.check(csv)
     if csv is not None and sum(len(b.symbols) for b in chosen) > 1:
         fail("--csv holds one instrument's bars; replay one bot and one symbol with it "
              "(--bot NAME --symbol SYMBOL), or drop --csv for generated bars")
     replayed = [_replay_bot(fleet_config, settings, i + 1, position_size_usd)
                 for i, settings in enumerate(chosen)]
-    tapes = _tapes(fleet_config, replayed, csv, bars, start, loaded)
+    tapes = _tapes(fleet_config, replayed, csv, bars, start, loaded, store)
     try:
         venue = VenueConfig(seed=fleet_config.sandbox.seed, fee_bps=fee_bps,
                             slippage_bps=slippage_bps, partial_fill_probability=0.0)
@@ -78,6 +80,30 @@ def run_command(*, strategy: str | None, param: list[str] | None, bot: str | Non
         console.print(table)
     for line in written_lines(shown, written):
         console.print(line, highlight=False)
+
+
+GENERATED_START = "2024-01-02"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRange:
+    """--from-store and what goes with it."""
+
+    enabled: bool
+    end: str | None
+    db: str | None
+    market_data_db: str | None
+
+    def check(self, csv: Path | None) -> None:
+        if self.enabled and csv is not None:
+            fail("--from-store and --csv are two sources of bars: give one of them")
+        if not self.enabled:
+            given = [name for name, value in (("--to", self.end), ("--db", self.db),
+                                              ("--market-data-db", self.market_data_db))
+                     if value is not None]
+            if given:
+                fail(f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} only with "
+                     "--from-store: add it, or drop them")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +228,7 @@ def _params(strategy: str, pairs: list[str]) -> dict[str, Any]:
 
 
 def _tapes(config: FleetConfig, recipes: list[BotRecipe], csv: Path | None, count: int,
-           start: str, loaded: LoadedConfig) -> dict[str, BarTape]:
+           start: str | None, loaded: LoadedConfig, store: StoreRange) -> dict[str, BarTape]:
     """One tape per instrument the bots trade (at the bots' bar interval)."""
     intervals: dict[str, int] = {}
     instruments: dict[str, Instrument] = {}
@@ -215,6 +241,12 @@ def _tapes(config: FleetConfig, recipes: list[BotRecipe], csv: Path | None, coun
     if csv is not None:
         [(key, instrument)] = instruments.items()
         return {key: _csv_tape(csv, instrument, intervals[key], loaded)}
+    if store.enabled:
+        from fleetkit.cli.backtest_store import stored_tapes
+
+        return stored_tapes(loaded, instruments, intervals, start, store.end, store.db,
+                            store.market_data_db)
+    start = start or GENERATED_START
     try:
         first = datetime.fromisoformat(start)
     except ValueError:
