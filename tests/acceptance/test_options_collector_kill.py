@@ -88,7 +88,7 @@ def test_sigkill_while_filling_loses_and_duplicates_no_minute(
         with SandboxClient(sandbox.url, "test") as client:
             offset = client.market_offset("NSE")
         store = OptionQuoteStore(database.engine)
-        probe = OptionCollector(OptionCollectorSettings(), client, "sandbox", store,
+        probe = OptionCollector(OptionCollectorSettings().plan(), client, "sandbox", store,
                                 CollectorStats(database.engine), sessions, IST, WallClock(),
                                 offset=offset)
         now = datetime.now(UTC)

@@ -27,7 +27,7 @@ from fleetkit.calendars.market_calendars import MarketCalendars
 from fleetkit.calendars.overrides import load_overrides
 from fleetkit.config.market_data import OptionCollectorSettings
 from fleetkit.core.sessions import Session
-from fleetkit.data.option_collector import OptionCollector
+from fleetkit.data.option_collector import CollectorPlan, OptionCollector
 from fleetkit.store.collector_stats import CollectorStats
 from fleetkit.store.data_alerts import MISSED_KIND, MissedMinuteAlerts
 from fleetkit.store.option_quotes import MISSED, WRITTEN, OptionQuoteStore
@@ -70,10 +70,10 @@ def client(service: SandboxService, clock: ManualClock) -> Iterator[SandboxClien
         yield connected
 
 
-def settings(**fields: Any) -> OptionCollectorSettings:
+def settings(**fields: Any) -> CollectorPlan:
     chains = [{"underlying": u, "strikes_each_side": STRIKES}
               for u in ("NIFTY", "BANKNIFTY", "SENSEX")]
-    return OptionCollectorSettings.model_validate({"chains": chains, **fields})
+    return OptionCollectorSettings.model_validate({"chains": chains, **fields}).plan()
 
 
 def collector(db: Any, client: SandboxClient, clock: ManualClock, **fields: Any
@@ -161,14 +161,18 @@ def test_without_filling_a_missed_minute_stays_recorded_as_missed(
     assert CollectorStats(fleet_db.engine).counters("options", DAY)["missed"] == 2
 
 
-@pytest.mark.parametrize("moment", [
-    datetime(2026, 12, 12, 5, 30, tzinfo=UTC),  # a Saturday
-    datetime(2026, 12, 25, 5, 30, tzinfo=UTC),  # Christmas: NSE is closed
-    datetime(2026, 12, 10, 3, 40, tzinfo=UTC),  # 09:10 IST: before the open
+@pytest.mark.parametrize(("last_run", "moment"), [
+    # Friday's last minute, then Saturday.
+    (datetime(2026, 12, 11, 9, 59, 2, tzinfo=UTC), datetime(2026, 12, 12, 5, 30, tzinfo=UTC)),
+    # Thursday the 24th's last minute, then Christmas: NSE is closed.
+    (datetime(2026, 12, 24, 9, 59, 2, tzinfo=UTC), datetime(2026, 12, 25, 5, 30, tzinfo=UTC)),
+    # Yesterday's last minute, then 09:10 IST: before the open.
+    (datetime(2026, 12, 9, 9, 59, 2, tzinfo=UTC), datetime(2026, 12, 10, 3, 40, tzinfo=UTC)),
 ])
 def test_no_session_no_snapshot_and_no_gap(fleet_db: Any, client: SandboxClient,
-                                           clock: ManualClock, moment: datetime) -> None:
-    clock.set(MORNING - timedelta(days=3))  # it ran on Monday: any gap since would count
+                                           clock: ManualClock, last_run: datetime,
+                                           moment: datetime) -> None:
+    clock.set(last_run)
     collector(fleet_db, client, clock, fill_missed=False).run_pass()
     clock.set(moment)
     try:
@@ -177,6 +181,24 @@ def test_no_session_no_snapshot_and_no_gap(fleet_db: Any, client: SandboxClient,
         clock.set(MORNING)
     assert (report.written, report.missed) == ([], [])
     assert missed_events(fleet_db) == []
+
+
+def test_a_whole_day_down_is_found_missing_when_the_collector_comes_back(
+        fleet_db: Any, client: SandboxClient, clock: ManualClock) -> None:
+    clock.set(datetime(2026, 12, 7, 9, 59, 2, tzinfo=UTC))  # Monday's last minute
+    collector(fleet_db, client, clock, fill_missed=False).run_pass()
+    clock.set(datetime(2026, 12, 9, 3, 50, 1, tzinfo=UTC))  # Wednesday 09:20 IST
+    try:
+        report = collector(fleet_db, client, clock, fill_missed=False).run_pass()
+    finally:
+        clock.set(MORNING)
+    tuesday = datetime(2026, 12, 8, 3, 45, tzinfo=UTC)
+    wednesday = datetime(2026, 12, 9, 3, 45, tzinfo=UTC)
+    assert report.missed == ([tuesday + timedelta(minutes=i) for i in range(375)]
+                             + [wednesday + timedelta(minutes=i) for i in range(5)])
+    assert len(missed_events(fleet_db)) == 2  # one per run of minutes
+    store = OptionQuoteStore(fleet_db.engine)
+    assert len(store.minutes("options", date(2026, 12, 8))) == 375
 
 
 def test_after_the_close_the_rest_of_the_session_is_missed_and_nothing_more(

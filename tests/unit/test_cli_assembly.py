@@ -14,7 +14,7 @@ import fleetkit.cli
 
 CLI = Path(fleetkit.cli.__file__).parent
 NOT_COMMANDS = {"__init__.py", "app.py", "dates.py", "errors.py", "options.py", "render.py",
-                "backtest_impl.py", "backtest_output.py"}
+                "backtest_impl.py", "backtest_output.py", "backtest_store.py"}
 
 
 def imported_modules(path: Path) -> set[str]:

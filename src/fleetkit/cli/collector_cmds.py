@@ -29,8 +29,13 @@ ACCOUNT = "fleet-options"  # the collector's sandbox account: it reads quotes, n
 WAIT_FOR_VENUE_S = 5.0
 
 
-def register(data_app: typer.Typer) -> None:
-    data_app.command("collect-options")(collect_options)
+def register(app: typer.Typer) -> None:
+    """Add `collect-options` to the `fleet data` group (data_cmds adds the group to `app`);
+    once, however many apps are built."""
+    from fleetkit.cli.data_cmds import data_app
+
+    if not any(c.name == "collect-options" for c in data_app.registered_commands):
+        data_app.command("collect-options")(collect_options)
 
 
 def collect_options(config: ConfigOption = None, db: DbOption = None,
@@ -129,7 +134,7 @@ def _collector(loaded: LoadedConfig, client: SandboxClient, database: Database,
 
     settings = loaded.config.market_data.option_collector
     alerts = MissedMinuteAlerts(fleet.engine) if fleet is not None else None
-    return OptionCollector(settings, client, "sandbox", OptionQuoteStore(database.engine),
+    return OptionCollector(settings.plan(), client, "sandbox", OptionQuoteStore(database.engine),
                            CollectorStats(database.engine), _market_sessions(loaded),
                            ZoneInfo(MARKETS[settings.market].timezone), WallClock(),
                            offset=offset, alerts=alerts)

@@ -119,15 +119,16 @@ def _run_up(loaded: LoadedConfig, db: str | None, run_for: float | None,
 
 def status(config: ConfigOption = None, db: DbOption = None,
            as_json: JsonOption = False) -> None:
-    """Every bot: state, market, strategy, positions, today's P&L, heartbeat age.
+    """Every bot: state, market, strategy, positions, today's P&L, heartbeat age; then
+    every other process that heartbeats (market-data collectors, scheduler, notifier).
 
     A table on a terminal; piped or redirected, tab-separated values (a header row, then one
-    row per bot by name); --json for everything."""
+    row per bot by name; the other processes as lines on stderr); --json for everything."""
     from datetime import UTC, datetime
 
     from rich.console import Console
 
-    from fleetkit.cli.render import fleet_table, fleet_tsv
+    from fleetkit.cli.render import component_lines, components_table, fleet_table, fleet_tsv
     from fleetkit.config.loader import load_config
     from fleetkit.runtime.wiring import database_url
     from fleetkit.store.database import open_database
@@ -153,9 +154,13 @@ def status(config: ConfigOption = None, db: DbOption = None,
         typer.echo(fleet_tsv(view), nl=False)
     if not view.bots:
         typer.echo("no bots registered yet: start the fleet with `fleet up`", err=tsv)
-        return
-    if not tsv:
+    elif not tsv:
         Console().print(fleet_table(view))
+    # Collectors, the scheduler, the notifier: processes that are not bots, same beat.
+    if view.components and not tsv:
+        Console().print(components_table(view))
+    for line in component_lines(view) if tsv else []:
+        typer.echo(line, err=True)
     for h in routes:
         if h.dead or h.pending:
             hint = " — see `fleet notify dead`" if h.dead else ""

@@ -61,6 +61,27 @@ def fleet_table(view: FleetView, title: str | None = None) -> Table:
     return table
 
 
+def components_table(view: FleetView) -> Table:
+    """Every process that heartbeats and is not a bot (scheduler, notifier, the
+    market-data collectors ...): its kind, status, heartbeat age and what it last said."""
+    table = Table(title="components", expand=False, pad_edge=False)
+    for column in ("component", "kind", "status", "beat", "detail"):
+        table.add_column(column, justify="right" if column == "beat" else "left",
+                         no_wrap=column != "detail")
+    for name, beat in sorted(view.components.items()):
+        table.add_row(name, str(beat.get("kind", "")), str(beat["status"]),
+                      short_age(float(beat["age_s"])), str(beat["detail"])[:80])
+    return table
+
+
+def component_lines(view: FleetView) -> list[str]:
+    """The components as lines, for output that is not a terminal."""
+    return [f"{name} ({beat.get('kind', '')}): {beat['status']}, beat "
+            f"{short_age(float(beat['age_s']))} ago"
+            + (f": {' '.join(str(beat['detail']).split())}" if beat["detail"] else "")
+            for name, beat in sorted(view.components.items())]
+
+
 TSV_COLUMNS = ("bot", "market", "mode", "strategy", "state", "positions", "pnl_today",
                "currency", "orders_today", "open_orders", "heartbeat_age_s", "detail")
 

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, field_validator
 
 from fleetkit.config.strict import Strict
 from fleetkit.core.instruments import MARKETS
+from fleetkit.data.option_collector import CollectorPlan, WantedChain
 
 _UNDERLYING = re.compile(r"^[A-Z][A-Z0-9&_-]{0,31}$")
 _COLLECTOR = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
@@ -91,6 +92,11 @@ class OptionCollectorSettings(Strict):
                           "moves older days to Parquet")
     archive_dir: str | None = Field(default=None, description="where archived days go "
                                     "(default: $FLEET_HOME/archive/option_quotes)")
+
+    def plan(self) -> CollectorPlan:
+        return CollectorPlan(self.name, self.market, tuple(
+            WantedChain(c.underlying, c.expiries, c.strikes_each_side) for c in self.chains),
+            self.snapshot_delay_s, self.late_after_s, self.fill_missed)
 
     @field_validator("chains")
     @classmethod

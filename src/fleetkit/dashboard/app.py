@@ -69,6 +69,7 @@ def main() -> None:
         st.Page(PAGES / "history.py", title="Orders & trades", icon=":material/receipt_long:"),
         st.Page(PAGES / "risk.py", title="Risk", icon=":material/shield:"),
         st.Page(PAGES / "health.py", title="Health", icon=":material/monitor_heart:"),
+        st.Page(PAGES / "market_data.py", title="Market data", icon=":material/candlestick_chart:"),
         st.Page(PAGES / "controls.py", title="Controls", icon=":material/gavel:"),
     ]
     navigation = st.navigation(pages)

@@ -5,8 +5,9 @@ database handle, the query cache, the users and the login guard. Built from the 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -15,10 +16,12 @@ from fleetkit.config.loader import LoadedConfig, load_config
 from fleetkit.core.controls import Control, TradingState
 from fleetkit.dashboard.auth import LoginGuard, load_users
 from fleetkit.dashboard.cache import TtlCache
+from fleetkit.dashboard.market_queries import MarketDataQueries
 from fleetkit.dashboard.queries import DashboardQueries
-from fleetkit.runtime.wiring import database_url
+from fleetkit.runtime.wiring import database_url, market_data_url
 from fleetkit.store.database import Database, open_database
 from fleetkit.store.fleet import FleetStore
+from fleetkit.store.migrate import COLLECTOR_BRANCHES, require_current_schema
 
 T = TypeVar("T")
 DB_URL_ENV = "FLEET_DASHBOARD_DB_URL"  # `fleet dashboard --db`
@@ -35,6 +38,8 @@ class DashboardContext:
     cache: TtlCache
     users: dict[str, str]
     guard: LoginGuard
+    _market_data: tuple[Database, MarketDataQueries] | None = None
+    _market_data_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def settings(self) -> DashboardSettings:
@@ -70,7 +75,28 @@ class DashboardContext:
         again = " (it already was; reason updated)" if previous.state is state else ""
         return f"{scope} is now {state.value.upper()}{again}: {reason}"
 
+    def market_data(self) -> MarketDataQueries:
+        """The market-data database's queries, opened on first use: it may be a database
+        of its own, absent until a collector has run, and then only the Market data page
+        says so (raises ConfigError / DatabaseUnavailableError / SchemaMismatchError)."""
+        with self._market_data_lock:
+            if self._market_data is None:
+                fleet_url = database_url(self.loaded, os.environ.get(DB_URL_ENV) or None)
+                url = market_data_url(self.loaded, fleet_url)
+                if url == fleet_url:  # one database: its engine, once its branch is checked
+                    require_current_schema(self.database.engine, self.database.where,
+                                           COLLECTOR_BRANCHES)
+                    database = self.database
+                else:
+                    database = open_database(url, must_exist=True, branches=COLLECTOR_BRANCHES,
+                                             application_name="fleetkit-dashboard")
+                self._market_data = (database, MarketDataQueries(
+                    database.engine, self.database.engine, self.loaded.config.market_data))
+            return self._market_data[1]
+
     def close(self) -> None:
+        if self._market_data is not None and self._market_data[0] is not self.database:
+            self._market_data[0].dispose()
         self.database.dispose()
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from fleetkit.config.market_data import ChainSettings, OptionCollectorSettings
 from fleetkit.core.bar_gaps import Gap
 from fleetkit.core.errors import BrokerError, DatabaseUnavailableError, TransientBrokerError
 from fleetkit.core.numbers import floor_minute, require_utc
@@ -46,7 +45,31 @@ MINUTE = timedelta(minutes=1)
 SessionsOf = Callable[[str, datetime, datetime], Sequence[Session]]
 # Filling stops this long before the next live minute's snapshot is due.
 FILL_MARGIN = timedelta(seconds=5)
+LOOK_BACK_DAYS = 7  # how far back a starting collector looks for days it missed
 RETRY_S = 5.0  # between tries at a minute the venue did not answer for
+
+
+@dataclass(frozen=True, slots=True)
+class WantedChain:
+    """One underlying's chains: `expiries` nearest listed (None: all), strikes each side
+    of ATM (None: the venue's default)."""
+
+    underlying: str
+    expiries: int | None = None
+    strikes_each_side: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorPlan:
+    """What the collector collects and how (config.market_data.OptionCollectorSettings
+    makes one from the fleet config)."""
+
+    name: str
+    market: str
+    chains: tuple[WantedChain, ...]
+    snapshot_delay_s: float = 2.0
+    late_after_s: float = 45.0
+    fill_missed: bool = True
 
 
 @dataclass
@@ -61,7 +84,7 @@ class PassReport:
 
 
 class OptionCollector:
-    def __init__(self, settings: OptionCollectorSettings, source: ChainSource,
+    def __init__(self, settings: CollectorPlan, source: ChainSource,
                  source_name: str, store: OptionQuoteStore, stats: CollectorStats,
                  sessions: SessionsOf, zone: ZoneInfo, clock: Clock, *,
                  offset: timedelta = timedelta(0), alerts: GapAlerts | None = None,
@@ -83,6 +106,7 @@ class OptionCollector:
             require_utc(started or clock.now(), what="started"))
         self._done: dict[date, set[datetime]] = {}
         self._unfillable: set[datetime] = set()  # fills the venue refused: not asked again
+        self._backlog: set[date] | None = None  # earlier days still to check and fill
         self.last_written: tuple[datetime, int] | None = None
 
     # --- time -----------------------------------------------------------------------------
@@ -188,12 +212,30 @@ class OptionCollector:
     # --- missing minutes ------------------------------------------------------------------
 
     def _find_missing(self, current: datetime, report: PassReport, now: datetime) -> None:
-        day = self.trading_day(current)
-        expected = [m for m in self._day_minutes(day, current) if m >= self._expected_from]
-        done = self._done_minutes(day)
-        # Minutes neither written nor recorded missed (the ledger holds both): new gaps.
-        known = self._ledger_minutes(day)
-        new = [m for m in expected if m not in known]
+        """Record the minutes of the days being checked that the ledger does not have, and
+        fill what is missing where the venue can serve it. The days checked: today, and at
+        the first pass the LOOK_BACK_DAYS before it (a collector down for whole days finds
+        them missing too), each until nothing of it is left to fill."""
+        today = self.trading_day(current)
+        if self._backlog is None:
+            self._backlog = {today - timedelta(days=n) for n in range(1, LOOK_BACK_DAYS + 1)}
+        to_fill: list[datetime] = []
+        for day in sorted(self._backlog | {today}):
+            expected = [m for m in self._day_minutes(day, current) if m >= self._expected_from]
+            # Minutes neither written nor recorded missed (the ledger holds both): new gaps.
+            known = self._ledger_minutes(day) if expected else set()
+            self._record_missed(day, [m for m in expected if m not in known], report, now)
+            done = self._done_minutes(day) if expected else set()
+            pending = [m for m in expected if m not in done and m not in self._unfillable]
+            if not pending or not self.settings.fill_missed:
+                self._backlog.discard(day)
+            to_fill.extend(pending)
+        self._done = {d: m for d, m in self._done.items() if d in self._backlog or d == today}
+        if self.settings.fill_missed:
+            self._fill(to_fill, report, now)
+
+    def _record_missed(self, day: date, new: list[datetime], report: PassReport,
+                       now: datetime) -> None:
         for run in _runs(new):
             for minute in run:
                 self._store.record_missed(self.settings.name, minute, day, recorded_at=now)
@@ -206,9 +248,6 @@ class OptionCollector:
                                        self._source_name, now)
             logger.warning("options %s: %d minute(s) missed from %s", self.settings.name,
                            len(run), run[0].isoformat())
-        if self.settings.fill_missed:
-            self._fill([m for m in expected if m not in done and m not in self._unfillable],
-                       report, now)
 
     def _fill(self, missing: list[datetime], report: PassReport, now: datetime) -> None:
         """Fill missing minutes oldest first until the next live minute draws near: a
@@ -245,8 +284,8 @@ class OptionCollector:
 
     def _done_minutes(self, day: date) -> set[datetime]:
         if day not in self._done:
-            self._done = {day: {m.minute for m in self._store.minutes(self.settings.name, day)
-                                if m.status == "written"}}
+            self._done[day] = {m.minute for m in self._store.minutes(self.settings.name, day)
+                               if m.status == "written"}
         return self._done[day]
 
     def _ledger_minutes(self, day: date) -> set[datetime]:
@@ -303,7 +342,7 @@ class OptionCollector:
                 and minute not in self._done.get(self.trading_day(minute), set()))
 
 
-def _expiries(nearest: OptionChain, wanted: ChainSettings) -> list[date]:
+def _expiries(nearest: OptionChain, wanted: WantedChain) -> list[date]:
     listed = list(nearest.expiries) or [nearest.expiry]
     return listed[:wanted.expiries] if wanted.expiries else listed
 

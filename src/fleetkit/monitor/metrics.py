@@ -16,6 +16,9 @@ cheap (a handful of grouped queries); point Prometheus at `fleet metrics serve`.
     fleet_process_restarts_total{process}             supervisor restarts after an exit
     fleet_component_heartbeat_age_seconds{component}  broker, scheduler, supervisor ...
     fleet_state{state}                                the fleet-wide switch
+
+The market-data collectors' rows, misses, rejects and write latency come from their own
+database: monitor/collectors.py.
 """
 
 from __future__ import annotations

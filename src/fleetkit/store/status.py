@@ -132,7 +132,7 @@ def fleet_view(engine: Engine, now: datetime, stale_after_s: float) -> FleetView
                           fill_counts.get(row.id, 0), fleet_state, now, day, stale_after_s),
                 open_orders=open_counts.get(row.id, 0))
         for row in bot_rows)
-    components = {name: {"status": b.status, "detail": b.detail,
+    components = {name: {"kind": b.kind, "status": b.status, "detail": b.detail,
                          "age_s": round((now - b.beat_at).total_seconds(), 1)}
                   for name, b in beats.items() if b.kind != "bot"}
     return FleetView(now, fleet_state, fleet_row.reason if fleet_row else "", views, components)

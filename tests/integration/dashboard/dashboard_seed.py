@@ -10,28 +10,34 @@ query and page tests.
 
 Plus 3 max_order_value denials and 1 price_collar denial, a process restart, a monitor
 finding, a dead letter, and a failed job run. The fleet's P&L today: 67 - 501.5 = -434.5 USD.
+
+seed_market_data adds the market-data collectors' day (see SeededMarketData).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert
 
 from fleetkit.core.controls import TradingState
 from fleetkit.core.market_data import Quote
+from fleetkit.core.option_quotes import OptionQuote
 from fleetkit.core.orders import Fill, OrderIntent, OrderStatus, OrderType, Side
 from fleetkit.engine.ports import OrderReport
 from fleetkit.sqlutil.engine import write_transaction
+from fleetkit.store.collector_stats import CollectorGap, CollectorStats
 from fleetkit.store.fleet import FleetStore, Heartbeat
 from fleetkit.store.jobs import JobStore, RunOwner, RunStatus
 from fleetkit.store.ledger import SqlLedger
+from fleetkit.store.option_quotes import OptionQuoteStore
 from fleetkit.store.outbox import NotifyState
 from fleetkit.store.rows import insert_event
-from fleetkit.store.schema import deliveries, outbox
+from fleetkit.store.schema import deliveries, outbox, straddle_snapshots
 
 AAPL = "NYSE:AAPL"
 BTC = "CRYPTO:BTC/USDT"
@@ -129,3 +135,94 @@ def _health(database: Any, now: datetime, t0: datetime) -> None:
     jobs.claim("nightly-reconcile", period, owner, t0)
     jobs.finish("nightly-reconcile", period, attempt=1, status=RunStatus.FAILED,
                 detail="broker unreachable", now=t0 + timedelta(seconds=3))
+
+
+# --- market data ---------------------------------------------------------------------------
+
+IST = ZoneInfo("Asia/Kolkata")
+CHAIN_STRIKES = range(23800, 24250, 50)  # 9 strikes, both types: 18 quotes a minute
+WRITE_MS = {0: 8, 1: 10, 3: 12}  # minute 2 is missed
+
+
+@dataclass(frozen=True)
+class SeededMarketData:
+    """What seed_market_data wrote, for the assertions.
+
+    options    minutes 0, 1 and 3 written (18 NIFTY quotes each: 54 rows), minute 2 missed;
+               rejects crossed 2 and stale 1; writes 8, 10 and 12 ms (avg 10, max 12);
+               heartbeat "collector:options" 5 s old
+    straddles  3 BANKNIFTY ATM snapshots (and a strangle); one rejected out-of-order tick;
+               one recorded outage (stream dropped, 2 snapshots filled); heartbeat
+               "tracker:straddles"
+    """
+
+    now: datetime
+    day: date
+    minutes: tuple[datetime, ...]
+
+
+def seed_market_data(database: Any, now: datetime | None = None) -> SeededMarketData:
+    now = now or datetime.now(UTC)
+    day = now.astimezone(IST).date()
+    midnight = datetime.combine(day, time(), IST).astimezone(UTC)
+    # Four minutes ending now, but never before the market's midnight (all of it "today").
+    first = max(now.replace(second=0, microsecond=0) - timedelta(minutes=4), midnight)
+    minutes = tuple(first + timedelta(minutes=i) for i in range(4))
+    expiry = day + timedelta(days=3)
+    quotes = OptionQuoteStore(database.engine)
+    stats = CollectorStats(database.engine)
+    for index, minute in enumerate(minutes):
+        if index == 2:
+            quotes.record_missed("options", minute, day, recorded_at=minute + timedelta(
+                seconds=45))
+            continue
+        spot = Decimal("24012.35") + index
+        quotes.write_minute("options", minute, day, _chain(minute, spot, expiry),
+                            recorded_at=minute + timedelta(seconds=2))
+        stats.add("options", day, {"rows": 18, "write_count": 1,
+                                   "write_ms_sum": WRITE_MS[index]}, minute)
+    stats.add("options", day, {"rejected.crossed": 2, "rejected.stale": 1,
+                               "write_ms_max": 12}, now)
+    stats.add("straddles", day, {"snapshots": 3, "rejected.out_of_order": 1}, now)
+    stats.record_gap(CollectorGap("straddles", "BANKNIFTY", minutes[1],
+                                  minutes[1] + timedelta(seconds=20), "stream dropped", 2), now)
+    with write_transaction(database.engine) as conn:
+        conn.execute(insert(straddle_snapshots), [
+            _snapshot(day, expiry, at, width, premium)
+            for at, width, premium in ((minutes[0], 0, "410.5"), (minutes[1], 0, "402.25"),
+                                       (minutes[3], 0, "398"), (minutes[3], 1, "250"))])
+    store = FleetStore(database.engine)
+    store.beat(Heartbeat("collector:options", "collector", None, "collecting",
+                         "54 rows today, 1 minute missed", 4300, "host-a",
+                         now - timedelta(hours=1), now - timedelta(seconds=5), 3))
+    store.beat(Heartbeat("tracker:straddles", "collector", None, "streaming",
+                         "BANKNIFTY 51200", 4301, "host-a", now - timedelta(hours=1),
+                         now - timedelta(seconds=1), 3))
+    return SeededMarketData(now, day, minutes)
+
+
+def _chain(minute: datetime, spot: Decimal, expiry: date) -> list[OptionQuote]:
+    quotes = []
+    for strike in CHAIN_STRIKES:
+        for kind in ("CE", "PE"):
+            intrinsic = max(spot - strike, 0) if kind == "CE" else max(strike - spot, 0)
+            mid = intrinsic + Decimal("80.05") + Decimal(minute.minute) / 100
+            quotes.append(OptionQuote(
+                f"NFO:NIFTY{expiry:%y%m%d}{strike}{kind}", "NIFTY", expiry, Decimal(strike),
+                kind, mid - Decimal("0.05"), mid + Decimal("0.05"), mid, 1000, 50_000, spot,
+                None, "sandbox"))
+    return quotes
+
+
+def _snapshot(day: date, expiry: date, at: datetime, width: int,
+              premium: str) -> dict[str, Any]:
+    strike = Decimal(51200)
+    half = Decimal(premium) / 2
+    return {"tracker": "straddles", "underlying": "BANKNIFTY", "width": width, "at": at,
+            "trading_day": day, "expiry": expiry, "atm_strike": strike,
+            "spot": Decimal("51210.5"), "call_instrument": "NFO:BANKNIFTY51200CE",
+            "call_strike": strike + 100 * width, "call_bid": half - 1, "call_ask": half + 1,
+            "call_last": half, "call_iv": None, "put_instrument": "NFO:BANKNIFTY51200PE",
+            "put_strike": strike - 100 * width, "put_bid": half - 1, "put_ask": half + 1,
+            "put_last": half, "put_iv": None, "premium": Decimal(premium),
+            "source": "stream", "recorded_at": at + timedelta(seconds=1)}

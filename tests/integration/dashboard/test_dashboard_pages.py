@@ -4,6 +4,7 @@ the controls (audited, confirmed), and the pages' answers for an empty or absent
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 import fleetkit.dashboard as dashboard_package
+from fleetkit.config.market_data import OptionCollectorSettings
 from fleetkit.core.controls import HaltSource, TradingState
 from fleetkit.dashboard.auth import hash_password
 from fleetkit.dashboard.ui import _shared_context
 from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.schema import bot_controls, bots, events
-from tests.integration.dashboard.dashboard_seed import Seeded, seed_fleet
+from tests.integration.dashboard.dashboard_seed import Seeded, seed_fleet, seed_market_data
 
 APP = str(Path(dashboard_package.__file__).parent / "app.py")
 PASSWORD = "correct horse battery"
@@ -133,6 +135,25 @@ def test_health_page_flags_the_stale_bot_the_restart_the_finding_and_the_dead_le
                                                                    "failed")]
 
 
+def test_market_data_page_shows_collector_health_the_straddle_chart_and_rows_per_minute(
+        fleet_db: Any, dashboard_env: None) -> None:
+    seed_market_data(fleet_db)
+    at = open_page("market_data")
+    assert metrics(at) == {"Collectors": "2", "Rows today": "57", "Gaps today": "2",
+                           "Quote days held": f"1 of {OptionCollectorSettings().hot_days}"}
+    health = at.dataframe[0].value
+    assert list(health["Collector"]) == ["options", "straddles"]
+    options = health.iloc[0]
+    assert (options["Rows today"], options["Written"], options["Missed"], options["Rejects"],
+            options["Write ms max"]) == (54, 3, 1, 3, 12.0)
+    assert options["Heartbeat"].startswith("collecting")
+    straddle, rows = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
+    # BANKNIFTY from the tracker's snapshots, NIFTY from the collector's chains.
+    assert {t["name"]: len(t["x"]) for t in straddle["data"]} == {"BANKNIFTY": 3, "NIFTY": 3}
+    assert [(t["type"], t["name"], t["y"]) for t in rows["data"]] == [
+        ("bar", "options", [18, 18, 18])]
+
+
 def log_in(at: AppTest, password: str) -> AppTest:
     at.text_input(key="login_user").input("alice")
     at.text_input(key="login_password").input(password)
@@ -201,6 +222,8 @@ def test_every_page_explains_an_empty_database(fleet_db: Any, dashboard_env: Non
     assert any("No orders were denied" in i.value for i in open_page("risk").info)
     assert any("No process has written a heartbeat" in i.value
                for i in open_page("health").info)
+    assert any("No market data recorded yet" in i.value
+               for i in open_page("market_data").info)
 
 
 def test_a_database_that_is_down_is_a_message_on_every_page_not_a_traceback(
@@ -213,7 +236,8 @@ def test_a_database_that_is_down_is_a_message_on_every_page_not_a_traceback(
         monkeypatch.setenv("FLEET_DB_URL", "postgresql://postgres@127.0.0.1:9/fleet")
         expected = "unreachable"
     _shared_context.clear()
-    for page in (None, "pnl", "positions", "history", "risk", "health", "controls"):
+    for page in (None, "pnl", "positions", "history", "risk", "health", "controls",
+                 "market_data"):
         at = open_page(page)
         assert any(expected in e.value for e in at.error), (page, [e.value for e in at.error])
 
