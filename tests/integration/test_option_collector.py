@@ -275,11 +275,12 @@ def test_bad_quotes_are_refused_counted_and_never_stored(
 
 def test_minutes_are_judged_in_venue_time(fleet_db: Any, client: SandboxClient,
                                           clock: ManualClock) -> None:
-    """The sandbox's demo time: wall 23:30 UTC is 05:30 UTC the venue's day, in session."""
+    """The sandbox's demo time: wall 23:30 UTC is 05:30 UTC the venue's day, in session;
+    the minute's trading day is still the wall clock's (05:00 IST the next day)."""
     offset = -timedelta(hours=18)
     options = OptionCollector(settings(), client, "sandbox", OptionQuoteStore(fleet_db.engine),
                               CollectorStats(fleet_db.engine), sessions, IST, clock,
                               offset=offset)
     wall = MORNING - offset
     assert options.in_session(wall) and not options.in_session(MORNING)
-    assert options.trading_day(wall) == DAY
+    assert options.trading_day(wall) == DAY + timedelta(days=1)

@@ -26,8 +26,10 @@ from fleetkit.cli import (
     bot_cmds,
     broker_cmds,
     calendar_cmds,
+    collector_cmds,
     dashboard_cmds,
     data_cmds,
+    data_status_cmd,
     db_cmds,
     deploy_cmds,
     exchange_cmds,
@@ -37,6 +39,7 @@ from fleetkit.cli import (
     notify_cmds,
     option_quote_cmds,
     reconcile_cmd,
+    straddle_cmds,
 )
 from fleetkit.cli.errors import fail
 from fleetkit.core.errors import DatabaseUnavailableError, FleetError, UserError
@@ -49,7 +52,8 @@ COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
     backtest_cmd.register, bot_cmds.register, broker_cmds.register, calendar_cmds.register,
     dashboard_cmds.register, data_cmds.register, db_cmds.register, deploy_cmds.register,
     exchange_cmds.register, fleet_cmds.register, jobs_cmds.register, metrics_cmds.register,
-    notify_cmds.register, option_quote_cmds.register, reconcile_cmd.register)
+    notify_cmds.register, option_quote_cmds.register, collector_cmds.register,
+    data_status_cmd.register, straddle_cmds.register, reconcile_cmd.register)
 
 
 def build_app() -> typer.Typer:

@@ -120,7 +120,7 @@ class StraddleTrackerSettings(Strict):
     strangles: list[int] = Field(default_factory=lambda: [1, 2], description="strangle "
                                  "widths in strikes each side of ATM (the ATM straddle is "
                                  "always tracked)")
-    flush_interval_ms: int = Field(default=250, ge=10, le=60_000, description="snapshots "
+    flush_interval_ms: int = Field(default=50, ge=10, le=60_000, description="snapshots "
                                    "are persisted in batches at least this often")
     max_batch: int = Field(default=200, ge=1, le=100_000)
     max_tick_age_s: float = Field(default=10.0, gt=0, le=3600, description="ticks older "

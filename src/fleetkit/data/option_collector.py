@@ -10,10 +10,10 @@ collector gap, and then, where the venue can still serve it (the sandbox prices 
 moment; most brokers cannot), filled from the venue. A retried or filled minute never
 duplicates: its ledger row and the quotes' key see to that (store/option_quotes.py).
 
-Times: the venue stamps its quotes with the wall clock and so does the ledger. The
-sandbox's demo time runs a closed market in an earlier session, `offset` behind the wall:
-which minutes are in session, and which trading day they belong to, is judged in that
-venue time (zero offset for a real venue).
+Times: the venue stamps its quotes with the wall clock and so does the ledger; a minute's
+trading day is its date in the exchange's zone. The sandbox's demo time runs a closed
+market in an earlier session, `offset` behind the wall: which minutes are in session is
+judged in that venue time (zero offset for a real venue).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fleetkit.core.bar_gaps import Gap
@@ -112,7 +112,9 @@ class OptionCollector:
     # --- time -----------------------------------------------------------------------------
 
     def trading_day(self, minute: datetime) -> date:
-        return (minute + self._offset).astimezone(self._zone).date()
+        """The exchange's date of a (wall-clock) minute: what partitions and "today" use,
+        for this collector and every reader alike."""
+        return minute.astimezone(self._zone).date()
 
     def session_minutes(self, start: datetime, end: datetime) -> list[datetime]:
         """The wall-clock minutes in [start, end) that the market trades in (venue time),
@@ -278,9 +280,10 @@ class OptionCollector:
 
     def _day_minutes(self, day: date, current: datetime) -> list[datetime]:
         """The session minutes of `day` before `current`."""
-        midnight = datetime(day.year, day.month, day.day, tzinfo=self._zone)
-        start = midnight.astimezone(current.tzinfo) - self._offset
-        return self.session_minutes(start, min(current, start + timedelta(days=1)))
+        start = datetime(day.year, day.month, day.day, tzinfo=self._zone).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(),
+                               tzinfo=self._zone).astimezone(UTC)
+        return self.session_minutes(start, min(current, end))
 
     def _done_minutes(self, day: date) -> set[datetime]:
         if day not in self._done:
