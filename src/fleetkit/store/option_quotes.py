@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from fleetkit.core.numbers import floor_minute, require_utc
 from fleetkit.core.option_quotes import (
@@ -136,27 +136,28 @@ class OptionQuoteStore:
                  expiry: date | None = None) -> list[StraddlePoint]:
         """The ATM straddle of each minute of the day: the call and put of `expiry`
         (default: the nearest one quoted that day) at the strike nearest that minute's
-        underlying price, by minute."""
-        q = option_quotes.c
-        day = (q.trading_day == trading_day, q.underlying == underlying)
+        underlying price (the lowest recorded in the minute), by minute."""
         with read_transaction(self._engine) as conn:
-            if expiry is None:
-                expiry = conn.execute(select(func.min(q.expiry)).where(
-                    *day, q.expiry >= trading_day)).scalar_one_or_none()
-                if expiry is None:
-                    return []
-            # The snapshot's underlying price is the same on every row of a minute.
-            prices = dict(conn.execute(select(q.minute, func.min(q.underlying_price))
-                                       .where(*day).group_by(q.minute)).all())
-            strikes = {m: atm_strike(_decimal(p), strike_step) for m, p in prices.items()}
-            legs = conn.execute(select(q.minute, q.strike, q.option_type, q.bid, q.ask, q.last)
-                                .where(*day, q.expiry == expiry,
-                                       q.strike.in_(sorted(set(strikes.values())))))
-            marks: dict[tuple[datetime, str], Decimal | None] = {
-                (m, kind): mark(bid, ask, last)
-                for m, strike, kind, bid, ask, last in legs if strikes.get(m) == strike}
-        return [StraddlePoint(m, _decimal(prices[m]), strikes[m], marks.get((m, "CE")),
-                              marks.get((m, "PE"))) for m in sorted(prices)]
+            if conn.dialect.name == "postgresql":
+                return _straddle_in_one_pass(conn, underlying, trading_day, strike_step,
+                                             expiry)
+            return _straddle(conn, underlying, trading_day, strike_step, expiry)
+
+    def underlyings(self) -> list[str]:
+        """Every underlying with quotes recorded, by name: one index probe per underlying
+        (a loose index scan over (underlying, minute)), never a scan of the quotes."""
+        with read_transaction(self._engine) as conn:
+            return list(conn.execute(_UNDERLYINGS).scalars())
+
+    def latest_minute(self, underlying: str, at: datetime | None = None) -> datetime | None:
+        """The newest minute with quotes of `underlying` (at or before `at` when given)."""
+        q = option_quotes.c
+        query = select(func.max(q.minute)).where(q.underlying == underlying)
+        if at is not None:
+            query = query.where(q.minute <= require_utc(at, what="at"))
+        with read_transaction(self._engine) as conn:
+            found: datetime | None = conn.execute(query).scalar_one_or_none()
+        return found
 
     @staticmethod
     def _status(conn: Connection, collector: str, minute: datetime) -> str | None:
@@ -168,6 +169,95 @@ class OptionQuoteStore:
 
 _QUOTE_FIELDS = ("instrument", "underlying", "expiry", "strike", "option_type", "bid", "ask",
                  "last", "volume", "open_interest", "underlying_price", "iv", "source")
+
+
+# Each step finds the next name after the last by the (underlying, minute) index; the
+# recursion ends with NULL. SQLite and PostgreSQL both run it.
+_UNDERLYINGS = text(
+    "WITH RECURSIVE found(name) AS ("
+    " SELECT min(underlying) FROM option_quotes"
+    " UNION ALL SELECT (SELECT min(underlying) FROM option_quotes WHERE underlying > name)"
+    " FROM found WHERE name IS NOT NULL)"
+    " SELECT name FROM found WHERE name IS NOT NULL ORDER BY name")
+
+# PostgreSQL's straddle: one pass over the underlying's rows of the day (the partition's
+# (underlying, minute) index, in minute order), per minute the lowest and highest
+# underlying price, the nearest expiry, and the quotes whose strike is ATM for their own
+# row's price (strike in (price - step/2, price + step/2], as atm_strike rounds halves up):
+# a handful of rows a minute instead of the whole chain. Where a minute's rows agree on
+# the price, which is the usual minute, those hold its ATM legs.
+_STRADDLE_PASS = text(
+    "SELECT minute, min(underlying_price), max(underlying_price),"
+    " min(expiry) FILTER (WHERE expiry >= :day),"
+    " json_agg(json_build_array(to_char(expiry, 'YYYY-MM-DD'), strike::text, option_type,"
+    " bid::text, ask::text, last::text)) FILTER (WHERE strike > underlying_price - :half"
+    " AND strike <= underlying_price + :half)"
+    " FROM option_quotes WHERE trading_day = :day AND underlying = :underlying"
+    " GROUP BY minute ORDER BY minute")
+
+
+def _straddle_in_one_pass(conn: Connection, underlying: str, trading_day: date,
+                          strike_step: Decimal, expiry: date | None) -> list[StraddlePoint]:
+    """The straddle as _straddle finds it, from one pass over the day (_STRADDLE_PASS)
+    instead of three; the rare minute whose rows disagree on the underlying price (two
+    snapshots in one minute) has its legs read again, exactly as _straddle does."""
+    minutes = conn.execute(_STRADDLE_PASS, {"day": trading_day, "underlying": underlying,
+                                            "half": strike_step / 2}).all()
+    if expiry is None:
+        expiry = min((m[3] for m in minutes if m[3] is not None), default=None)
+        if expiry is None:
+            return []
+    wanted = expiry.isoformat()
+    points: dict[datetime, tuple[Decimal, Decimal]] = {}
+    marks: dict[tuple[datetime, str], Decimal | None] = {}
+    mixed: list[datetime] = []
+    for at, low, high, _, candidates in minutes:
+        minute = at.astimezone(UTC)  # a text query's timestamps come in the session's zone
+        price = _decimal(low)
+        strike = atm_strike(price, strike_step)
+        points[minute] = (price, strike)
+        if low != high:
+            mixed.append(minute)
+            continue
+        for leg_expiry, leg_strike, kind, bid, ask, last in candidates or ():
+            if leg_expiry == wanted and Decimal(leg_strike) == strike:
+                marks[minute, kind] = mark(*(None if v is None else Decimal(v)
+                                             for v in (bid, ask, last)))
+    if mixed:
+        q = option_quotes.c
+        legs = conn.execute(select(q.minute, q.strike, q.option_type, q.bid, q.ask, q.last)
+                            .where(q.trading_day == trading_day, q.underlying == underlying,
+                                   q.expiry == expiry, q.minute.in_(mixed)))
+        for minute, strike, kind, bid, ask, last in legs:
+            if points[minute][1] == strike:
+                marks[minute, kind] = mark(bid, ask, last)
+    return [StraddlePoint(m, price, strike, marks.get((m, "CE")), marks.get((m, "PE")))
+            for m, (price, strike) in points.items()]
+
+
+def _straddle(conn: Connection, underlying: str, trading_day: date, strike_step: Decimal,
+              expiry: date | None) -> list[StraddlePoint]:
+    """The straddle in three queries (SQLite, where decimals are text and cannot be
+    compared in SQL): the expiry, each minute's price, then the ATM legs."""
+    q = option_quotes.c
+    day = (q.trading_day == trading_day, q.underlying == underlying)
+    if expiry is None:
+        expiry = conn.execute(select(func.min(q.expiry)).where(
+            *day, q.expiry >= trading_day)).scalar_one_or_none()
+        if expiry is None:
+            return []
+    # The lowest underlying price of the minute: two snapshots in a minute may differ.
+    prices = dict(conn.execute(select(q.minute, func.min(q.underlying_price))
+                               .where(*day).group_by(q.minute)).all())
+    strikes = {m: atm_strike(_decimal(p), strike_step) for m, p in prices.items()}
+    legs = conn.execute(select(q.minute, q.strike, q.option_type, q.bid, q.ask, q.last)
+                        .where(*day, q.expiry == expiry,
+                               q.strike.in_(sorted(set(strikes.values())))))
+    marks: dict[tuple[datetime, str], Decimal | None] = {
+        (m, kind): mark(bid, ask, last)
+        for m, strike, kind, bid, ask, last in legs if strikes.get(m) == strike}
+    return [StraddlePoint(m, _decimal(prices[m]), strikes[m], marks.get((m, "CE")),
+                          marks.get((m, "PE"))) for m in sorted(prices)]
 
 
 def _copy_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
