@@ -101,9 +101,12 @@ def _fleet_or_none(loaded: LoadedConfig, db: str | None) -> Database | None:
 def _print_table(collectors: list[CollectorHealth], quote_days: QuoteDays,
                  straddles: list[LatestStraddle], zone_of: Callable[[str], ZoneInfo],
                  keep_days: int, now: datetime, *, heartbeats_read: bool) -> None:
+    import sys
+
     from rich.console import Console
 
-    console = Console()
+    # Piped, rich would assume 80 columns and squeeze the tables to illegibility.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     if collectors:
         console.print(collector_table(collectors, zone_of))
     if not heartbeats_read:
@@ -127,26 +130,27 @@ def collector_table(collectors: list[CollectorHealth],
 
     table = Table(title="market-data collectors (today: each one's market day)",
                   pad_edge=False)
-    for column in ("collector", "day", "last minute", "ago", "rows today", "written",
-                   "missed", "gaps", "rejects", "write ms avg/max", "heartbeat"):
+    for column in ("collector", "day", "last write", "rows today", "minutes", "missed",
+                   "gaps", "rejects", "write ms avg/max", "heartbeat"):
         table.add_column(column, no_wrap=column not in ("rejects", "heartbeat"),
                          justify="right" if column in _NUMBERS else "left")
     for c in collectors:
         last = "" if c.last_minute is None else \
-            f"{c.last_minute.astimezone(zone_of(c.name)):%m-%d %H:%M %Z}"
+            f"{c.last_minute.astimezone(zone_of(c.name)):%H:%M %Z} " \
+            f"({short_age(c.last_write_age_s)} ago)"
         rejects = ", ".join(f"{reason} {n}" for reason, n in sorted(c.rejects.items()))
         latency = "" if c.write_ms_avg is None and c.write_ms_max is None else \
             f"{_ms(c.write_ms_avg)}/{_ms(c.write_ms_max)}"
+        # The status and its age only: the detail is in `fleet status` (and --json).
         beat = "none" if c.heartbeat is None else \
-            f"{c.heartbeat.status} {short_age(c.heartbeat.age_s)} ago" + \
-            (f": {c.heartbeat.detail[:60]}" if c.heartbeat.detail else "")
-        table.add_row(c.name, str(c.trading_day), last, short_age(c.last_write_age_s),
-                      f"{c.rows_today:,}", str(c.minutes_written), str(c.minutes_missed),
+            f"{c.heartbeat.status} {short_age(c.heartbeat.age_s)} ago"
+        table.add_row(c.name, str(c.trading_day), last, f"{c.rows_today:,}",
+                      str(c.minutes_written), str(c.minutes_missed),
                       str(len(c.gaps)), rejects or "0", latency, beat)
     return table
 
 
-_NUMBERS = ("ago", "rows today", "written", "missed", "gaps", "write ms avg/max")
+_NUMBERS = ("rows today", "minutes", "missed", "gaps", "write ms avg/max")
 
 
 def straddle_table(straddles: list[LatestStraddle], now: datetime) -> Table:
@@ -155,14 +159,14 @@ def straddle_table(straddles: list[LatestStraddle], now: datetime) -> Table:
     from fleetkit.core.durations import short_age
 
     table = Table(title="newest ATM straddles", pad_edge=False)
-    for column in ("underlying", "tracker", "at (UTC)", "ago", "expiry", "strike", "spot",
+    for column in ("underlying", "tracker", "at (UTC)", "expiry", "strike", "spot",
                    "premium", "source"):
         table.add_column(column, no_wrap=True)
     for s in straddles:
-        table.add_row(s.underlying, s.tracker, f"{s.at:%Y-%m-%d %H:%M:%S}",
-                      short_age((now - s.at).total_seconds()), str(s.expiry),
-                      f"{s.atm_strike:f}", f"{s.spot:f}",
-                      "" if s.premium is None else f"{s.premium:f}", s.source)
+        table.add_row(s.underlying, s.tracker, f"{s.at:%m-%d %H:%M:%S} "
+                      f"({short_age((now - s.at).total_seconds())} ago)", str(s.expiry),
+                      f"{s.atm_strike:f}", f"{s.spot:.2f}",
+                      "" if s.premium is None else f"{s.premium:.2f}", s.source)
     return table
 
 
