@@ -33,7 +33,7 @@ from tests.integration.bot_roles import CONFIG, Fleet, drop_roles, trade
 from tests.support import migrated_database, pg_schema_url
 
 MARKET_DATA_TABLES = ("bars", "option_quotes", "option_quote_minutes", "straddle_snapshots",
-                      "collector_gaps", "collector_counters")
+                      "collector_gaps", "collector_counters", "option_chain_minutes")
 OTHER_TABLES = ("alembic_version_operations", "alembic_version_market_data", *MARKET_DATA_TABLES)
 
 

@@ -57,7 +57,8 @@ BRANCHES: tuple[Branch, ...] = (
     Branch(MARKET_DATA, "alembic_version_market_data", ("market_data_0001",
                                                           "market_data_0002",
                                                           "market_data_0003",
-                                                          "market_data_0004")),
+                                                          "market_data_0004",
+                                                          "market_data_0005")),
 )
 BRANCH_NAMES: tuple[str, ...] = tuple(b.name for b in BRANCHES)
 # What each kind of process checks at start: what it reads and writes, nothing more.

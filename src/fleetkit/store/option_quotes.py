@@ -35,6 +35,11 @@ from fleetkit.core.option_quotes import (
 from fleetkit.core.options import atm_strike
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
 from fleetkit.sqlutil.upsert import upsert
+from fleetkit.store.option_chain_minutes import (
+    chain_minute_rows,
+    straddle_from_summaries,
+    write_chain_minutes,
+)
 from fleetkit.store.option_partitions import COLUMNS, ensure_partition
 from fleetkit.store.schema import option_quote_minutes, option_quotes
 
@@ -80,6 +85,7 @@ class OptionQuoteStore:
                 inserted = _copy_rows(conn, rows)
             else:
                 inserted = _insert_rows(conn, rows)
+            write_chain_minutes(conn, chain_minute_rows(trading_day, minute, quotes))
             # rows: what this write added (a late fill of a missed minute counts its own).
             upsert(conn, option_quote_minutes, {
                 "collector": collector, "minute": minute, "trading_day": trading_day,
@@ -138,6 +144,10 @@ class OptionQuoteStore:
         (default: the nearest one quoted that day) at the strike nearest that minute's
         underlying price (the lowest recorded in the minute), by minute."""
         with read_transaction(self._engine) as conn:
+            summarised = straddle_from_summaries(conn, underlying, trading_day, strike_step,
+                                                 expiry)
+            if summarised is not None:
+                return summarised
             if conn.dialect.name == "postgresql":
                 return _straddle_in_one_pass(conn, underlying, trading_day, strike_step,
                                              expiry)

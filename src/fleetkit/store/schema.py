@@ -468,3 +468,24 @@ collector_counters = Table(
     Column("value", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# One row per chain snapshot (underlying, expiry, minute) written with the minute's quotes:
+# the chain's spot (its rows' lowest underlying price) and the quotes of its ATM strike, so
+# a day's straddle series reads 4 rows a minute instead of the whole chain. Small (about
+# 1,500 rows a trading day), never partitioned, kept when a day's quotes are archived.
+option_chain_minutes = Table(
+    "option_chain_minutes", metadata,
+    Column("trading_day", Date, primary_key=True),
+    Column("underlying", String(32), primary_key=True),
+    Column("expiry", Date, primary_key=True),
+    Column("minute", UTCDateTime(), primary_key=True),
+    Column("spot", ExactDecimal(), nullable=False),
+    Column("atm_strike", ExactDecimal()),  # NULL: the chain had one strike, no step
+    Column("call_bid", ExactDecimal()),
+    Column("call_ask", ExactDecimal()),
+    Column("call_last", ExactDecimal()),
+    Column("put_bid", ExactDecimal()),
+    Column("put_ask", ExactDecimal()),
+    Column("put_last", ExactDecimal()),
+    Column("quotes", Integer, nullable=False),
+)
