@@ -222,3 +222,16 @@ def test_bad_archive_options_are_refused_in_one_line(
     assert main(["data", "archive", *args, *cli]) == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_config_sets_the_days_kept_and_where_archives_go(
+        fleet_db: Any, written: list[dict[str, Any]], cli: list[str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = Path(cli[1])
+    config.write_text("bots: []\nmarket_data:\n  option_collector:\n    hot_days: 1\n"
+                      "    archive_dir: cold/quotes\n", encoding="utf-8")
+    assert main(["data", "archive", "--ahead", "0", "--json", *cli]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert [d["day"] for d in done["archived"]] == [DAY.isoformat(), NEXT_DAY.isoformat()]
+    assert done["archive_dir"] == str(tmp_path / "cold" / "quotes")  # beside the config
+    assert archive_path(tmp_path / "cold" / "quotes", DAY).exists()

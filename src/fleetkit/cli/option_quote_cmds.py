@@ -85,9 +85,10 @@ def partitions_command(archive_dir: ArchiveDirOption = None, config: ConfigOptio
 
 
 def archive_command(
-        keep_days: Annotated[int, typer.Option(
+        keep_days: Annotated[int | None, typer.Option(
             "--keep-days", min=1, max=3660, help="days kept in the database, today "
-            "included; older days are archived")] = DEFAULT_KEEP_DAYS,
+            "included; older days are archived (default: the config's "
+            "market_data.option_collector.hot_days, 30)", show_default=False)] = None,
         ahead: Annotated[int, typer.Option(
             "--ahead", min=0, max=60, help="also make the partitions of this many coming "
             "trading days (PostgreSQL; holidays get none)")] = DEFAULT_AHEAD_DAYS,
@@ -109,6 +110,8 @@ def archive_command(
 
     market = _market(market_code)
     loaded = _load(config)
+    if keep_days is None:
+        keep_days = loaded.config.market_data.option_collector.hot_days
     root = _archive_dir(loaded, archive_dir, create=not dry_run)
     today = datetime.now(UTC).astimezone(ZoneInfo(market.timezone)).date()
     database = _open(loaded, db, market_data_db)
@@ -320,7 +323,17 @@ def _market(code: str) -> Market:
 
 
 def _archive_dir(loaded: LoadedConfig, given: Path | None, *, create: bool) -> Path:
-    root = (given if given is not None else loaded.home / "archive" / "option_quotes")
+    """--archive-dir, else the config's market_data.option_collector.archive_dir (relative
+    to the config's directory), else $FLEET_HOME/archive/option_quotes."""
+    configured = loaded.config.market_data.option_collector.archive_dir
+    if given is not None:
+        root = given
+    elif configured is not None:
+        root = Path(configured).expanduser()
+        if not root.is_absolute():
+            root = (loaded.config_dir or Path.cwd()) / root
+    else:
+        root = loaded.home / "archive" / "option_quotes"
     root = root.expanduser().absolute()
     if root.exists() and not root.is_dir():
         fail(f"--archive-dir {root} is a file, not a directory: choose another path")
