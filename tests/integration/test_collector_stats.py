@@ -49,3 +49,31 @@ def test_peaks_only_rise(fleet_db: Any) -> None:
     assert stats.counters("options", DAY) == {"write_ms_max": 40}
     stats.peak("options", DAY, {"write_ms_max": 55}, NOW)
     assert stats.counters("options", DAY) == {"write_ms_max": 55}
+
+
+def test_fleet_data_gaps_without_a_symbol_lists_the_collectors_outages(
+        fleet_db: Any, database_url: str, tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    import json
+
+    from fleetkit.cli.app import main
+
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "var"))
+    config = tmp_path / "fleet.yaml"
+    config.write_text("bots: []\n", encoding="utf-8")
+    stats = CollectorStats(fleet_db.engine)
+    stats.record_gap(CollectorGap("options", "", NOW, NOW + timedelta(minutes=4),
+                                  "no snapshot in its minute", 4), NOW)
+    stats.record_gap(CollectorGap("straddles", "NIFTY", NOW, NOW + timedelta(seconds=30),
+                                  "stream dropped", 2), NOW)
+    args = ["--config", str(config), "--db", database_url, "--from", "2026-01-05",
+            "--to", "2026-01-05"]
+    assert main(["data", "gaps", "--json", *args]) == 0
+    found = json.loads(capsys.readouterr().out)["gaps"]
+    assert [(g["collector"], g["scope"], g["filled"]) for g in found] == [
+        ("options", "", 4), ("straddles", "NIFTY", 2)]
+    assert main(["data", "gaps", *args]) == 0
+    out = capsys.readouterr().out
+    assert "collector outages" in out and "straddles NIFTY" in out and "(4.0 min)" in out
+    assert main(["data", "gaps", "--json", "--config", str(config), "--db", database_url,
+                 "--from", "2026-01-06", "--to", "2026-01-06"]) == 0
+    assert json.loads(capsys.readouterr().out)["gaps"] == []

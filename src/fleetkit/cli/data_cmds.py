@@ -107,18 +107,28 @@ def bars_command(
                        f"{b.volume}")
 
 
+GapSymbolArgument = Annotated[str | None, typer.Argument(
+    help='an instrument\'s bar gaps: "CRYPTO:BTC/USDT", or a symbol the config trades; '
+         "without one, the collectors' recorded outages", show_default=False)]
+
+
 @data_app.command("gaps")
-def gaps_command(symbol: SymbolArgument, start: FromOption = None, end: ToOption = None,
-                 config: ConfigOption = None, db: DbOption = None,
+def gaps_command(symbol: GapSymbolArgument = None, start: FromOption = None,
+                 end: ToOption = None, config: ConfigOption = None, db: DbOption = None,
                  market_data_db: MarketDataDbOption = None, as_json: JsonOption = False) -> None:
-    """Missing one-minute bars inside the market's sessions (holidays and weekends have
-    none), up to the newest stored bar (default: the last 7 days)."""
+    """Missing one-minute bars of SYMBOL inside the market's sessions (holidays and weekends
+    have none), up to the newest stored bar; without SYMBOL, the outages the options
+    collector and the straddle tracker recorded, and how much of each was filled (default:
+    the last 7 days)."""
     from fleetkit.core.bar_gaps import MINUTE, find_gaps
     from fleetkit.core.bars import ONE_MINUTE
     from fleetkit.store.bars import BarStore
 
     _check_dates(start, end)
     loaded = _load(config)
+    if symbol is None:
+        _collector_gaps(loaded, start, end, db, market_data_db, as_json=as_json)
+        return
     database = _open(loaded, db, market_data_db)
     try:
         store = BarStore(database.engine)
@@ -150,6 +160,35 @@ def gaps_command(symbol: SymbolArgument, start: FromOption = None, end: ToOption
     for gap in gaps:
         typer.echo(f"  {gap.start:%Y-%m-%d %H:%M} to {gap.end:%Y-%m-%d %H:%M}  "
                    f"{gap.minutes} min")
+
+
+def _collector_gaps(loaded: LoadedConfig, start: str | None, end: str | None, db: str | None,
+                    market_data_db: str | None, *, as_json: bool) -> None:
+    from fleetkit.store.collector_stats import CollectorStats
+
+    zone = ZoneInfo("UTC")
+    last = _moment(end, "--to", zone, next_day=True) if end else datetime.now(UTC)
+    first = _moment(start, "--from", zone) if start else last - timedelta(days=DEFAULT_GAP_DAYS)
+    if first >= last:
+        fail(f"--from {start or first.date()} is not before --to {end or last.date()}: "
+             "swap them")
+    database = _open(loaded, db, market_data_db)
+    try:
+        found = CollectorStats(database.engine).gaps(since=first, until=last)
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps({"from": first.isoformat(), "to": last.isoformat(),
+                               "gaps": [g.as_json() for g in found]}, indent=2))
+        return
+    typer.echo(f"collector outages from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC: "
+               f"{len(found)}")
+    for gap in found:
+        minutes = (gap.ended_at - gap.started_at).total_seconds() / 60
+        scope = f" {gap.scope}" if gap.scope else ""
+        typer.echo(f"  {gap.collector}{scope}  {gap.started_at:%Y-%m-%d %H:%M:%S} to "
+                   f"{gap.ended_at:%Y-%m-%d %H:%M:%S} ({minutes:.1f} min): {gap.reason}; "
+                   f"filled {gap.filled}")
 
 
 @data_app.command("backfill")
