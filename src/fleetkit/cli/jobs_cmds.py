@@ -179,7 +179,7 @@ def services(config: ConfigOption = None, db: DbOption = None,
     finally:
         database.dispose()
     clocks = None
-    if any(s.clock == "sandbox" for s in loaded.config.services):
+    if any(s.on_venue_clock for s in loaded.config.services):
         from fleetkit.runtime.service_clocks import ServiceClocks
 
         clocks = ServiceClocks.for_sandbox(loaded.config.sandbox.base_url, timeout_s=2.0)

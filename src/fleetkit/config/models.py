@@ -162,6 +162,10 @@ class SandboxSettings(Strict):
     faults: SandboxFaultSettings = Field(default_factory=SandboxFaultSettings,
                                          description="fault injection, all off by default")
     stream: SandboxStreamSettings = Field(default_factory=SandboxStreamSettings)
+    derivatives_file: str | None = Field(
+        default=None, min_length=1, description="your index options' and futures' contract "
+        "rules (lot sizes, expiry weekdays ...), in derivatives.yaml's shape, laid over the "
+        "ones fleetkit ships key by key; a relative path is from the config's directory")
 
     @property
     def base_url(self) -> str:
@@ -605,10 +609,15 @@ class ServiceSettings(Strict):
         "a demo's collectors run whenever the sandbox trades that market)")
     enabled: bool = True
 
+    @property
+    def on_venue_clock(self) -> bool:
+        """Its hours are judged in the sandbox venue's time, not the wall clock's."""
+        return self.clock == "sandbox"
+
     def describe_hours(self) -> str:
         before = f" -{self.start_minutes_before_open}m" if self.start_minutes_before_open else ""
         after = f" +{self.stop_minutes_after_close}m" if self.stop_minutes_after_close else ""
-        clock = " (sandbox time)" if self.clock == "sandbox" else ""
+        clock = " (sandbox time)" if self.on_venue_clock else ""
         return f"{self.market} open{before} to close{after}{clock}"
 
 

@@ -83,7 +83,8 @@ class QuoteStream(Protocol):
 class ChainSource(Protocol):
     """A venue's option chains and quotes (the sandbox's REST API; a real Indian broker's
     quote API behind an adapter). Times are UTC wall-clock; instrument keys read
-    "EXCHANGE:TRADINGSYMBOL" ("NFO:NIFTY26D0824000CE")."""
+    "EXCHANGE:TRADINGSYMBOL" ("NFO:NIFTY26D0824000CE"). The contract every adapter passes
+    is fleetkit.testing.chain_source_kit (docs/adapters.md, "Adding a chain source")."""
 
     def chain(self, underlying: str, expiry: date | None = None,
               strikes_each_side: int | None = None, at: datetime | None = None

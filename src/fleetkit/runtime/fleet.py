@@ -28,6 +28,7 @@ from fleetkit.runtime.wiring import (
     describe_bot,
     market_data_url,
     sandbox_catalog,
+    sandbox_contract_rules,
     validate_instruments,
 )
 from fleetkit.store.database import Database, open_database, placements, upgrade_placements
@@ -142,6 +143,7 @@ def preflight(loaded: LoadedConfig) -> None:
         raise ConfigError(f"{loaded.source}: no bots configured — add some under `bots:`")
     validate_instruments(config)
     calendar_overrides(loaded)  # a bad override file stops the fleet before anything starts
+    sandbox_contract_rules(loaded)  # and so does a bad sandbox.derivatives_file
 
 
 def run_fleet(loaded: LoadedConfig, options: FleetOptions, stop: threading.Event) -> int:

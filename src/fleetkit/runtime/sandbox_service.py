@@ -26,7 +26,12 @@ from fleetkit.runtime.clock import WallClock
 from fleetkit.runtime.home_lock import prepare_home
 from fleetkit.runtime.logs import get_logger
 from fleetkit.runtime.outage import OutageThrottle
-from fleetkit.runtime.wiring import database_url, sandbox_catalog, sandbox_database_url
+from fleetkit.runtime.wiring import (
+    database_url,
+    sandbox_catalog,
+    sandbox_contract_rules,
+    sandbox_database_url,
+)
 from fleetkit.store.database import Database, open_database
 from fleetkit.store.fleet import FleetStore, Heartbeat
 
@@ -57,9 +62,10 @@ def build_venue(loaded: LoadedConfig, clock: Clock | None = None,
     config = loaded.config
     calendars = market_calendars(loaded)  # holidays from the override files too
     prices = InventedPrices(config.sandbox.seed, sandbox_catalog(config), calendars)
+    rules = sandbox_contract_rules(loaded)  # before the book: a bad file touches nothing
     book = SqlBook(book_url or sandbox_database_url(loaded))
     return SandboxVenue(prices, book, clock or WallClock(), venue_config(config),
-                        sessions=calendars)
+                        sessions=calendars, contract_rules=rules)
 
 
 def serve_sandbox(loaded: LoadedConfig, stop: threading.Event, *, host: str | None = None,

@@ -176,7 +176,7 @@ def _market_hours(loaded: LoadedConfig, database: Database, db_url: str,
         return None
     spec_for = options.service_spec or _service_spec(loaded, db_url)
     offset_for = wall_clock
-    if any(s.clock == "sandbox" for s in enabled):
+    if any(s.on_venue_clock for s in enabled):
         from fleetkit.runtime.service_clocks import ServiceClocks
 
         offset_for = ServiceClocks.for_sandbox(loaded.config.sandbox.base_url).offset

@@ -42,7 +42,7 @@ class ServiceClocks:
         return cls(SandboxClient(base_url, ACCOUNT, timeout_s=timeout_s))
 
     def offset(self, service: ServiceSettings) -> timedelta | None:
-        if service.clock == "wall":
+        if not service.on_venue_clock:
             return timedelta(0)
         cached = self._offsets.get(service.market)
         now = self._monotonic()

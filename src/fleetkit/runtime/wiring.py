@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from fleetkit.brokers.sandbox.catalog import load_catalog, parse_catalog
+from fleetkit.brokers.sandbox.contracts import ContractRules, load_contract_rules
 from fleetkit.brokers.sandbox.pricing import SandboxInstrument
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import BotSettings, FleetConfig
@@ -41,6 +42,32 @@ def sandbox_catalog(config: FleetConfig) -> dict[str, SandboxInstrument]:
             raise ConfigError(f"sandbox.instruments: {exc}") from None
         catalog.update(extra)
     return catalog
+
+
+def derivatives_path(loaded: LoadedConfig) -> Path | None:
+    """sandbox.derivatives_file, a relative path taken from the config file's directory."""
+    name = loaded.config.sandbox.derivatives_file
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    if not path.is_absolute() and loaded.config_dir is not None:
+        path = loaded.config_dir / path
+    return path
+
+
+def sandbox_contract_rules(loaded: LoadedConfig) -> dict[str, ContractRules]:
+    """The sandbox's index derivatives rules: the shipped ones with the config's
+    derivatives_file laid over them; ConfigError naming the file, key and fix if bad."""
+    path = derivatives_path(loaded)
+    rules = load_contract_rules(path)
+    if path is not None:  # the shipped spots are in the shipped catalog
+        catalog = sandbox_catalog(loaded.config)
+        for root, rule in rules.items():
+            if rule.spot not in catalog:
+                raise ConfigError(f"{path}: {root}.spot: {rule.spot!r} is no instrument the "
+                                  "sandbox prices; add it under sandbox.instruments or name "
+                                  "one it prices, like 'NSE:NIFTY 50'")
+    return rules
 
 
 def _entry_key(entry: Mapping[str, object]) -> str:

@@ -22,14 +22,17 @@ from decimal import Decimal
 from enum import IntEnum
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fleetkit.core.errors import ConfigError
 from fleetkit.core.instruments import MARKETS, AssetClass, instrument_key
 from fleetkit.core.numbers import plain
 from fleetkit.core.options import OptionKind
+from fleetkit.core.yamltext import parse_yaml
 
 from .catalog import describe_validation_error
 
@@ -191,9 +194,89 @@ def _strike_text(strike: Decimal) -> str:
 # --- the rules as data ---------------------------------------------------------------------
 
 
-def load_contract_rules() -> dict[str, ContractRules]:
-    """The rules shipped with fleetkit, keyed by root ("NIFTY")."""
-    return dict(_shipped_rules())
+def load_contract_rules(path: str | Path | None = None) -> dict[str, ContractRules]:
+    """The rules shipped with fleetkit, keyed by root ("NIFTY"), with the file at `path` (the
+    config's `sandbox.derivatives_file`), if any, laid over them (`lay_over_rules`).
+    ConfigError in one line naming the file, the key and the fix when that file is bad."""
+    shipped = dict(_shipped_rules())
+    if path is None:
+        return shipped
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"derivatives file {file} not found: fix sandbox.derivatives_file "
+                          "in the config, or create the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read derivatives file {file}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return lay_over_rules(shipped, parse_yaml(text, str(file)))
+    except ValueError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+
+
+def lay_over_rules(shipped: Mapping[str, ContractRules], override: object
+                   ) -> dict[str, ContractRules]:
+    """`override` (derivatives.yaml's shape: `{ROOT: {field: value}}`) laid over `shipped`,
+    key by key: a root it names keeps every field it does not give (inside `weekly` and
+    `monthly` too), a new root must give them all, `weekly: null` or `monthly: null` drops
+    that schedule, and `ROOT: null` stops listing the root. ValueError naming the root and
+    key; an empty document changes nothing."""
+    if override is None:
+        return dict(shipped)
+    if not isinstance(override, Mapping):
+        raise ValueError("the file must map underlying roots (NIFTY:) to the rules to change, "
+                         "as the shipped derivatives.yaml does")
+    found = dict(shipped)
+    changed: dict[object, object] = {}
+    for root, fields in override.items():
+        _check_root(root)
+        if fields is None:
+            found.pop(str(root), None)
+            continue
+        if not isinstance(fields, Mapping):
+            raise ValueError(f"{root}: expected a mapping of the rules to change, like "
+                             f"{root}: {{lot_size: 65}} (or null to stop listing it)")
+        _check_keys(root, fields)
+        changed[root] = _merged(root, shipped.get(str(root)), fields)
+    found.update(parse_contract_rules(changed))
+    return found
+
+
+_SCHEDULES = ("weekly", "monthly")
+
+
+def _check_keys(root: object, fields: Mapping[object, object]) -> None:
+    known = sorted(set(ContractRules.model_fields) - {"root"})
+    for key, value in fields.items():
+        if key not in known:
+            raise ValueError(f"{root}.{key}: unknown key; known: {', '.join(known)}")
+        if key in _SCHEDULES and isinstance(value, Mapping):
+            for inner in value:
+                if inner not in ExpirySchedule.model_fields:
+                    raise ValueError(f"{root}.{key}.{inner}: unknown key; known: "
+                                     f"{', '.join(sorted(ExpirySchedule.model_fields))}")
+
+
+def _merged(root: object, base: ContractRules | None, fields: Mapping[object, object]
+            ) -> dict[str, object]:
+    given = {str(key): value for key, value in fields.items()}  # checked field names
+    if base is None:  # a root fleetkit does not ship: nothing to keep, so all is required
+        required = [name for name, info in ContractRules.model_fields.items()
+                    if info.is_required() and name != "root" and name not in given]
+        if required:
+            raise ValueError(f"{root}: a new underlying needs every rule; missing "
+                             f"{', '.join(required)}")
+        return given
+    merged: dict[str, object] = base.model_dump(exclude={"root"})
+    for key, value in given.items():
+        kept = merged.get(key)
+        if key in _SCHEDULES and isinstance(value, Mapping) and isinstance(kept, Mapping):
+            merged[key] = {**kept, **value}  # `weekday: thursday` keeps the `listed` count
+        else:
+            merged[key] = value
+    return merged
 
 
 @cache
@@ -211,8 +294,7 @@ def parse_contract_rules(mapping: object) -> dict[str, ContractRules]:
         raise ValueError("contract rules must map underlying roots to their rules")
     found: dict[str, ContractRules] = {}
     for root, fields in mapping.items():
-        if not (isinstance(root, str) and root.isalnum() and root.isupper()):
-            raise ValueError(f"{root!r}: a root is capital letters and digits, like NIFTY")
+        _check_root(root)
         if not isinstance(fields, Mapping):
             raise ValueError(f"{root}: expected a mapping of fields")
         try:
@@ -222,6 +304,11 @@ def parse_contract_rules(mapping: object) -> dict[str, ContractRules]:
         _check_markets(rules)
         found[root] = rules
     return found
+
+
+def _check_root(root: object) -> None:
+    if not (isinstance(root, str) and root.isalnum() and root.isupper()):
+        raise ValueError(f"{root!r}: a root is capital letters and digits, like NIFTY")
 
 
 def _check_markets(rules: ContractRules) -> None:

@@ -45,12 +45,14 @@ MAX_QUOTES_PER_REQUEST = 500  # as Kite's quote API
 
 
 class SandboxDerivatives:
-    """Option chains over `venue`'s index spots, by `rules` (default: the shipped ones)."""
+    """Option chains over `venue`'s index spots, by `rules` (default: the venue's, which
+    default to the shipped ones)."""
 
     def __init__(self, venue: SandboxVenue,
                  rules: Mapping[str, ContractRules] | None = None) -> None:
         self._venue = venue
-        self._rules = dict(load_contract_rules() if rules is None else rules)
+        chosen = venue.contract_rules if rules is None else rules
+        self._rules = dict(load_contract_rules() if chosen is None else chosen)
         self._sessions_by_day: dict[tuple[str, int], dict[date, Session]] = {}
         self._realised: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
@@ -74,7 +76,9 @@ class SandboxDerivatives:
         if not 0 <= each_side <= 500:
             raise ValueError(f"strikes must be between 0 and 500 each side, got {each_side}")
         step = rules.strike_step
-        atm = atm_strike(Decimal(repr(moment.spot)), step).quantize(step)
+        spot = Decimal(repr(moment.spot)).quantize(TICK)  # as the quotes' underlying_price
+        # The ATM of the spot the chain reports, so anyone can check it from the answer.
+        atm = atm_strike(spot, step).quantize(step)
         close = self._close_of(rules, chosen)
         rows = []
         for offset in range(-each_side, each_side + 1):
@@ -84,7 +88,6 @@ class SandboxDerivatives:
             call, put = (quote_option(rules, self._contract(rules, chosen, strike, kind), close,
                                       moment) for kind in (OptionKind.CALL, OptionKind.PUT))
             rows.append(ChainRow(strike, _to_wall(call, wall_at), _to_wall(put, wall_at)))
-        spot = Decimal(repr(moment.spot)).quantize(TICK)  # as the quotes' underlying_price
         return OptionChain(underlying, rules.spot, spot, chosen,
                              tuple(listed), atm, step, rules.lot_size, wall_at, tuple(rows))
 

@@ -61,6 +61,7 @@ from .book import (
     SubmissionCounts,
 )
 from .config import VenueConfig
+from .contracts import ContractRules
 from .errors import OrderNotFoundError, UnknownInstrumentError, UnknownMarketError
 from .matching import (
     cash_change,
@@ -102,11 +103,14 @@ class Execution:
 
 class SandboxVenue:
     def __init__(self, prices: PriceSource, book: Book, clock: Clock, config: VenueConfig, *,
-                 sessions: SessionSource | None = None) -> None:
+                 sessions: SessionSource | None = None,
+                 contract_rules: Mapping[str, ContractRules] | None = None) -> None:
         if config.time_mode == "demo" and sessions is None:
             raise ValueError("time_mode 'demo' needs a SessionSource to find market sessions")
         self._prices = prices
         self._sessions = sessions
+        self._contract_rules = None if contract_rules is None else MappingProxyType(
+            dict(contract_rules))
         self._book = book
         self._clock = clock
         self._config = config
@@ -149,6 +153,12 @@ class SandboxVenue:
     def sessions(self) -> SessionSource | None:
         """The calendars the venue was given (derivatives find expiry days with them)."""
         return self._sessions
+
+    @property
+    def contract_rules(self) -> Mapping[str, ContractRules] | None:
+        """The index options and futures it lists (derivatives.py), by root; None: the
+        rules fleetkit ships."""
+        return self._contract_rules
 
     def wall_now(self) -> datetime:
         return require_utc(self._clock.now(), what="clock time")
