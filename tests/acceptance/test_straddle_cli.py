@@ -40,10 +40,10 @@ def snapshot(width: int, at: datetime, call: str, put: str, source: str = "strea
         0.12, 0.13, source)  # type: ignore[arg-type]
 
 
-def minute_quote(kind: str, price: str) -> OptionQuote:
-    return OptionQuote(f"NFO:BANKNIFTY26DEC52000{kind}", "BANKNIFTY", EXPIRY, Decimal(52000),
-                       kind, Decimal(price) - 1, Decimal(price) + 1, Decimal(price), 10, 100,
-                       Decimal("52010"), None, "sandbox")
+def minute_quote(kind: str, price: str, strike: int = 52000) -> OptionQuote:
+    return OptionQuote(f"NFO:BANKNIFTY26DEC{strike}{kind}", "BANKNIFTY", EXPIRY,
+                       Decimal(strike), kind, Decimal(price) - 1, Decimal(price) + 1,
+                       Decimal(price), 10, 100, Decimal("52010"), None, "sandbox")
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ def db_url(tmp_path: Path) -> str:
              snapshot(0, OPEN + timedelta(seconds=1), "151", "140"),
              snapshot(1, OPEN + timedelta(seconds=2), "110", "100")], OPEN)
         OptionQuoteStore(database.engine).write_minute(
-            "options", OPEN, DAY, [minute_quote("CE", "300"), minute_quote("PE", "290")],
+            "options", OPEN, DAY, [minute_quote("CE", "300"), minute_quote("PE", "290"),
+                                   minute_quote("CE", "250", 52100),
+                                   minute_quote("PE", "340", 52100)],  # the step: 100
             recorded_at=OPEN)
     finally:
         database.dispose()

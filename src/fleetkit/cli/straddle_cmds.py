@@ -201,14 +201,15 @@ def _market(code: str) -> Market:
 
 
 def _minute_series(database: Database, underlying: str, day: date) -> list[StraddlePoint]:
-    """The options collector's ATM straddle of each minute, where it knows the strike step."""
-    from fleetkit.brokers.sandbox.contracts import load_contract_rules
+    """The options collector's ATM straddle of each minute, at the strike step of the
+    chains it recorded (whichever venue and contract rules they came from)."""
     from fleetkit.store.option_quotes import OptionQuoteStore
+    from fleetkit.store.straddle_series import quoted_strike_step
 
-    rules = load_contract_rules().get(underlying)
-    if rules is None:
+    step = quoted_strike_step(database.engine, underlying, day)
+    if step is None:
         return []
-    return OptionQuoteStore(database.engine).straddle(underlying, day, rules.strike_step)
+    return OptionQuoteStore(database.engine).straddle(underlying, day, step)
 
 
 def _nothing(known: list[str], underlying: str, day: date, width: int) -> None:

@@ -67,17 +67,21 @@ class StraddleSeries:
         return [(p.minute, p.premium) for p in points]
 
     def _strike_step(self, underlying: str, trading_day: date) -> Decimal | None:
-        """The step of the nearest expiry's strikes in the day's newest minute: the expiry
-        the straddle is read at (a monthly may list a coarser step), and one minute's chain
-        instead of the whole day's ~350,000 rows."""
-        q = option_quotes.c
-        day = (q.trading_day == trading_day, q.underlying == underlying)
-        with read_transaction(self._engine) as conn:
-            minute = conn.execute(select(func.max(q.minute)).where(*day)).scalar_one_or_none()
-            expiry = conn.execute(select(func.min(q.expiry)).where(
-                *day, q.minute == minute, q.expiry >= trading_day)).scalar_one_or_none()
-            if minute is None or expiry is None:
-                return None
-            strikes = conn.execute(select(q.strike).distinct().where(
-                *day, q.minute == minute, q.expiry == expiry)).scalars()
-            return infer_strike_step(Decimal(str(s)) for s in strikes)
+        return quoted_strike_step(self._engine, underlying, trading_day)
+
+
+def quoted_strike_step(engine: Engine, underlying: str, trading_day: date) -> Decimal | None:
+    """The step of the nearest expiry's strikes in the day's newest minute: the expiry
+    the straddle is read at (a monthly may list a coarser step), and one minute's chain
+    instead of the whole day's ~350,000 rows. None when nothing was quoted that day."""
+    q = option_quotes.c
+    day = (q.trading_day == trading_day, q.underlying == underlying)
+    with read_transaction(engine) as conn:
+        minute = conn.execute(select(func.max(q.minute)).where(*day)).scalar_one_or_none()
+        expiry = conn.execute(select(func.min(q.expiry)).where(
+            *day, q.minute == minute, q.expiry >= trading_day)).scalar_one_or_none()
+        if minute is None or expiry is None:
+            return None
+        strikes = conn.execute(select(q.strike).distinct().where(
+            *day, q.minute == minute, q.expiry == expiry)).scalars()
+        return infer_strike_step(Decimal(str(s)) for s in strikes)
