@@ -37,7 +37,7 @@ def test_bot_processes_do_not_import_numpy_pandas_or_alembic() -> None:
     probe = ("import sys, fleetkit.cli.app; "
              "import fleetkit.runtime.runner, fleetkit.runtime.connections; "
              "print(','.join(m for m in ('numpy', 'pandas', 'alembic', 'ccxt', 'talib', "
-             "'torch', 'fleetkit.features') if m in sys.modules))")
+             "'torch', 'gymnasium', 'fleetkit.features', 'fleetkit.ml') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == ""

@@ -26,7 +26,7 @@ from fleetkit.engine.reconcile import Tolerances
 from fleetkit.engine.sync import OrderSync, SyncReport
 from fleetkit.engine.trader import Sizing, Trader
 from fleetkit.risk.rails import RiskLimits
-from fleetkit.strategy.base import build_strategy
+from fleetkit.strategy.base import Strategy, build_strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +123,20 @@ class AssembledBot:
 
 def assemble_bot(recipe: BotRecipe, ledger: Ledger, broker: Broker, market_data: MarketData,
                  clock: Clock, *, record_signals: bool = True,
-                 unknown_after_s: float = 15.0, lazy_marks: bool = False) -> AssembledBot:
+                 unknown_after_s: float = 15.0, lazy_marks: bool = False,
+                 strategies: Mapping[str, Strategy] | None = None) -> AssembledBot:
     """`lazy_marks`: hold back marks nobody reads (engine.brakes), for a replay that keeps no
-    P&L history; decisions are the same."""
+    P&L history; decisions are the same. `strategies`: each instrument's strategy, made
+    already (a learning environment's agent, which no config may name); by default the
+    recipe's, built from the registry."""
     identity = recipe.identity
     brakes = Brakes(identity, ledger, broker, clock, recipe.limits,
                     recipe.usd_per_currency[identity.currency], recipe.limits.fill_checks,
                     lazy_marks=lazy_marks)
     engine = ExecutionEngine(identity, ledger, broker, market_data, clock, recipe.limits,
                              recipe.usd_per_currency, before_order=brakes.before_order)
-    slots = {key: InstrumentSlot(inst, build_strategy(recipe.strategy, dict(recipe.params)),
+    slots = {key: InstrumentSlot(inst, strategies[key] if strategies is not None
+                                 else build_strategy(recipe.strategy, dict(recipe.params)),
                                  Trader(inst, recipe.sizing))
              for key, inst in recipe.instruments.items()}
     bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals,
