@@ -8,19 +8,23 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import text
 
 from fleetkit.calendars.days import calendar_days
 from fleetkit.cli.app import main
 from fleetkit.core.option_quotes import OptionQuote
 from fleetkit.data.option_archiver import OptionArchiver
 from fleetkit.store import option_archive
+from fleetkit.store.database import open_database
 from fleetkit.store.option_archive import ArchiveError, archive_path, sidecar_path
 from fleetkit.store.option_partitions import DayState, OptionPartitions
 from fleetkit.store.option_quotes import OptionQuoteStore
@@ -235,3 +239,45 @@ def test_the_config_sets_the_days_kept_and_where_archives_go(
     assert [d["day"] for d in done["archived"]] == [DAY.isoformat(), NEXT_DAY.isoformat()]
     assert done["archive_dir"] == str(tmp_path / "cold" / "quotes")  # beside the config
     assert archive_path(tmp_path / "cold" / "quotes", DAY).exists()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_the_export_is_exact_whatever_the_servers_output_settings(
+        fleet_db: Any, database_url: str, tmp_path: Path) -> None:
+    # A server (or role) set to extra_float_digits = 0 writes a double to 15 digits and one
+    # with a German DateStyle writes 05.01.2026: the export must not follow either.
+    minute = OPEN + timedelta(minutes=1)
+    iv = 0.12345678901234566  # 17 significant digits: 15 would round it
+    quotes = [replace(q, iv=iv) for q in chain(minute, Decimal("24012.35"))]
+    OptionQuoteStore(fleet_db.engine).write_minute("nifty", minute, DAY, quotes,
+                                                   recorded_at=minute)
+    # As server settings would (postgresql.conf, ALTER ROLE): in every session's options.
+    assert "options=" in database_url
+    odd = open_database(database_url.replace(
+        "options=", "options=" + quote("-cextra_float_digits=0 -cDateStyle=German "), 1))
+    with odd.engine.connect() as conn:  # the settings do hold in its sessions
+        assert conn.execute(text("SELECT 0.12345678901234566::float8::text")).scalar() \
+            == "0.123456789012346"
+    try:
+        done = archiver(odd, tmp_path / "archive").archive(NEXT_DAY, keep_days=1)
+    finally:
+        odd.dispose()
+    assert [(d.day, d.rows) for d in done] == [(DAY, len(quotes))]
+    table = pq.read_table(archive_path(tmp_path / "archive", DAY))
+    assert table.column("iv").to_pylist() == [iv] * len(quotes)
+    assert set(table.column("trading_day").to_pylist()) == {DAY}
+    assert set(table.column("expiry").to_pylist()) == {quotes[0].expiry}
+
+
+def test_a_price_with_more_places_than_the_archive_keeps_is_refused_not_rounded(
+        fleet_db: Any, written: list[dict[str, Any]], tmp_path: Path) -> None:
+    late = OPEN + timedelta(minutes=7)
+    quotes = chain(late, Decimal(24000))
+    quotes[3] = replace(quotes[3], bid=Decimal("80.123456789"))  # 9 places
+    OptionQuoteStore(fleet_db.engine).write_minute("nifty", late, DAY, quotes,
+                                                   recorded_at=late)
+    with pytest.raises(ArchiveError, match="decimals keep 8 places"):
+        archiver(fleet_db, tmp_path / "archive").archive(NEXT_DAY, keep_days=1)
+    # Nothing dropped, no file; and the database still answers after the refused export.
+    assert held_days(fleet_db)[DAY] == len(written) + len(quotes)
+    assert not archive_path(tmp_path / "archive", DAY).exists()
