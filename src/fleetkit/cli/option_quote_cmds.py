@@ -325,15 +325,9 @@ def _market(code: str) -> Market:
 def _archive_dir(loaded: LoadedConfig, given: Path | None, *, create: bool) -> Path:
     """--archive-dir, else the config's market_data.option_collector.archive_dir (relative
     to the config's directory), else $FLEET_HOME/archive/option_quotes."""
-    configured = loaded.config.market_data.option_collector.archive_dir
-    if given is not None:
-        root = given
-    elif configured is not None:
-        root = Path(configured).expanduser()
-        if not root.is_absolute():
-            root = (loaded.config_dir or Path.cwd()) / root
-    else:
-        root = loaded.home / "archive" / "option_quotes"
+    configured = loaded.path_of(loaded.config.market_data.option_collector.archive_dir)
+    root = given if given is not None else configured if configured is not None else \
+        loaded.home / "archive" / "option_quotes"
     root = root.expanduser().absolute()
     if root.exists() and not root.is_dir():
         fail(f"--archive-dir {root} is a file, not a directory: choose another path")

@@ -38,6 +38,16 @@ class LoadedConfig:
         """Where relative paths in the config start (None for the built-in demo)."""
         return None if self.source_path is None else self.source_path.parent
 
+    def path_of(self, name: str | None) -> Path | None:
+        """A path the config names (`~` expanded), a relative one taken from the config
+        file's directory; None when the config names none."""
+        if name is None:
+            return None
+        path = Path(name).expanduser()
+        if not path.is_absolute() and self.config_dir is not None:
+            path = self.config_dir / path
+        return path
+
 
 def fleet_home() -> Path:
     return Path(os.environ.get("FLEET_HOME", "var")).expanduser().absolute()

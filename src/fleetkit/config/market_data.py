@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
-from fleetkit.config.strict import Strict
+from fleetkit.config.strict import Strict, require_unique
 from fleetkit.core.instruments import MARKETS
 from fleetkit.data.option_collector import CollectorPlan, WantedChain
 
@@ -44,14 +44,6 @@ def _collector_name(name: str) -> str:
 Underlying = Annotated[str, AfterValidator(_underlying)]
 CollectorName = Annotated[str, AfterValidator(_collector_name)]
 MarketCode = Annotated[str, AfterValidator(_market)]
-
-
-def _unique(kind: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{kind} {name!r} is listed twice")
-        seen.add(name)
 
 
 class ChainSettings(Strict):
@@ -103,7 +95,7 @@ class OptionCollectorSettings(Strict):
     def _one_entry_each(cls, chains: list[ChainSettings]) -> list[ChainSettings]:
         if not chains:
             raise ValueError("list at least one chain, e.g. [{underlying: NIFTY}]")
-        _unique("underlying", [c.underlying for c in chains])
+        require_unique("underlying", [c.underlying for c in chains])
         return chains
 
 
@@ -131,7 +123,7 @@ class StraddleTrackerSettings(Strict):
     def _some_underlyings(cls, names: list[str]) -> list[str]:
         if not names:
             raise ValueError("list at least one underlying, e.g. [NIFTY]")
-        _unique("underlying", names)
+        require_unique("underlying", names)
         return names
 
     @field_validator("strangles")
@@ -139,7 +131,8 @@ class StraddleTrackerSettings(Strict):
     def _widths(cls, widths: list[int]) -> list[int]:
         if any(w < 1 or w > 50 for w in widths):
             raise ValueError("strangle widths are 1-50 strikes each side of ATM")
-        _unique("strangle width", [str(w) for w in widths])
+        if len(set(widths)) != len(widths):
+            raise ValueError("list each strangle width once")
         return sorted(widths)
 
 

@@ -28,7 +28,7 @@ from fleetkit.config.market_data import MarketDataSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.config.plugins import PluginRequirement
 from fleetkit.config.reconcile import ReconcileSettings
-from fleetkit.config.strict import Strict
+from fleetkit.config.strict import Strict, require_unique
 from fleetkit.core.instruments import MARKETS
 from fleetkit.core.market_data import INTERVALS_S
 from fleetkit.core.orders import OrderType
@@ -631,14 +631,6 @@ class FleetInfo(Strict):
     name: str = "fleet"
 
 
-def _require_unique(kind: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"two {kind}s are named {name!r}; {kind} names must be unique")
-        seen.add(name)
-
-
 class FleetConfig(Strict):
     fleet: FleetInfo = Field(default_factory=FleetInfo)
     plugins: list[str] = Field(
@@ -693,19 +685,19 @@ class FleetConfig(Strict):
     @field_validator("bots")
     @classmethod
     def _unique_names(cls, bots: list[BotSettings]) -> list[BotSettings]:
-        _require_unique("bot", [bot.name for bot in bots])
+        require_unique("bot", [bot.name for bot in bots])
         return bots
 
     @field_validator("jobs")
     @classmethod
     def _unique_job_names(cls, jobs: list[JobSettings]) -> list[JobSettings]:
-        _require_unique("job", [job.name for job in jobs])
+        require_unique("job", [job.name for job in jobs])
         return jobs
 
     @field_validator("services")
     @classmethod
     def _unique_service_names(cls, services: list[ServiceSettings]) -> list[ServiceSettings]:
-        _require_unique("service", [service.name for service in services])
+        require_unique("service", [service.name for service in services])
         return services
 
     @model_validator(mode="after")

@@ -7,3 +7,12 @@ from pydantic import BaseModel, ConfigDict
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def require_unique(kind: str, names: list[str]) -> None:
+    """Refuse a list that names something twice (bots, jobs, underlyings ...)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"two {kind}s are named {name!r}; {kind} names must be unique")
+        seen.add(name)

@@ -83,18 +83,19 @@ class Returns:
 
 
 @dataclass(frozen=True, slots=True)
-class RSI:
-    """Wilder's relative strength index over `period` bars, scaled to 0..1."""
+class _WilderSmoothed:
+    """An indicator smoothed the way Wilder's are (alpha 1/period): one column, and a
+    warm-up until the recursion has forgotten where the history started."""
 
     period: int = 14
-    kind: ClassVar[str] = "rsi"
+    kind: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         _check_int("period", self.period, 2)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (f"rsi_{self.period}",)
+        return (f"{self.kind}_{self.period}",)
 
     @property
     def warmup_bars(self) -> int:
@@ -103,6 +104,13 @@ class RSI:
     @property
     def exact_window(self) -> int | None:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class RSI(_WilderSmoothed):
+    """Wilder's relative strength index over `period` bars, scaled to 0..1."""
+
+    kind: ClassVar[str] = "rsi"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,26 +168,10 @@ class Bollinger:
 
 
 @dataclass(frozen=True, slots=True)
-class ATR:
+class ATR(_WilderSmoothed):
     """Wilder's average true range over `period` bars, divided by the close."""
 
-    period: int = 14
     kind: ClassVar[str] = "atr"
-
-    def __post_init__(self) -> None:
-        _check_int("period", self.period, 2)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"atr_{self.period}",)
-
-    @property
-    def warmup_bars(self) -> int:
-        return self.period + 1 + settle_bars(1 / self.period)
-
-    @property
-    def exact_window(self) -> int | None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

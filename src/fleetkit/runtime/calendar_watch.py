@@ -29,13 +29,7 @@ _ALERT_LOCK = 0x63616C656E646172
 
 def overrides_path(loaded: LoadedConfig) -> Path | None:
     """calendars.overrides_file, a relative path taken from the config file's directory."""
-    name = loaded.config.calendars.overrides_file
-    if name is None:
-        return None
-    path = Path(name).expanduser()
-    if not path.is_absolute() and loaded.config_dir is not None:
-        path = loaded.config_dir / path
-    return path
+    return loaded.path_of(loaded.config.calendars.overrides_file)
 
 
 def calendar_overrides(loaded: LoadedConfig) -> Overrides:

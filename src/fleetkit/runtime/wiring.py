@@ -46,13 +46,7 @@ def sandbox_catalog(config: FleetConfig) -> dict[str, SandboxInstrument]:
 
 def derivatives_path(loaded: LoadedConfig) -> Path | None:
     """sandbox.derivatives_file, a relative path taken from the config file's directory."""
-    name = loaded.config.sandbox.derivatives_file
-    if name is None:
-        return None
-    path = Path(name).expanduser()
-    if not path.is_absolute() and loaded.config_dir is not None:
-        path = loaded.config_dir / path
-    return path
+    return loaded.path_of(loaded.config.sandbox.derivatives_file)
 
 
 def sandbox_contract_rules(loaded: LoadedConfig) -> dict[str, ContractRules]:
