@@ -27,7 +27,8 @@ from fleetkit.calendars.market_calendars import MarketCalendars
 from fleetkit.calendars.overrides import load_overrides
 from fleetkit.config.market_data import OptionCollectorSettings
 from fleetkit.core.sessions import Session
-from fleetkit.data.option_collector import CollectorPlan, OptionCollector
+from fleetkit.data.option_collector import OptionCollector
+from fleetkit.data.plans import CollectorPlan
 from fleetkit.store.collector_stats import CollectorStats
 from fleetkit.store.data_alerts import MISSED_KIND, MissedMinuteAlerts
 from fleetkit.store.option_quotes import MISSED, WRITTEN, OptionQuoteStore

@@ -30,14 +30,17 @@ def test_layers_point_inward_and_adapters_stay_apart() -> None:
 def test_bot_processes_do_not_import_numpy_pandas_or_alembic() -> None:
     """A fleet is many bot processes: each must stay lean (see docs/benchmarks.md). ccxt
     too: only a bot that trades on a real exchange pays for importing it; and the learning
-    stack (features, TA-Lib, torch) only a bot that runs a learned policy."""
+    stack (features, TA-Lib, torch) only a bot that runs a learned policy; and the market-
+    data collectors (Arrow, WebSockets, their stores) only the collectors."""
     import subprocess
     import sys
 
     probe = ("import sys, fleetkit.cli.app; "
              "import fleetkit.runtime.runner, fleetkit.runtime.connections; "
              "print(','.join(m for m in ('numpy', 'pandas', 'alembic', 'ccxt', 'talib', "
-             "'torch', 'gymnasium', 'fleetkit.features', 'fleetkit.ml') if m in sys.modules))")
+             "'torch', 'gymnasium', 'fleetkit.features', 'fleetkit.ml', 'pyarrow', "
+             "'websockets', 'fleetkit.data.option_collector', 'fleetkit.store.option_quotes') "
+             "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == ""

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field, field_validator
 
 from fleetkit.config.strict import Strict, require_unique
 from fleetkit.core.instruments import MARKETS
-from fleetkit.data.option_collector import CollectorPlan, WantedChain
+from fleetkit.data.plans import CollectorPlan, WantedChain
 
 _UNDERLYING = re.compile(r"^[A-Z][A-Z0-9&_-]{0,31}$")
 _COLLECTOR = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")

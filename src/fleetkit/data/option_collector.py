@@ -33,6 +33,7 @@ from fleetkit.core.option_chains import ChainQuote, OptionChain
 from fleetkit.core.option_quotes import OptionQuote
 from fleetkit.core.options import OptionKind
 from fleetkit.core.sessions import Session
+from fleetkit.data.plans import CollectorPlan, WantedChain
 from fleetkit.data.ports import ChainSource, GapAlerts
 from fleetkit.engine.ports import Clock
 from fleetkit.store.collector_stats import CollectorGap, CollectorStats
@@ -47,29 +48,6 @@ SessionsOf = Callable[[str, datetime, datetime], Sequence[Session]]
 FILL_MARGIN = timedelta(seconds=5)
 LOOK_BACK_DAYS = 7  # how far back a starting collector looks for days it missed
 RETRY_S = 5.0  # between tries at a minute the venue did not answer for
-
-
-@dataclass(frozen=True, slots=True)
-class WantedChain:
-    """One underlying's chains: `expiries` nearest listed (None: all), strikes each side
-    of ATM (None: the venue's default)."""
-
-    underlying: str
-    expiries: int | None = None
-    strikes_each_side: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CollectorPlan:
-    """What the collector collects and how (config.market_data.OptionCollectorSettings
-    makes one from the fleet config)."""
-
-    name: str
-    market: str
-    chains: tuple[WantedChain, ...]
-    snapshot_delay_s: float = 2.0
-    late_after_s: float = 45.0
-    fill_missed: bool = True
 
 
 @dataclass
