@@ -46,6 +46,12 @@ class TradingBot:
         self.bot = engine.bot
         self._exits = exits
         self._exits_on = exits.active
+        # Whose decisions read the position's average price, so that a fill must refresh
+        # it from the ledger at once: the exits, and a strategy that says it does (a learned
+        # policy's observation). Everyone else waits for the next cycle's refresh, which
+        # keeps a read off the order path.
+        self._tracks_average = self._exits_on or any(
+            getattr(slot.strategy, "reads_average_price", False) for slot in slots.values())
         self._average: dict[str, Decimal] = {}
         self.slots = dict(slots)
         self.engine = engine
@@ -56,7 +62,7 @@ class TradingBot:
         self._position: dict[str, Decimal] = {}
         self._open: dict[str, Decimal] = {}
         self._any_open = False
-        self._contexts = {key: StrategyContext(slot.instrument) for key, slot in slots.items()}
+        self._contexts = {key: _context(slot) for key, slot in slots.items()}
 
     # --- ledger views -------------------------------------------------------------------
 
@@ -104,7 +110,8 @@ class TradingBot:
         meanwhile is scratch and thrown away, and nothing is traded. `advance` moves the
         bot's bar cursor past them (bars skipped while catching up or halted)."""
         slot = self.slots[key]
-        scratch = StrategyContext(slot.instrument, self.position(key), {}, warming_up=True)
+        scratch = _context(slot, self.position(key), warming_up=True)
+        scratch.average_price = self._average.get(key, ZERO)
         for bar in bars:
             self._call(slot, bar, scratch)
         if advance and bars:
@@ -142,6 +149,7 @@ class TradingBot:
     def _step(self, slot: InstrumentSlot, state: InstrumentState, ctx: StrategyContext,
               key: str, bar: Bar) -> Execution | None:
         ctx.position = position = self._position.get(key, ZERO)
+        ctx.average_price = self._average.get(key, ZERO)
         ctx.state = state.strategy_state
         if self._exits_on:
             exit_now = self._exit(slot, state, key, bar, position)
@@ -216,8 +224,9 @@ class TradingBot:
         """Move the cached position and in-flight quantity by what this new order did, with
         no read-back; every cycle still refreshes them from the ledger."""
         sign = order.side.sign
-        if order.filled_quantity and self._exits_on:
-            # The exits measure from the position's average price: the ledger's, as filled.
+        if order.filled_quantity and self._tracks_average:
+            # The exits (and a learned policy's observation) measure from the position's
+            # average price: the ledger's, as filled.
             held = self._ledger.positions(self.bot.id).get(key)
             self._average[key] = held.average_price if held is not None else ZERO
         self._position[key] = self._position.get(key, ZERO) + order.filled_quantity * sign
@@ -234,6 +243,14 @@ class TradingBot:
         if signal is not None and not isinstance(signal, Signal):
             raise _bad_signal(slot, signal)
         return signal
+
+
+def _context(slot: InstrumentSlot, position: Decimal = ZERO, *,
+             warming_up: bool = False) -> StrategyContext:
+    sizing = slot.trader.sizing
+    return StrategyContext(slot.instrument, position, {} if warming_up else None,
+                           warming_up=warming_up, position_size_usd=sizing.position_size_usd,
+                           usd_per_unit=sizing.usd_per_unit)
 
 
 def _sign(quantity: Decimal) -> int:

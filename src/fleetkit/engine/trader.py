@@ -72,6 +72,10 @@ class Trader:
         self._instrument = instrument
         self._sizing = sizing
 
+    @property
+    def sizing(self) -> Sizing:
+        return self._sizing
+
     def target_for(self, signal: Signal, price: Decimal) -> Decimal | None:
         """The position the signal asks for, in whole lots; None means "no change"."""
         if signal.target_quantity is not None:

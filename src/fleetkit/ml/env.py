@@ -29,6 +29,7 @@ from fleetkit.brokers.sandbox.config import VenueConfig
 from fleetkit.engine.assembly import BotRecipe
 from fleetkit.features.batch import FeatureMatrix
 from fleetkit.features.normalise import Normalisation
+from fleetkit.features.observation import state_fractions
 from fleetkit.ml.engine_sim import EngineSim
 from fleetkit.ml.fast_sim import FastSim
 from fleetkit.ml.prices import NextOpenPrices
@@ -107,8 +108,9 @@ class _TradingEnvBase(gymnasium.Env[Float32Array, np.int64]):
     def _observation(self) -> Float32Array:
         held = self._outcome
         close = self._close[self._row]
-        position = held.quantity * close * self._usd / self._position_usd
-        unrealised = held.quantity * (close - held.average_price) / self._size
+        position, unrealised = state_fractions(
+            held.quantity, held.average_price, close, position_usd=self._position_usd,
+            usd_per_unit=self._usd, full_units=self._size)
         return self.window.observation(self._row, position, unrealised)
 
     def _info(self, parts: RewardParts) -> dict[str, Any]:

@@ -12,15 +12,19 @@ from fleetkit.backtest.tape import BarTape
 from fleetkit.features.batch import FeatureMatrix
 from fleetkit.features.guard import require_finite
 from fleetkit.features.normalise import Normalisation, fit_normalisation
+from fleetkit.features.observation import (
+    OBSERVATION_CLIP,
+    STATE_COLUMNS,
+    Float32Array,
+    build_observation,
+    normalised,
+    observation_size,
+)
+
+__all__ = ["OBSERVATION_CLIP", "STATE_COLUMNS", "Float32Array", "FloatArray",
+           "TrainingWindow"]
 
 FloatArray = npt.NDArray[np.float64]
-Float32Array = npt.NDArray[np.float32]
-# Observation tail: position as a fraction of the full position size, unrealised P&L.
-STATE_COLUMNS = ("position_fraction", "unrealised_pnl_fraction")
-# Every observation value is clipped to +-this: ten standard deviations of a feature, ten
-# times the position size; beyond it a value says nothing more to a policy (and gymnasium
-# wants bounded spaces).
-OBSERVATION_CLIP = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +58,7 @@ class TrainingWindow:
         if scale.columns != matrix.columns:
             raise ValueError("the normalisation was fitted on other feature columns")
         features = np.zeros(matrix.values.shape, dtype=np.float32)
-        features[ready:] = np.clip(scale.apply(matrix.values[ready:]), -OBSERVATION_CLIP,
-                                   OBSERVATION_CLIP)
+        features[ready:] = normalised(scale, matrix.values[ready:])
         return cls(tape, matrix.columns, features, scale, window, first_row)
 
     @property
@@ -65,15 +68,12 @@ class TrainingWindow:
 
     @property
     def observation_size(self) -> int:
-        return self.window * len(self.columns) + len(STATE_COLUMNS)
+        return observation_size(self.window, len(self.columns))
 
     def observation(self, row: int, position_fraction: float,
                     unrealised_fraction: float) -> Float32Array:
         """The last `window` feature rows up to `row`, flattened oldest first, then the
-        position and unrealised P&L (both fractions of the position size), all clipped."""
-        out = np.empty(self.observation_size, dtype=np.float32)
-        width = self.window * len(self.columns)
-        out[:width] = self.features[row - self.window + 1:row + 1].ravel()
-        out[width] = min(max(position_fraction, -OBSERVATION_CLIP), OBSERVATION_CLIP)
-        out[width + 1] = min(max(unrealised_fraction, -OBSERVATION_CLIP), OBSERVATION_CLIP)
-        return out
+        position and unrealised P&L (both fractions of the position size), all clipped:
+        features.observation's builder, the one the rl_policy strategy trades with."""
+        return build_observation(self.features[row - self.window + 1:row + 1],
+                                 position_fraction, unrealised_fraction)

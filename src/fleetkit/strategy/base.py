@@ -30,16 +30,25 @@ class StrategyContext:
     `position` is an immutable Decimal copied from the ledger each cycle; `state` is the
     strategy's own dict (a copy: writing to it never touches the ledger).
     During warmup `warming_up` is True and `state` is a scratch dict that is thrown away.
+    `average_price` is the position's average entry price (the ledger's), and
+    `position_size_usd` / `usd_per_unit` the bot's sizing (None outside a bot): what a
+    learned policy's observation expresses the position and its P&L against.
     """
 
-    __slots__ = ("instrument", "position", "state", "warming_up")
+    __slots__ = ("average_price", "instrument", "position", "position_size_usd", "state",
+                 "usd_per_unit", "warming_up")
 
     def __init__(self, instrument: Instrument, position: Decimal = ZERO,
-                 state: dict[str, JSONValue] | None = None, *, warming_up: bool = False) -> None:
+                 state: dict[str, JSONValue] | None = None, *, warming_up: bool = False,
+                 average_price: Decimal = ZERO, position_size_usd: Decimal | None = None,
+                 usd_per_unit: Decimal | None = None) -> None:
         self.instrument = instrument
         self.position = position
         self.state: dict[str, JSONValue] = {} if state is None else state
         self.warming_up = warming_up
+        self.average_price = average_price
+        self.position_size_usd = position_size_usd
+        self.usd_per_unit = usd_per_unit
 
 
 class Strategy(Protocol):
