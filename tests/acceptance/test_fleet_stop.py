@@ -34,6 +34,7 @@ from tests.support import eventually
 pytestmark = pytest.mark.slow
 
 DEMO_BOTS = 35
+DEMO_SERVICES = 2  # the demo's options collector and straddle tracker
 
 
 def heartbeats(home: Path) -> dict[str, Heartbeat]:
@@ -113,9 +114,14 @@ def test_ctrl_c_stops_the_demo_fleet_on_busy_cores_within_ten_seconds_killing_no
     try:
         pinned(fleet.pid, two_cores)
         eventually(lambda: every_bot_running(home), 180, "all 35 bots to boot")
+        # The broker, the scheduler and the market-data services it runs (the options
+        # collector and the straddle tracker) besides the bots.
+        expected = DEMO_BOTS + 1 + 1 + DEMO_SERVICES
+        eventually(lambda: len(psutil.Process(fleet.pid).children(recursive=True))
+                   >= expected, 60, "the scheduler's services to start")
         processes = psutil.Process(fleet.pid).children(recursive=True)
-        assert len(processes) == DEMO_BOTS + 1  # and the broker
-        names = {p.pid: p.cmdline()[-1] for p in processes}  # `bot run NAME`, `broker serve`
+        assert len(processes) == expected
+        names = {p.pid: p.cmdline()[-1] for p in processes}  # `bot run NAME`, `broker serve` ...
         request.getfixturevalue("busy")
         time.sleep(1)
         sent = time.monotonic()
@@ -127,7 +133,10 @@ def test_ctrl_c_stops_the_demo_fleet_on_busy_cores_within_ten_seconds_killing_no
         fleet.wait(timeout=60)
     finally:
         if fleet.poll() is None:
+            for child in psutil.Process(fleet.pid).children(recursive=True):
+                child.kill()  # they have sessions of their own: the supervisor's kill misses them
             fleet.kill()
+            fleet.wait(timeout=30)
     assert fleet.returncode == 0, (tmp_path / "fleet.out").read_text(encoding="utf-8")[-3000:]
     assert not [p.pid for p in processes if p.is_running()]
     assert stopped_in < 10, f"the fleet took {stopped_in:.1f}s to stop"
@@ -143,8 +152,8 @@ def lingering(home: Path, names: dict[int, str], gone: dict[int, float]) -> dict
     """Seconds between each bot's "bot stopped" line and its process being gone."""
     late: dict[str, float] = {}
     for pid, name in names.items():
-        if name == "serve":
-            continue  # the broker
+        if not (home / "logs" / f"{name}.log").exists():
+            continue  # the broker, the scheduler, its services: no bot.stop line
         stopped = [line["ts"] for line in lines(home / "logs" / f"{name}.log")
                    if line["action"] == "bot.stop"][-1]
         late[name] = round(gone[pid] - datetime.fromisoformat(stopped).timestamp(), 2)
@@ -157,12 +166,14 @@ def lines(log: Path) -> list[dict[str, str]]:
 
 
 def assert_nothing_half_written(home: Path) -> None:
-    for log in (home / "logs").glob("*.log"):
+    for log in (home / "logs").rglob("*.log"):  # the services' logs too
         lines(log)
     for db in ("fleet.db", "sandbox.db"):
         with sqlite3.connect(home / db) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)], db
     beats = heartbeats(home)
-    assert len(beats) == DEMO_BOTS + 1
+    # The bots, the broker, the scheduler, and each service twice: the scheduler's beat
+    # for it and its own (collector:options, tracker:straddles).
+    assert len(beats) == DEMO_BOTS + 2 + 2 * DEMO_SERVICES, sorted(beats)
     # Each process finished its shutdown: the last thing it writes is "stopped".
     assert {name for name, beat in beats.items() if beat.status != "stopped"} == set()

@@ -61,6 +61,8 @@ BOT_GRANTS: dict[str, set[str]] = {
     "alembic_version_operations": set(), "alembic_version_market_data": set(),
     # Market data: recorders write it as the owner; a bot asks its venue, never the history.
     "bars": set(), "option_quotes": set(), "option_quote_minutes": set(),
+    "straddle_snapshots": set(), "collector_gaps": set(), "collector_counters": set(),
+    "option_chain_minutes": set(),
 }
 BOT_ROW_UPDATES = {"market", "currency", "strategy", "mode", "settings", "lease_owner",
                    "lease_expires_at", "updated_at"}

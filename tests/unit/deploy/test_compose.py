@@ -198,7 +198,11 @@ def test_every_process_runs_a_real_command_and_only_those_turned_off_have_a_prof
 
 def test_the_scheduler_starts_by_default_only_when_the_config_has_jobs(
         demo: LoadedConfig, tmp_path: Path) -> None:
-    assert compose_of(demo)["services"]["scheduler"]["profiles"] == ["pending"]
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(MIXED, encoding="utf-8")
+    assert compose_of(load_config(bare))["services"]["scheduler"]["profiles"] == ["pending"]
+    # The demo has jobs and market-hours services: its scheduler runs.
+    assert "profiles" not in compose_of(demo)["services"]["scheduler"]
     path = tmp_path / "fleet.yaml"
     path.write_text(MIXED + 'jobs:\n  - {name: nightly, command: "reconcile --all", '
                     'cron: "0 2 * * *"}\n', encoding="utf-8")
