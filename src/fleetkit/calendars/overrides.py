@@ -23,7 +23,7 @@ from fleetkit.calendars.market_calendars import SUPPORTED_CALENDARS, CalendarOve
 from fleetkit.core.errors import ConfigError
 from fleetkit.core.instruments import MARKETS
 from fleetkit.core.sessions import Session
-from fleetkit.core.yamltext import StrictLoader, parse_yaml
+from fleetkit.core.yamltext import StrictLoader, parse_yaml, read_user_file
 
 SHIPPED_SOURCE = "fleetkit calendars/overrides.yaml"
 
@@ -130,14 +130,7 @@ def load_overrides(path: str | Path | None = None) -> Overrides:
     shipped = parse_overrides(shipped_overrides_text(), SHIPPED_SOURCE)
     if path is None:
         return shipped
-    file = Path(path).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"calendar override file {file} not found: fix calendars."
-                          "overrides_file in the config, or create the file") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read calendar override file {file}: {exc.strerror}") from None
+    file, text = read_user_file(path, "calendar override file", "calendars.overrides_file")
     return shipped.laid_under(parse_overrides(text, str(file)))
 
 

@@ -2,11 +2,13 @@
 
 Shared by everything that reads a YAML file a person wrote (fleet.yaml, calendar overrides):
 a key given twice in one mapping is an error (YAML itself keeps the last one silently), and
-a syntax error says where and what to fix. Parsing text is pure: no file I/O here.
+a syntax error says where and what to fix. Parsing text is pure; `read_user_file` is the
+one place such a file is read, so a missing or unreadable one is said the same way.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -44,3 +46,17 @@ def parse_yaml(text: str, source: str, loader: type[StrictLoader] = StrictLoader
         problem = getattr(exc, "problem", None) or "malformed YAML"
         fix = "" if "—" in problem else " — fix the YAML syntax there"
         raise ConfigError(f"{source}{where}: {problem}{fix}") from None
+
+
+def read_user_file(path: str | Path, what: str, setting: str) -> tuple[Path, str]:
+    """The file a config setting names (`~` expanded) and its text; ConfigError in one line
+    when it is missing or unreadable, naming `what` it is and the `setting` to fix."""
+    file = Path(path).expanduser()
+    try:
+        return file, file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {file} not found: fix {setting} in the config, or create "
+                          "the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {file}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None

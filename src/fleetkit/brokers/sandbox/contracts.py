@@ -32,7 +32,7 @@ from fleetkit.core.errors import ConfigError
 from fleetkit.core.instruments import MARKETS, AssetClass, instrument_key
 from fleetkit.core.numbers import plain
 from fleetkit.core.options import OptionKind
-from fleetkit.core.yamltext import parse_yaml
+from fleetkit.core.yamltext import parse_yaml, read_user_file
 
 from .catalog import describe_validation_error
 
@@ -201,15 +201,7 @@ def load_contract_rules(path: str | Path | None = None) -> dict[str, ContractRul
     shipped = dict(_shipped_rules())
     if path is None:
         return shipped
-    file = Path(path).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"derivatives file {file} not found: fix sandbox.derivatives_file "
-                          "in the config, or create the file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read derivatives file {file}: "
-                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    file, text = read_user_file(path, "derivatives file", "sandbox.derivatives_file")
     try:
         return lay_over_rules(shipped, parse_yaml(text, str(file)))
     except ValueError as exc:
