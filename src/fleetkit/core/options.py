@@ -138,9 +138,3 @@ def atm_strike(spot: Decimal, strike_step: Decimal) -> Decimal:
 def straddle_premium(call_price: float, put_price: float) -> float:
     """What buying the ATM call and put together costs (per unit of the underlying)."""
     return call_price + put_price
-
-
-def strangle_premium(otm_call_price: float, otm_put_price: float) -> float:
-    """A strangle is a call above and a put below the spot: the premium is still their sum;
-    the name keeps callers saying which legs they mean."""
-    return otm_call_price + otm_put_price

@@ -78,12 +78,10 @@ class PricingMoment:
 
 
 def smile_volatility(state: VolatilityState, spot: float, strike: float, years: float) -> float:
-    atm = state.atm(years)
-    forward = spot * math.exp(RISK_FREE_RATE * years)
-    sd = math.log(strike / forward) / (atm * math.sqrt(years))
-    sd = min(max(sd, -_MAX_MONEYNESS_SD), _MAX_MONEYNESS_SD)
+    sd = min(max(moneyness_sd(state, spot, strike, years), -_MAX_MONEYNESS_SD),
+             _MAX_MONEYNESS_SD)
     wing = _PUT_WING * math.sqrt(state.stress) if sd < 0 else _CALL_WING
-    return atm * (1.0 + wing * sd * sd)
+    return state.atm(years) * (1.0 + wing * sd * sd)
 
 
 def moneyness_sd(state: VolatilityState, spot: float, strike: float, years: float) -> float:

@@ -140,6 +140,14 @@ class SandboxDerivatives:
 
     # --- listing --------------------------------------------------------------------------
 
+    def is_listed(self, key: str) -> bool:
+        """Whether `key` is an option listed now: its symbol and listing, no pricing."""
+        try:
+            self._resolve(key)
+        except (UnknownInstrumentError, ValueError, LookupError):
+            return False
+        return True
+
     def _resolve(self, key: str) -> tuple[ContractRules, OptionContract]:
         exchange, _, symbol = key.partition(":")
         candidates = tuple(r.root for r in self._rules.values() if r.exchange == exchange)

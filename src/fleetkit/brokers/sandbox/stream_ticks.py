@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from fleetkit.core.instruments import Instrument
+from fleetkit.core.numbers import floor_minute
 from fleetkit.core.orders import Side
 from fleetkit.core.ticks import Tick
 
@@ -66,7 +67,7 @@ class VenueTicks:
                     Decimal(quote.volume), depth, depth)
 
     def _day_volume(self, instrument: str, at: datetime) -> Decimal:
-        minute = at.replace(second=0, microsecond=0)
+        minute = floor_minute(at)
         day = datetime(minute.year, minute.month, minute.day, tzinfo=UTC)
         with self._lock:
             cached = self._volumes.get(instrument)
@@ -99,13 +100,7 @@ class _CatalogAndOptions(Mapping[str, Instrument]):
     def __contains__(self, key: object) -> bool:
         if key in self._catalog:
             return True
-        if not isinstance(key, str):
-            return False
-        try:
-            self._options.quotes([key])
-        except (UnknownInstrumentError, ValueError, LookupError):
-            return False
-        return True
+        return isinstance(key, str) and self._options.is_listed(key)
 
     def __getitem__(self, key: str) -> Instrument:
         return self._catalog[key]
