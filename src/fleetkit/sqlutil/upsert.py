@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table
 def upsert(conn: Connection, table: Table, values: Mapping[str, Any],
            key: Sequence[str]) -> None:
     """Insert `values`, or update the row with the same `key` columns to them."""
-    statement = _insert(conn, table).values(**values)
+    statement = dialect_insert(conn, table).values(**values)
     changes = {name: statement.excluded[name] for name in values if name not in key}
     if changes:
         statement = statement.on_conflict_do_update(index_elements=list(key), set_=changes)
@@ -27,7 +27,7 @@ def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any],
     racing for one key exactly one gets True — and, unlike catching IntegrityError, the
     loser's PostgreSQL transaction stays usable."""
     # RETURNING rather than rowcount: psycopg reports no rowcount for this INSERT.
-    statement = _insert(conn, table).values(**values).on_conflict_do_nothing(
+    statement = dialect_insert(conn, table).values(**values).on_conflict_do_nothing(
         index_elements=list(key)).returning(*(table.c[name] for name in key))
     return conn.execute(statement).first() is not None
 
@@ -42,12 +42,13 @@ def insert_many_if_absent(conn: Connection, table: Table, rows: Sequence[Mapping
     32,766 parameters)."""
     if not rows:
         return 0
-    statement = _insert(conn, table).values(list(rows)).on_conflict_do_nothing(
+    statement = dialect_insert(conn, table).values(list(rows)).on_conflict_do_nothing(
         index_elements=list(key)).returning(table.c[key[0]])
     return len(conn.execute(statement).all())
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The backend's INSERT for `table` (the one with ON CONFLICT clauses)."""
     # Imported here so a process on SQLite never loads the PostgreSQL dialect, and vice versa.
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql as module

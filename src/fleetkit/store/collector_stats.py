@@ -13,14 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, func, select
 
 from fleetkit.core.numbers import require_utc
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
-from fleetkit.sqlutil.upsert import upsert
+from fleetkit.sqlutil.upsert import dialect_insert, upsert
 from fleetkit.store.schema import collector_counters, collector_gaps
 
 
@@ -47,38 +45,35 @@ class CollectorStats:
     def add(self, collector: str, trading_day: date, counts: Mapping[str, int],
             now: datetime) -> None:
         """Add `counts` to the collector's counters of `trading_day` (zeros are skipped)."""
-        rows = [{"collector": collector, "trading_day": trading_day, "name": name,
-                 "value": value, "updated_at": require_utc(now, what="now")}
-                for name, value in sorted(counts.items()) if value]
-        if not rows:
-            return
-        with write_transaction(self._engine) as conn:
-            table = collector_counters
-            statement = _insert(conn)(table).values(rows)
-            statement = statement.on_conflict_do_update(
-                index_elements=["collector", "trading_day", "name"],
-                set_={"value": table.c.value + statement.excluded.value,
-                      "updated_at": statement.excluded.updated_at})
-            conn.execute(statement)
+        self._merge(collector, trading_day, {k: v for k, v in counts.items() if v}, now,
+                    peak=False)
 
     def peak(self, collector: str, trading_day: date, peaks: Mapping[str, int],
              now: datetime) -> None:
         """Raise each of `peaks` to the given value where it is below it (maxima: the
         slowest write of the day)."""
+        self._merge(collector, trading_day, peaks, now, peak=True)
+
+    def _merge(self, collector: str, trading_day: date, values: Mapping[str, int],
+               now: datetime, *, peak: bool) -> None:
+        """Insert each value, or fold it into the stored one: added, or the larger kept."""
         rows = [{"collector": collector, "trading_day": trading_day, "name": name,
                  "value": value, "updated_at": require_utc(now, what="now")}
-                for name, value in sorted(peaks.items())]
+                for name, value in sorted(values.items())]
         if not rows:
             return
         with write_transaction(self._engine) as conn:
             table = collector_counters
-            statement = _insert(conn)(table).values(rows)
-            higher = func.max if conn.dialect.name == "sqlite" else func.greatest
-            statement = statement.on_conflict_do_update(
+            statement = dialect_insert(conn, table).values(rows)
+            stored, new = table.c.value, statement.excluded.value
+            if peak:
+                larger = func.max if conn.dialect.name == "sqlite" else func.greatest
+                merged = larger(stored, new)
+            else:
+                merged = stored + new
+            conn.execute(statement.on_conflict_do_update(
                 index_elements=["collector", "trading_day", "name"],
-                set_={"value": higher(table.c.value, statement.excluded.value),
-                      "updated_at": statement.excluded.updated_at})
-            conn.execute(statement)
+                set_={"value": merged, "updated_at": statement.excluded.updated_at}))
 
     def counters(self, collector: str, trading_day: date) -> dict[str, int]:
         c = collector_counters.c
@@ -123,6 +118,3 @@ class CollectorStats:
             return [CollectorGap(*row) for row in conn.execute(
                 query.order_by(g.started_at, g.collector, g.scope))]
 
-
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

@@ -20,10 +20,10 @@ from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Connection, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from fleetkit.core.option_quotes import OptionQuote, StraddlePoint, mark
 from fleetkit.core.options import atm_strike
+from fleetkit.sqlutil.upsert import dialect_insert
 from fleetkit.store.schema import option_chain_minutes, option_quotes
 
 KEY = ("trading_day", "underlying", "expiry", "minute")
@@ -67,8 +67,7 @@ def write_chain_minutes(conn: Connection, rows: Sequence[dict[str, Any]]) -> Non
     VALUES whose text changes with the row count."""
     if not rows:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(insert(option_chain_minutes).on_conflict_do_nothing(
+    conn.execute(dialect_insert(conn, option_chain_minutes).on_conflict_do_nothing(
         index_elements=list(KEY)), list(rows))
 
 

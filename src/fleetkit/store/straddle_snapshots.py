@@ -18,13 +18,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, func, select
 
 from fleetkit.core.numbers import require_utc
 from fleetkit.core.options import OptionKind
 from fleetkit.core.straddles import LegQuote, StraddleSnapshot
 from fleetkit.sqlutil.engine import read_transaction, write_transaction
+from fleetkit.sqlutil.upsert import dialect_insert
 from fleetkit.store.schema import straddle_snapshots
 
 KEY = ("tracker", "underlying", "width", "at")
@@ -47,7 +47,7 @@ class StraddleSnapshotStore:
         if not rows:
             return 0
         with write_transaction(self._engine) as conn:
-            statement = _insert(conn)(straddle_snapshots).on_conflict_do_nothing(
+            statement = dialect_insert(conn, straddle_snapshots).on_conflict_do_nothing(
                 index_elements=list(KEY)).returning(straddle_snapshots.c.tracker)
             return len(conn.execute(statement, rows).all())
 
@@ -125,6 +125,3 @@ def _decimal(value: Any) -> Decimal:
 def _maybe(value: Any) -> Decimal | None:
     return None if value is None else _decimal(value)
 
-
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
