@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption, MarketDataDbOption
+from fleetkit.core.numbers import decimal_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,7 +113,7 @@ def _print_table(collectors: list[CollectorHealth], quote_days: QuoteDays,
     if not heartbeats_read:
         typer.echo("heartbeats not shown: no fleet database (--db) to read them from")
     held = quote_days.days
-    size = f", {_size(quote_days.bytes)}" if quote_days.bytes is not None else ""
+    size = f", {decimal_size(quote_days.bytes)}" if quote_days.bytes is not None else ""
     parts = f"{quote_days.partitions} partitions{size}; " if quote_days.partitioned else ""
     span = "" if not held else f" ({held[0]})" if len(held) == 1 else \
         f" ({held[0]} to {held[-1]})"
@@ -172,7 +173,3 @@ def straddle_table(straddles: list[LatestStraddle], now: datetime) -> Table:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
-
-
-def _size(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.1f} kB"

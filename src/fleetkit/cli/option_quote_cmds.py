@@ -20,6 +20,7 @@ import typer
 from fleetkit.cli.dates import parse_date
 from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption, MarketDataDbOption
+from fleetkit.core.numbers import decimal_size
 
 if TYPE_CHECKING:
     from fleetkit.config.loader import LoadedConfig
@@ -73,11 +74,11 @@ def partitions_command(archive_dir: ArchiveDirOption = None, config: ConfigOptio
     rows = sum(d.rows for d in stored)
     sizes = [d.bytes for d in stored if d.bytes is not None]
     typer.echo(f"option quotes: {len(stored)} day{_s(len(stored))} in the database "
-               f"({rows:,} rows{', ' + _size(sum(sizes)) if sizes else ''}), "
+               f"({rows:,} rows{', ' + decimal_size(sum(sizes)) if sizes else ''}), "
                f"{len(archived)} archived in {root}")
     lines = [(d.day, f"  {d.day}  {d.state.value:<9} {d.rows:>11,} rows  "
-                     f"{_size(d.bytes) if d.bytes is not None else ''}") for d in stored]
-    lines += [(a.day, f"  {a.day}  {'archived':<9} {a.rows:>11,} rows  {_size(a.bytes)}  "
+                     f"{decimal_size(d.bytes) if d.bytes is not None else ''}") for d in stored]
+    lines += [(a.day, f"  {a.day}  {'archived':<9} {a.rows:>11,} rows  {decimal_size(a.bytes)}  "
                       f"{a.path.name}{'' if a.sha256 else '  (no sha256 sidecar: cut short)'}")
               for a in archived]
     for _, line in sorted(lines):
@@ -354,9 +355,6 @@ def _trading_days(loaded: LoadedConfig, market: Market) -> Callable[[date, date]
 
     return trading_days
 
-
-def _size(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.1f} kB"
 
 
 def _s(count: int) -> str:

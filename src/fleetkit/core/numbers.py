@@ -96,3 +96,8 @@ def epoch_seconds(moment: datetime) -> float:
 
 def from_epoch_seconds(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def decimal_size(size: int) -> str:
+    """Bytes as kB or MB (powers of ten, as disk and database sizes are quoted)."""
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.1f} kB"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, tzinfo
 from itertools import pairwise
 
 from fleetkit.core.numbers import require_utc
@@ -113,3 +113,9 @@ class SessionSchedule:
         if moment >= self._spans[i][1]:
             return self._spans[i][1]
         return self._spans[i - 1][1] if i >= 1 else None
+
+
+def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """[midnight, next midnight) of `day` in `zone` (a market's zone)."""
+    return (datetime.combine(day, time(), zone),
+            datetime.combine(day + timedelta(days=1), time(), zone))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -32,9 +32,9 @@ from fleetkit.core.numbers import floor_minute, require_utc
 from fleetkit.core.option_chains import ChainQuote, OptionChain
 from fleetkit.core.option_quotes import OptionQuote
 from fleetkit.core.options import OptionKind
-from fleetkit.core.sessions import Session
+from fleetkit.core.sessions import day_bounds
 from fleetkit.data.plans import CollectorPlan, WantedChain
-from fleetkit.data.ports import ChainSource, GapAlerts
+from fleetkit.data.ports import ChainSource, GapAlerts, SessionsOf
 from fleetkit.engine.ports import Clock
 from fleetkit.store.collector_stats import CollectorGap, CollectorStats
 from fleetkit.store.option_quotes import OptionQuoteStore
@@ -42,8 +42,6 @@ from fleetkit.store.option_quotes import OptionQuoteStore
 logger = logging.getLogger("fleetkit.data.options")
 
 MINUTE = timedelta(minutes=1)
-# A market and a UTC range -> its sessions (the market calendar), in venue time.
-SessionsOf = Callable[[str, datetime, datetime], Sequence[Session]]
 # Filling stops this long before the next live minute's snapshot is due.
 FILL_MARGIN = timedelta(seconds=5)
 LOOK_BACK_DAYS = 7  # how far back a starting collector looks for days it missed
@@ -258,9 +256,7 @@ class OptionCollector:
 
     def _day_minutes(self, day: date, current: datetime) -> list[datetime]:
         """The session minutes of `day` before `current`."""
-        start = datetime(day.year, day.month, day.day, tzinfo=self._zone).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), datetime.min.time(),
-                               tzinfo=self._zone).astimezone(UTC)
+        start, end = (bound.astimezone(UTC) for bound in day_bounds(day, self._zone))
         return self.session_minutes(start, min(current, end))
 
     def _done_minutes(self, day: date) -> set[datetime]:

@@ -8,7 +8,7 @@ event and its notification in the fleet database).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Protocol
 
@@ -16,7 +16,12 @@ from fleetkit.core.bar_gaps import Gap
 from fleetkit.core.futures import FuturesCurve
 from fleetkit.core.market_data import Bar
 from fleetkit.core.option_chains import ChainQuote, OptionChain
+from fleetkit.core.sessions import Session
 from fleetkit.core.ticks import StreamEvent, TickMode
+
+# A market ("NSE") and a UTC range -> the sessions that trade in it (the market calendar;
+# in the venue's time where the venue runs its own, as the sandbox's demo time does).
+SessionsOf = Callable[[str, datetime, datetime], Sequence[Session]]
 
 
 class BarSource(Protocol):

@@ -24,8 +24,7 @@ from fleetkit.core.bars import ONE_MINUTE, BarRecord
 from fleetkit.core.errors import DatabaseUnavailableError, TransientBrokerError
 from fleetkit.core.market_data import Bar
 from fleetkit.core.numbers import ceil_minute, floor_minute, require_utc
-from fleetkit.core.sessions import Session
-from fleetkit.data.ports import BarSource, GapAlerts
+from fleetkit.data.ports import BarSource, GapAlerts, SessionsOf
 from fleetkit.engine.ports import Clock
 from fleetkit.store.bars import BarStore
 
@@ -44,8 +43,6 @@ SETTLE = timedelta(seconds=2)
 # them: a candle published a moment after SETTLE is not worth waking anyone for.
 LATE_AFTER = timedelta(minutes=2)
 
-# A market ("NSE") and a UTC range -> the sessions that trade in it (the market calendar).
-SessionsOf = Callable[[str, datetime, datetime], Sequence[Session]]
 
 
 @dataclass(frozen=True, slots=True)

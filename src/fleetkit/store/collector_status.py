@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, or_, select, text
 
 from fleetkit.core.numbers import plain
+from fleetkit.core.sessions import day_bounds
 from fleetkit.sqlutil.engine import read_transaction
 from fleetkit.store.collector_stats import CollectorGap, CollectorStats
 from fleetkit.store.option_partitions import OptionPartitions
@@ -120,12 +121,6 @@ def missed_runs(minutes: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
         else:
             runs.append((minute, minute + _MINUTE))
     return runs
-
-
-def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """[midnight, next midnight) of `day` in the market's zone."""
-    return (datetime.combine(day, time(), zone),
-            datetime.combine(day + timedelta(days=1), time(), zone))
 
 
 class CollectorStatus:
