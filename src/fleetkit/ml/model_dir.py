@@ -147,6 +147,14 @@ def verify_model_dir(directory: Path, *, feature_set_hash: str | None = None,
             raise ModelRefusedError(f"{path} lists no {name}; train the model again")
     for name, expected in sorted(manifest.files.items()):
         _check_file(directory, name, expected)
+    check_fit(directory, manifest, feature_set_hash=feature_set_hash,
+              observation_shape=observation_shape)
+    return manifest
+
+
+def check_fit(directory: Path, manifest: ModelManifest, *, feature_set_hash: str | None = None,
+              observation_shape: tuple[int, ...] | None = None) -> None:
+    """ModelRefusedError unless the model is for this feature set and observation shape."""
     if feature_set_hash is not None and manifest.feature_set_hash != feature_set_hash:
         raise ModelRefusedError(
             f"{directory} was trained on feature set {manifest.feature_set_hash[:12]}, not "
@@ -155,7 +163,6 @@ def verify_model_dir(directory: Path, *, feature_set_hash: str | None = None,
         raise ModelRefusedError(
             f"{directory} takes observations of shape {manifest.observation_shape}, not "
             f"{observation_shape}; train it again with this window and these features")
-    return manifest
 
 
 def _check_file(directory: Path, name: str, expected: str) -> None:
@@ -180,6 +187,12 @@ def load_model(directory: Path, *, feature_set_hash: str | None = None,
     """Verifies the directory (verify_model_dir), then loads the model onto `device`."""
     manifest = verify_model_dir(directory, feature_set_hash=feature_set_hash,
                                 observation_shape=observation_shape)
+    return load_verified(directory, manifest, device=device)
+
+
+def load_verified(directory: Path, manifest: ModelManifest, *,
+                  device: str = "cpu") -> TrainedModel:
+    """Load a model whose directory `verify_model_dir` has just passed (its manifest)."""
     kind = RecurrentPPO if manifest.algorithm == "RecurrentPPO" else PPO
     model = kind.load(directory / MODEL_FILE, device=device)
     shape = tuple(model.observation_space.shape or ())

@@ -12,8 +12,14 @@ import numpy as np
 from fleetkit.features.normalise import Normalisation, load_normalisation
 from fleetkit.features.observation import Float32Array, observation_size
 from fleetkit.features.spec import FeatureSet
-from fleetkit.ml.model_dir import NORMALISATION_FILE, TrainedModel, load_model, verify_model_dir
-from fleetkit.ml.training import resolve_device
+from fleetkit.ml.devices import resolve_device
+from fleetkit.ml.model_dir import (
+    NORMALISATION_FILE,
+    TrainedModel,
+    check_fit,
+    load_verified,
+    verify_model_dir,
+)
 
 
 class VerifiedPolicy:
@@ -40,8 +46,10 @@ def load_policy(directory: Path, feature_set: FeatureSet, *, device: str = "cpu"
     """ModelRefusedError / NormalisationMismatchError (ConfigErrors, one line) when the
     directory changed, is incomplete, or is for another feature set or shape."""
     manifest = verify_model_dir(directory, feature_set_hash=feature_set.hash())
-    shape = (observation_size(manifest.window, len(feature_set.columns)),)
-    model = load_model(directory, feature_set_hash=feature_set.hash(), observation_shape=shape,
-                       device=resolve_device(device))
+    # The shape follows from the model's own window: checked once that is known, without
+    # hashing every file a second time.
+    check_fit(directory, manifest, observation_shape=(
+        observation_size(manifest.window, len(feature_set.columns)),))
+    model = load_verified(directory, manifest, device=resolve_device(device))
     normalisation = load_normalisation(directory / NORMALISATION_FILE, feature_set)
     return VerifiedPolicy(model, normalisation)

@@ -31,7 +31,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import Tensor, nn
 
-from fleetkit.ml.window import STATE_COLUMNS
+from fleetkit.features.observation import STATE_COLUMNS
 
 
 class GatedLinearUnit(nn.Module):

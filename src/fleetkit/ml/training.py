@@ -29,7 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from fleetkit.core.errors import ConfigError
+from fleetkit.ml.devices import DeviceError, resolve_device
 from fleetkit.ml.env import FastTradingEnv, TradingEnv
 from fleetkit.ml.model_dir import (
     MODEL_FILE,
@@ -51,13 +51,8 @@ __all__ = ["DeviceError", "TrainedModel", "TrainingProgress", "load_model",
            "resolve_device", "train"]
 
 EnvFactory = Callable[[], FastTradingEnv | TradingEnv]
-DEVICES = ("cpu", "cuda", "auto")
 # Observations the TFT's saved variable weights are averaged over (from the last rollout).
 _WEIGHT_SAMPLE = 4096
-
-
-class DeviceError(ConfigError, ValueError):
-    """A device that is not there (`cuda` without one) or not a device name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +68,6 @@ class TrainingProgress:
 
 
 ProgressCallback = Callable[[TrainingProgress], None]
-
-
-def resolve_device(device: str) -> str:
-    """"cpu", or "cuda" where torch sees a GPU; "auto" picks. DeviceError in one line."""
-    if device not in DEVICES:
-        raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    has_cuda = torch.cuda.is_available()
-    if device == "cuda" and not has_cuda:
-        raise DeviceError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU here; "
-                          "use --device cpu (or auto), or on a machine with an NVIDIA GPU "
-                          "install torch without -c constraints/torch-cpu.txt")
-    if device == "auto":
-        return "cuda" if has_cuda else "cpu"
-    return device
 
 
 def train(env_factory: EnvFactory, policy: str, steps: int, seed: int, *,
