@@ -24,6 +24,11 @@ class SignalLevel(IntEnum):
     STRONG_BUY = 3
 
 
+# A learned policy's discrete actions: action i is ACTION_LEVELS[i], strong sell (0) .. hold
+# (3) .. strong buy (6). Training (ml.spec) and trading (strategy.learned) both read it.
+ACTION_LEVELS: tuple[SignalLevel, ...] = tuple(sorted(SignalLevel))
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
     """Exactly one of `level` or `target_quantity` is set; `note` says why, for the audit trail."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fleetkit.core.signals import SignalLevel
+from fleetkit.core.signals import ACTION_LEVELS, SignalLevel
 
-# Action i is ALL_LEVELS[i]: strong sell (0) .. hold (3) .. strong buy (6).
-ALL_LEVELS: tuple[SignalLevel, ...] = tuple(sorted(SignalLevel))
+ALL_LEVELS = ACTION_LEVELS  # action i is ALL_LEVELS[i] (core.signals)
 
 
 @dataclass(frozen=True, slots=True)

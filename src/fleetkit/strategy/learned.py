@@ -31,7 +31,7 @@ from fleetkit.core.errors import ConfigError, StrategyError
 from fleetkit.core.instruments import market
 from fleetkit.core.market_data import Bar
 from fleetkit.core.sessions import Session
-from fleetkit.core.signals import Signal, SignalLevel
+from fleetkit.core.signals import ACTION_LEVELS, Signal, SignalLevel
 from fleetkit.features.guard import require_finite
 from fleetkit.features.live import LiveFeatures
 from fleetkit.features.normalise import Normalisation
@@ -48,8 +48,7 @@ from fleetkit.strategy.base import StrategyContext
 
 # Where the torch-facing loader lives (see the module docstring).
 LOADER = "fleetkit.ml.policy_loader:load_policy"
-# Action i is LEVELS[i]: strong sell (0) .. hold (3) .. strong buy (6), as in ml.spec.
-LEVELS: tuple[SignalLevel, ...] = tuple(sorted(SignalLevel))
+LEVELS = ACTION_LEVELS  # action i is LEVELS[i], as in training (core.signals)
 COMBINE_RULES = ("mean", "agree")
 _LOG = logging.getLogger("fleetkit.strategy.rl_policy")
 # A 24/7 market's sessions are UTC days (as its training bars were cut); this many ahead.
