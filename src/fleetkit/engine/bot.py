@@ -110,8 +110,8 @@ class TradingBot:
         meanwhile is scratch and thrown away, and nothing is traded. `advance` moves the
         bot's bar cursor past them (bars skipped while catching up or halted)."""
         slot = self.slots[key]
-        scratch = _context(slot, self.position(key), warming_up=True)
-        scratch.average_price = self._average.get(key, ZERO)
+        scratch = _context(slot, self.position(key), warming_up=True,
+                           average_price=self._average.get(key, ZERO))
         for bar in bars:
             self._call(slot, bar, scratch)
         if advance and bars:
@@ -245,11 +245,12 @@ class TradingBot:
         return signal
 
 
-def _context(slot: InstrumentSlot, position: Decimal = ZERO, *,
-             warming_up: bool = False) -> StrategyContext:
+def _context(slot: InstrumentSlot, position: Decimal = ZERO, *, warming_up: bool = False,
+             average_price: Decimal = ZERO) -> StrategyContext:
     sizing = slot.trader.sizing
-    return StrategyContext(slot.instrument, position, {} if warming_up else None,
-                           warming_up=warming_up, position_size_usd=sizing.position_size_usd,
+    return StrategyContext(slot.instrument, position, warming_up=warming_up,
+                           average_price=average_price,
+                           position_size_usd=sizing.position_size_usd,
                            usd_per_unit=sizing.usd_per_unit)
 
 
