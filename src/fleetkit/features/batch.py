@@ -43,6 +43,7 @@ class FeatureMatrix:
     close_s: IntArray
     values: FloatArray
     ready_from: int
+    feature_set: FeatureSet | None = None  # the declaration behind the hash, saved with a model
 
     def __len__(self) -> int:
         return len(self.open_s)
@@ -90,7 +91,7 @@ def compute_features(feature_set: FeatureSet, bars: BarColumns,
     values[:, col:] = calendar_block(feature_set.calendar, base.open_s, own.end_s,
                                      table.opens_s[own.session], table.closes_s[own.session])
     return FeatureMatrix(feature_set.hash(), feature_set.columns, base.open_s, own.end_s,
-                         values, min(ready_from, len(base)))
+                         values, min(ready_from, len(base)), feature_set)
 
 
 def calendar_block(calendar: CalendarFeatures, open_s: IntArray, close_s: IntArray,

@@ -71,6 +71,11 @@ class ModelManifest:
     training_window: TrainingWindowInfo
     versions: dict[str, str]
     files: dict[str, str]  # file name -> sha256 of its bytes
+    # The feature set's declaration (FeatureSet.to_mapping(): what parse_feature_set reads),
+    # so a bot can rebuild the features the model was trained on from the model alone;
+    # None in a manifest written before it was saved. `timeframe`: the set's base.
+    feature_set: dict[str, Any] | None = None
+    timeframe: str | None = None
 
     def to_json(self) -> str:
         body = asdict(self)

@@ -208,7 +208,9 @@ def _save(model: BaseAlgorithm, spec: PolicySpec, window: TrainingWindow, out_di
             _iso(int(tape.ts_s[-1])), len(tape)),
         versions={name: version(name) for name in
                   ("fleetkit", "torch", "stable-baselines3", "sb3-contrib", "gymnasium")},
-        files={name: sha256_of(out_dir / name) for name in files})
+        files={name: sha256_of(out_dir / name) for name in files},
+        feature_set=None if window.feature_set is None else window.feature_set.to_mapping(),
+        timeframe=None if window.feature_set is None else window.feature_set.base)
     write_manifest(out_dir, manifest)
     return manifest
 

@@ -20,6 +20,7 @@ from fleetkit.features.observation import (
     normalised,
     observation_size,
 )
+from fleetkit.features.spec import FeatureSet
 
 __all__ = ["OBSERVATION_CLIP", "STATE_COLUMNS", "Float32Array", "FloatArray",
            "TrainingWindow"]
@@ -38,6 +39,7 @@ class TrainingWindow:
     normalisation: Normalisation
     window: int
     first_row: int
+    feature_set: FeatureSet | None = None
 
     @classmethod
     def of(cls, tape: BarTape, matrix: FeatureMatrix, window: int,
@@ -59,7 +61,8 @@ class TrainingWindow:
             raise ValueError("the normalisation was fitted on other feature columns")
         features = np.zeros(matrix.values.shape, dtype=np.float32)
         features[ready:] = normalised(scale, matrix.values[ready:])
-        return cls(tape, matrix.columns, features, scale, window, first_row)
+        return cls(tape, matrix.columns, features, scale, window, first_row,
+                   matrix.feature_set)
 
     @property
     def last_row(self) -> int:
