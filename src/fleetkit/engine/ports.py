@@ -105,6 +105,34 @@ class FillPage:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingEntry:
+    """A perpetual's funding settlement as it touched one account: `amount` is the cash it
+    moved (positive: received; longs pay shorts when the rate is positive), on the signed
+    `quantity` held at `at`, valued at `mark`. `payment_id` is the venue's, unique and
+    increasing within the account, and pages like a fill id."""
+
+    payment_id: str
+    instrument: str
+    at: datetime
+    rate: Decimal
+    quantity: Decimal
+    mark: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPage:
+    """Funding entries after a cursor, oldest first; pass `cursor` back for the next page."""
+
+    entries: tuple[FundingEntry, ...]
+    cursor: str | None
+    more: bool = False
+
+
+NO_FUNDING = FundingPage((), None)
+
+
+@dataclass(frozen=True, slots=True)
 class PositionReport:
     instrument: str
     quantity: Decimal
