@@ -411,3 +411,27 @@ def test_a_bot_enqueues_notifications_for_its_own_events_only_and_reads_none_bac
     assert refused(alpha, "UPDATE outbox SET text = 'x'")
     with as_bot["reader"].engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM outbox")).scalar_one() >= 1
+
+
+def test_a_bot_records_its_own_funding_and_can_neither_see_nor_forge_anothers(
+        fleet: Fleet, as_bot: dict[str, Database]) -> None:
+    from fleetkit.engine.ports import FundingEntry
+
+    b = fleet.ids["beta"]
+    perp = "CRYPTO:BTC/USDT:USDT"
+    payment = FundingEntry("1", perp, T0, Decimal("0.0001"), Decimal(1), Decimal(60000),
+                           Decimal(-6))
+    beta = SqlLedger(as_bot["beta"].engine, as_bot["beta"].fleet_tag())
+    assert beta.apply_funding(b, [payment], "1", T0) == 1
+    assert beta.funding_cursor(b) == "1"
+    assert rows(fleet.owner, "funding_payments", b) == 1
+    alpha = as_bot["alpha"]
+    assert rows(alpha, "funding_payments", b) == 0
+    assert refused(alpha, "INSERT INTO funding_payments (bot_id, payment_id, instrument, at, "
+                          "rate, quantity, mark, amount, created_at) VALUES (:b, '2', 'x', "
+                          "now(), 0, 1, 1, 1000, now())", b=b)
+    assert refused(alpha, "UPDATE funding_payments SET amount = 0 WHERE bot_id = :b", b=b)
+    # Its own payments are history: not even the bot itself rewrites or deletes them.
+    assert refused(as_bot["beta"], "UPDATE funding_payments SET amount = 0 WHERE bot_id = :b",
+                   b=b)
+    assert refused(as_bot["beta"], "DELETE FROM funding_payments WHERE bot_id = :b", b=b)

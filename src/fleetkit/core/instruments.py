@@ -95,6 +95,12 @@ class Instrument:
         return instrument_key(self.market, self.symbol)
 
     @property
+    def margined(self) -> bool:
+        """Traded on margin (futures, perpetuals): a fill moves cash by its realized P&L and
+        fee, never its notional, and a short needs no borrow."""
+        return self.asset_class is AssetClass.DERIVATIVE
+
+    @property
     def smallest_quantity(self) -> Decimal:
         return self.min_quantity if self.min_quantity is not None else self.lot_size
 

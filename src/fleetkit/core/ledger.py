@@ -9,7 +9,7 @@ Net P&L = realized + unrealized - fees.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -243,19 +243,25 @@ _PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 _CANCELLED, _REJECTED = OrderStatus.CANCELLED, OrderStatus.REJECTED
 
 
-def cash_flow(position: Position) -> Decimal:
+def cash_flow(position: Position, *, margined: bool = False) -> Decimal:
     """The cash the fills behind `position` moved (negative: spent), from the position alone:
     realized P&L less fees less what the open quantity cost. Exact for average-cost
-    accounting (a buy of 1 @ 100 with a fee of 0.1 moved -100.1)."""
+    accounting (a buy of 1 @ 100 with a fee of 0.1 moved -100.1). A `margined` position (a
+    future, a perpetual) never pays its notional: only its realized P&L (funding included)
+    and its fees move cash; the open quantity's P&L is margin's, not cash's, until closed."""
+    if margined:
+        return position.realized_pnl - position.fees
     return position.realized_pnl - position.fees - position.quantity * position.average_price
 
 
-def cash_flows(positions: Iterable[Position], currencies: Mapping[str, str]
-               ) -> dict[str, Decimal]:
-    """Cash moved per currency by every position whose instrument's currency is known."""
+def cash_flows(positions: Iterable[Position], currencies: Mapping[str, str],
+               margined: Collection[str] = ()) -> dict[str, Decimal]:
+    """Cash moved per currency by every position whose instrument's currency is known;
+    `margined`: the instruments traded on margin (see cash_flow)."""
     flows: dict[str, Decimal] = {currency: ZERO for currency in currencies.values()}
     for position in positions:
         currency = currencies.get(position.instrument)
         if currency is not None:
-            flows[currency] += cash_flow(position)
+            flows[currency] += cash_flow(position,
+                                         margined=position.instrument in margined)
     return flows

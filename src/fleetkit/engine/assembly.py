@@ -152,4 +152,5 @@ def order_sync(recipe: BotRecipe, ledger: Ledger, broker: Broker, clock: Clock, 
     return OrderSync(recipe.identity, ledger, broker, clock,
                      {k: i.lot_size for k, i in recipe.instruments.items()},
                      unknown_after_s=unknown_after_s, fill_checks=recipe.limits.fill_checks,
-                     currencies=recipe.cash_currencies or None, tolerances=recipe.tolerances)
+                     currencies=recipe.cash_currencies or None, tolerances=recipe.tolerances,
+                     margined=[k for k, i in recipe.instruments.items() if i.margined])

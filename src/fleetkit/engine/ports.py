@@ -159,6 +159,11 @@ class Broker(Protocol):
 
     def positions(self) -> list[PositionReport]: ...
 
+    def funding_since(self, cursor: str | None, limit: int = 500) -> FundingPage:
+        """Funding settlements of the account's perpetuals after `cursor`; a venue without
+        perpetuals answers an empty page with the cursor it was given."""
+        ...
+
     def cash(self) -> Mapping[str, Decimal] | None:
         """Cash per currency in this account, where the account is this bot's alone (the
         sandbox gives each bot one); None where the venue does not say or the account is
@@ -344,6 +349,14 @@ class Ledger(Protocol):
         ...
 
     def fills_cursor(self, bot_id: int) -> str | None: ...
+
+    def apply_funding(self, bot_id: int, entries: Sequence[FundingEntry], cursor: str | None,
+                      now: datetime) -> int:
+        """Record the funding entries not seen before (by payment id), each added to its
+        position's realized P&L, and store `cursor`, atomically; how many were new."""
+        ...
+
+    def funding_cursor(self, bot_id: int) -> str | None: ...
 
     def cash_baseline(self, bot_id: int) -> dict[str, Decimal]:
         """Per currency: the broker's cash less the cash the ledger's fills had moved when the

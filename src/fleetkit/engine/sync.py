@@ -14,7 +14,7 @@ made it adopts the broker's cash (`fleet reconcile BOT --adopt-broker`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -62,7 +62,8 @@ class OrderSync:
                  lot_sizes: Mapping[str, Decimal], *, unknown_after_s: float = 15.0,
                  fill_checks: FillChecks = DEFAULT_FILL_CHECKS,
                  currencies: Mapping[str, str] | None = None,
-                 tolerances: Tolerances | None = None) -> None:
+                 tolerances: Tolerances | None = None,
+                 margined: Collection[str] = ()) -> None:
         self._bot = bot
         self._ledger = ledger
         self._broker = broker
@@ -72,6 +73,9 @@ class OrderSync:
         self._fill_checks = fill_checks
         self._currencies = dict(currencies or {})
         self._tolerances = tolerances or Tolerances()
+        # Futures and perpetuals: cash moves by their P&L alone, and a perpetual's funding
+        # settlements are paged from the broker like fills (only where the bot has any).
+        self._margined = frozenset(margined)
 
     def resolve_pending(self, report: SyncReport) -> int:
         """Settle orders written ahead whose broker answer was never recorded; returns how
@@ -114,6 +118,27 @@ class OrderSync:
             cursor = page.cursor
             if not page.more or not page.fills:
                 return
+
+    def sync_funding(self) -> int:
+        """Apply the funding settlements the broker reported since the last; how many were
+        new. Nothing to ask where the bot trades nothing on margin."""
+        if not self._margined:
+            return 0
+        cursor = self._ledger.funding_cursor(self._bot.id)
+        applied = 0
+        while True:
+            page = self._broker.funding_since(cursor)
+            applied += self._ledger.apply_funding(self._bot.id, page.entries, page.cursor,
+                                                  self._clock.now())
+            cursor = page.cursor
+            if not page.more or not page.entries:
+                return applied
+
+    def _funding_pending(self) -> bool:
+        if not self._margined:
+            return False
+        cursor = self._ledger.funding_cursor(self._bot.id)
+        return bool(self._broker.funding_since(cursor, limit=1).entries)
 
     def refresh_open_orders(self) -> dict[str, OrderReport]:
         """Update ledger orders the broker has moved on (filled, cancelled elsewhere)."""
@@ -178,9 +203,11 @@ class OrderSync:
         cursor = self._ledger.fills_cursor(self._bot.id)
         flows = self._flows(None)
         reported = self._reported_cash()
-        if reported is None or self._broker.fills_since(cursor, limit=1).fills:
-            # A fill landed since the ledger was read (or while the cash was): the two
-            # figures are of different moments; take the baseline at a quieter one.
+        if (reported is None or self._broker.fills_since(cursor, limit=1).fills
+                or self._funding_pending()):
+            # A fill or a funding settlement landed since the ledger was read (or while the
+            # cash was): the two figures are of different moments; take the baseline at a
+            # quieter one.
             return {}
         new = {c: reported[c] - flows[c] for c in sorted(flows)
                if c in reported and c not in have}
@@ -197,7 +224,7 @@ class OrderSync:
     def _flows(self, positions: Iterable[Position] | None) -> dict[str, Decimal]:
         if positions is None:
             positions = self._ledger.positions(self._bot.id).values()
-        return cash_flows(positions, self._currencies)
+        return cash_flows(positions, self._currencies, self._margined)
 
     def run(self, *, halt_on_difference: bool = True) -> SyncReport:
         """Reconcile. Call once no PENDING order is left (the runner waits for that): an
@@ -207,11 +234,14 @@ class OrderSync:
         self.sync_fills(report)
         self.refresh_open_orders()
         self.sync_fills(report)
+        self.sync_funding()
         differences = self.differences()
         if differences:
-            # A fill can land between reading the two sides; one re-sync settles that.
+            # A fill (or a funding settlement) can land between reading the two sides; one
+            # re-sync settles that.
             self.sync_fills(report)
             self.refresh_open_orders()
+            self.sync_funding()
             differences = self.differences()
         report.differences = differences
         if differences and halt_on_difference:

@@ -32,6 +32,7 @@ from fleetkit.engine.ports import (
     BotState,
     Event,
     FillResult,
+    FundingEntry,
     OrderReport,
     PnlSnapshot,
     RiskInputs,
@@ -44,6 +45,7 @@ from fleetkit.sqlutil.upsert import upsert
 from fleetkit.store import statements as sql
 from fleetkit.store.broker_fills import DUPLICATE, apply_one_fill
 from fleetkit.store.controls import halt_unless_halted, read_controls, write_control
+from fleetkit.store.funding import apply_funding_entries, funding_cursor
 from fleetkit.store.order_ids import COLLISION_KIND, ClientOrderIdCollisionError, write_ahead
 from fleetkit.store.rows import (
     control_from_values,
@@ -209,6 +211,15 @@ class SqlLedger:
                 select(bot_state.c.fills_cursor).where(bot_state.c.bot_id == bot_id)
             ).scalar_one_or_none()
             return cursor
+
+    def apply_funding(self, bot_id: int, entries: Sequence[FundingEntry], cursor: str | None,
+                      now: datetime) -> int:
+        with write_transaction(self._engine) as conn:
+            return apply_funding_entries(conn, bot_id, entries, cursor, now)
+
+    def funding_cursor(self, bot_id: int) -> str | None:
+        with read_transaction(self._engine) as conn:
+            return funding_cursor(conn, bot_id)
 
     def cash_baseline(self, bot_id: int) -> dict[str, Decimal]:
         with read_transaction(self._engine) as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -36,6 +36,7 @@ from fleetkit.engine.ports import (
     BotState,
     Event,
     FillResult,
+    FundingEntry,
     OrderReport,
     PnlSnapshot,
     RiskInputs,
@@ -74,6 +75,8 @@ class _BotBook:
     fill_ids: dict[str, Fill] = field(default_factory=dict)  # broker fill id -> as applied
     fills: list[Fill] = field(default_factory=list)
     cursor: str | None = None
+    funding_ids: dict[str, FundingEntry] = field(default_factory=dict)
+    funding_cursor: str | None = None
     cash_baseline: dict[str, Decimal] = field(default_factory=dict)
     state: BotState = field(default_factory=BotState)
     pnl: _DayPnl | None = None
@@ -297,6 +300,29 @@ class MemoryLedger:
 
     def fills_cursor(self, bot_id: int) -> str | None:
         return self._book(bot_id).cursor
+
+    def apply_funding(self, bot_id: int, entries: Sequence[FundingEntry], cursor: str | None,
+                      now: datetime) -> int:
+        book = self._book(bot_id)
+        applied = 0
+        for entry in entries:
+            if entry.payment_id in book.funding_ids:
+                continue
+            book.funding_ids[entry.payment_id] = entry
+            current = book.positions.get(entry.instrument) or Position(entry.instrument)
+            # Realized P&L, as the SQL ledger books it (store.funding).
+            book.positions[entry.instrument] = replace(
+                current, realized_pnl=current.realized_pnl + entry.amount)
+            book.totals = None
+            applied += 1
+            self._event(bot_id, Event("funding.settled", f"funding {entry.amount} on "
+                                      f"{entry.quantity} {entry.instrument}"), now)
+        if cursor is not None:
+            book.funding_cursor = cursor
+        return applied
+
+    def funding_cursor(self, bot_id: int) -> str | None:
+        return self._book(bot_id).funding_cursor
 
     def cash_baseline(self, bot_id: int) -> dict[str, Decimal]:
         return dict(self._book(bot_id).cash_baseline)

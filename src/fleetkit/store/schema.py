@@ -205,6 +205,23 @@ bot_state = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     # {currency: broker cash less the ledger's cash flow} at the first clean reconciliation
     Column("cash_baseline", JSON),
+    Column("funding_cursor", String(64)),
+)
+
+# A perpetual's funding settlements as they touched the bot's account (engine.ports
+# FundingEntry), each applied once into its position's realized P&L.
+funding_payments = Table(
+    "funding_payments", metadata,
+    Column("bot_id", Id, ForeignKey("bots.id"), primary_key=True),
+    Column("payment_id", String(64), primary_key=True),
+    Column("instrument", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("rate", ExactDecimal(), nullable=False),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("mark", ExactDecimal(), nullable=False),
+    Column("amount", ExactDecimal(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "bot_id", "at"),
 )
 
 events = Table(

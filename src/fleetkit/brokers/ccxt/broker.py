@@ -34,7 +34,14 @@ from fleetkit.core.instruments import ALWAYS_OPEN, AssetClass, Instrument
 from fleetkit.core.market_data import Bar, MarketClock, Quote
 from fleetkit.core.numbers import ZERO, plain, to_decimal
 from fleetkit.core.orders import Fill, OrderStatus, OrderType, Side
-from fleetkit.engine.ports import Clock, FillPage, OrderReport, OrderRequest, PositionReport
+from fleetkit.engine.ports import (
+    Clock,
+    FillPage,
+    FundingPage,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+)
 
 from .venue import CcxtVenue, OrderNotFoundAtVenue
 
@@ -167,6 +174,10 @@ class CcxtBroker:
         fills.sort(key=lambda f: f.ts)
         return FillPage(tuple(fills), json.dumps(marks, sort_keys=True) if marks else cursor,
                         more)
+
+    def funding_since(self, cursor: str | None, limit: int = 500) -> FundingPage:
+        """Spot accounts: no perpetuals, so no funding (the empty page keeps the cursor)."""
+        return FundingPage((), cursor)
 
     def cash(self) -> None:
         """Not compared: an exchange account's quote balance moves with deposits,
