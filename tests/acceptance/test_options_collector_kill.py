@@ -51,10 +51,27 @@ def sessions(market: str, start: datetime, end: datetime) -> list[Session]:
                                    end.date() + timedelta(days=1)))
 
 
+class SettledSessions:
+    """The calendars for placing the demo, less a session that is open now but began less
+    than the look-back ago or ends within minutes: the demo then moves NSE into an earlier
+    session, far enough along for the look-back and with live minutes still to come. (At
+    the real open, the demo keeps the wall clock, leaving the test a minute or two of
+    session; near the close, no live minute would come after the fill.)"""
+
+    def sessions(self, calendar: str, start: Any, end: Any) -> list[Session]:
+        now = datetime.now(UTC)
+        return [s for s in CALENDARS.sessions(calendar, start, end)
+                if not (s.open <= now < s.close and (now < s.open + LOOK_BACK + MARGIN
+                                                     or now > s.close - MARGIN))]
+
+
+MARGIN = timedelta(minutes=5)
+
+
 @pytest.fixture
 def sandbox() -> Iterator[SandboxService]:
     venue = SandboxVenue(InventedPrices(7, load_catalog(), CALENDARS), MemoryBook(), WallClock(),
-                         VenueConfig(seed=7, time_mode="demo"), sessions=CALENDARS)
+                         VenueConfig(seed=7, time_mode="demo"), sessions=SettledSessions())
     with SandboxService(venue, match_interval_s=3600) as service:
         yield service
 
