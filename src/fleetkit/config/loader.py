@@ -61,18 +61,22 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     """--config, else FLEET_CONFIG, else ./fleet.yaml, else the built-in demo fleet."""
     file = _config_file(path)
     if file is None:
-        demo = parse_config(demo_config_text(), DEMO_CONFIG)
+        demo = parse_config(demo_config_text(), DEMO_CONFIG, home=fleet_home())
         check_commands(demo, DEMO_CONFIG)
         return LoadedConfig(demo, DEMO_CONFIG, fleet_home())
     text = _read_config(file)
-    config = parse_config(text, str(file), plugin_dir=file.absolute().parent)
+    config = parse_config(text, str(file), plugin_dir=file.absolute().parent,
+                          home=fleet_home())
     # Here, not in `fleet jobs`: every command — `fleet up` too — refuses the same lines.
     # After parse_config, whose plugins may have registered job kinds.
     check_commands(config, str(file))
     return LoadedConfig(config, str(file.absolute()), fleet_home())
 
 
-def parse_config(text: str, source: str, *, plugin_dir: Path | None = None) -> FleetConfig:
+def parse_config(text: str, source: str, *, plugin_dir: Path | None = None,
+                 home: Path | None = None) -> FleetConfig:
+    """`home`: the fleet home that relative paths under it (a learning bot's models_dir)
+    are resolved in; default fleet_home()."""
     raw = parse_yaml(text, source)
     if raw is None:
         raw = {}
@@ -81,7 +85,7 @@ def parse_config(text: str, source: str, *, plugin_dir: Path | None = None) -> F
                           "(fleet, database, sandbox, risk, bots ...)")
     import_plugins(raw.get("plugins"), source, plugin_dir)
     try:
-        return FleetConfig.model_validate(raw)
+        return FleetConfig.model_validate(raw, context={"home": home or fleet_home()})
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe(exc, raw)}") from None
 

@@ -18,6 +18,7 @@ from pydantic import (
     AfterValidator,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -25,6 +26,7 @@ from pydantic import (
 from fleetkit.config.dashboard import DashboardSettings
 from fleetkit.config.exits import ExitSettings
 from fleetkit.config.market_data import MarketDataSettings
+from fleetkit.config.ml import MLSettings, check_bot_timeframes, prepare_bot
 from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.config.plugins import PluginRequirement
 from fleetkit.config.reconcile import ReconcileSettings
@@ -355,6 +357,14 @@ class BotSettings(Strict):
     risk: RiskOverrides = Field(default_factory=RiskOverrides)
     exits: ExitSettings | None = Field(default=None, description="this bot's protective "
                                        "exits, instead of defaults.exits")
+    ml: MLSettings | None = Field(default=None, description="a learning bot's training "
+                                  "(`fleet ml train`, docs/ml.md)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ml_paths(cls, data: Any, info: ValidationInfo) -> Any:
+        # Before the params are checked: an rl_policy bot's model may come from ml.
+        return prepare_bot(data, (info.context or {}).get("home"))
 
     @field_validator("name")
     @classmethod
@@ -699,6 +709,12 @@ class FleetConfig(Strict):
     def _unique_service_names(cls, services: list[ServiceSettings]) -> list[ServiceSettings]:
         require_unique("service", [service.name for service in services])
         return services
+
+    @model_validator(mode="after")
+    def _ml_timeframes(self) -> FleetConfig:
+        for bot in self.bots:  # here: a bot's default timeframe is in `defaults`
+            check_bot_timeframes(bot, self.defaults.bar_interval)
+        return self
 
     @model_validator(mode="after")
     def _exchange_bots(self) -> FleetConfig:

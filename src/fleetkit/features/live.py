@@ -7,6 +7,10 @@ volume is summed in another order, so there to rounding), recursions over the wh
 window, which their warm-up makes equal to the batch's within CONVERGENCE.
 Higher-timeframe bars are built from the base bars as they arrive and count as complete
 on the same rule as the batch: once their bucket's end has passed by a base bar's close.
+
+`LiveBars` builds one timeframe's bars from finer ones on the same rule, for a model whose
+base is slower than the bars it is fed; a `SessionBook` holds the sessions, and grows as
+days pass, for both.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +31,45 @@ from fleetkit.features.indicators import timeframe_block
 from fleetkit.features.spec import FeatureSet, TimeframeFeatures
 
 _FIELDS = 5  # open, high, low, close, volume
+
+
+class SessionBook:
+    """Sessions as Unix-second opens and closes, oldest first; `add` appends later ones (a
+    live bot asks its calendar for more days as they come)."""
+
+    def __init__(self, sessions: Iterable[Session] = ()) -> None:
+        self.opens: list[int] = []
+        self.closes: list[int] = []
+        self.add(sessions)
+
+    def add(self, sessions: Iterable[Session]) -> None:
+        """Sessions opening after the last one known (earlier ones are known already)."""
+        for session in sorted(sessions, key=lambda s: s.open):
+            open_s = int(session.open.timestamp())
+            if self.opens and open_s <= self.opens[-1]:
+                continue
+            self.opens.append(open_s)
+            self.closes.append(int(session.close.timestamp()))
+
+    def find(self, open_s: int) -> int:
+        """The index of the session holding a bar that opens at `open_s`."""
+        i = bisect_right(self.opens, open_s) - 1
+        if i < 0 or open_s >= self.closes[i]:
+            raise ValueError(f"the bar at {iso(open_s)} lies outside every session given; "
+                             "pass the sessions that hold the bars")
+        return i
+
+
+def bucket(open_s: int, timeframe: str, session_open: int,
+           session_close: int) -> tuple[int, int]:
+    """[start, end) of the `timeframe` bar holding a bar that opens at `open_s`: whole
+    timeframe lengths from the session's open, cut at its close; a day is the session."""
+    minutes = TIMEFRAMES[timeframe]
+    if minutes is None:
+        return session_open, session_close
+    step = minutes * 60
+    start = session_open + (open_s - session_open) // step * step
+    return start, min(start + step, session_close)
 
 
 @dataclass(slots=True)
@@ -78,17 +122,22 @@ class LiveFeatures:
     to `compute_features`' row for it once `ready` (after about
     `feature_set.warmup_bars(...)` bars of history: feed them first)."""
 
-    def __init__(self, feature_set: FeatureSet, sessions: Iterable[Session]) -> None:
+    def __init__(self, feature_set: FeatureSet,
+                 sessions: Iterable[Session] | SessionBook) -> None:
+        """`sessions`: those holding the bars, or a book shared with others and extended
+        as days pass (`add_sessions` or the book's own `add`)."""
         self.feature_set = feature_set
-        ordered = sorted(sessions, key=lambda s: s.open)
-        self._opens = [int(s.open.timestamp()) for s in ordered]
-        self._closes = [int(s.close.timestamp()) for s in ordered]
+        self._book = sessions if isinstance(sessions, SessionBook) else SessionBook(sessions)
         self._frames = [_Frame(f) for f in feature_set.timeframes]
         self._last_open_s: int | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
         return self.feature_set.columns
+
+    def add_sessions(self, sessions: Iterable[Session]) -> None:
+        """Sessions after the last one known: a live bot's calendar, a few weeks at a time."""
+        self._book.add(sessions)
 
     @property
     def ready(self) -> bool:
@@ -117,9 +166,9 @@ class LiveFeatures:
         if self._last_open_s is not None and open_s <= self._last_open_s:
             raise ValueError(f"bar at {iso(open_s)} is not after the last one fed, at "
                              f"{iso(self._last_open_s)}")
-        session = self._session(open_s)
-        session_open, session_close = self._opens[session], self._closes[session]
-        start, close_s = self._bucket(open_s, self.feature_set.base, session_open,
+        session = self._book.find(open_s)
+        session_open, session_close = self._book.opens[session], self._book.closes[session]
+        start, close_s = bucket(open_s, self.feature_set.base, session_open,
                                       session_close)
         if start != open_s:
             raise ValueError(f"the bar at {iso(open_s)} does not open on a "
@@ -138,7 +187,7 @@ class LiveFeatures:
     def _add_to_higher(self, frame: _Frame, open_s: int,
                        prices: tuple[float, float, float, float, float], close_s: int,
                        session_open: int, session_close: int) -> None:
-        start, end = self._bucket(open_s, frame.features.timeframe, session_open,
+        start, end = bucket(open_s, frame.features.timeframe, session_open,
                                   session_close)
         building = frame.building
         if building is not None and building.start_s != start:
@@ -157,23 +206,61 @@ class LiveFeatures:
             _complete(frame, building)
             frame.building = None
 
-    def _session(self, open_s: int) -> int:
-        i = bisect_right(self._opens, open_s) - 1
-        if i < 0 or open_s >= self._closes[i]:
-            raise ValueError(f"the bar at {iso(open_s)} lies outside every session given; "
-                             "pass the sessions that hold the bars")
-        return i
-
-    @staticmethod
-    def _bucket(open_s: int, timeframe: str, session_open: int,
-                session_close: int) -> tuple[int, int]:
-        minutes = TIMEFRAMES[timeframe]
-        if minutes is None:
-            return session_open, session_close
-        step = minutes * 60
-        start = session_open + (open_s - session_open) // step * step
-        return start, min(start + step, session_close)
-
 
 def _complete(frame: _Frame, bar: _Building) -> None:
     frame.complete(bar.start_s, (bar.open, bar.high, bar.low, bar.close, bar.volume))
+
+
+class AggregatedBar(NamedTuple):
+    """A completed bar of a slower timeframe: its start (Unix seconds) and OHLCV."""
+
+    open_s: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class LiveBars:
+    """Bars of `timeframe` built from bars of the finer `source` as each closes, on the
+    sessions' boundaries and the batch's completion rule (a bar is complete once its
+    bucket's end has passed by a source bar's close, or a later bucket has begun), so a
+    model on a slower base sees the bars its training aggregated. The first bucket is
+    dropped unless the first bar fed opens it: history may start in its middle."""
+
+    def __init__(self, source: str, timeframe: str, sessions: SessionBook) -> None:
+        self.source = source
+        self.timeframe = timeframe
+        self._book = sessions
+        self._building: _Building | None = None
+        self._skip: int | None = None  # the start of a bucket seen only in part
+
+    def update_at(self, open_s: int, open_: float, high: float, low: float, close: float,
+                  volume: float) -> list[AggregatedBar]:
+        """The bars of `timeframe` completed by this source bar, oldest first (none; one;
+        two when a bucket's last bars never came and this bar completes its own)."""
+        i = self._book.find(open_s)
+        session_open, session_close = self._book.opens[i], self._book.closes[i]
+        close_s = bucket(open_s, self.source, session_open, session_close)[1]
+        start, end = bucket(open_s, self.timeframe, session_open, session_close)
+        done: list[_Building] = []
+        building = self._building
+        if building is None and self._skip is None:
+            self._skip = -1 if start == open_s else start
+        if building is not None and building.start_s != start:
+            done.append(building)
+            building = None
+        if building is None:
+            building = _Building(start, end, open_, high, low, close, volume)
+        else:
+            building.high = max(building.high, high)
+            building.low = min(building.low, low)
+            building.close = close
+            building.volume += volume
+        self._building = building
+        if end <= close_s:
+            done.append(building)
+            self._building = None
+        return [AggregatedBar(b.start_s, b.open, b.high, b.low, b.close, b.volume)
+                for b in done if b.start_s != self._skip]

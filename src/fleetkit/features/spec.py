@@ -389,6 +389,19 @@ class FeatureSet:
         return needed
 
 
+def from_base(feature_set: FeatureSet, timeframe: str) -> FeatureSet:
+    """The set restricted to `timeframe` and the timeframes above it, with `timeframe` as
+    the base (the calendar features kept): what a model trained on `timeframe` bars reads,
+    e.g. 1h and 1d of a 15m/1h/1d set for the 1h model."""
+    minutes = timeframe_minutes(timeframe)
+    kept = tuple(t for t in feature_set.timeframes if timeframe_minutes(t.timeframe) >= minutes)
+    if not kept or kept[0].timeframe != timeframe:
+        declared = ", ".join(t.timeframe for t in feature_set.timeframes)
+        raise FeatureSetError(f"timeframes: {timeframe} is not declared (declared: "
+                              f"{declared}); a model's timeframe must have features")
+    return FeatureSet(kept, feature_set.calendar)
+
+
 def default_indicators() -> tuple[Indicator, ...]:
     """Every indicator once, with the textbook parameters (and 1- and 4-bar returns)."""
     return (Returns(1), Returns(4), RSI(14), EMADistance(20), Bollinger(20, 2.0), ATR(14),

@@ -1,6 +1,7 @@
 """The `rl_policy` strategy's model loader: a model directory verified (every sha256 before
-anything is unpickled), checked against the bot's feature set and the observation shape
-its window makes, and its normalisation read back for that feature set."""
+anything is unpickled), its feature set read from the manifest (or the bot's, which must be
+the same), checked against the observation shape its window makes, and its normalisation
+read back for that feature set."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ from typing import Any
 
 import numpy as np
 
+from fleetkit.features.errors import FeatureSetError
 from fleetkit.features.normalise import Normalisation, load_normalisation
 from fleetkit.features.observation import Float32Array, observation_size
+from fleetkit.features.parse import parse_feature_set
 from fleetkit.features.spec import FeatureSet
 from fleetkit.ml.devices import resolve_device
 from fleetkit.ml.model_dir import (
+    MANIFEST,
     NORMALISATION_FILE,
+    ModelManifest,
+    ModelRefusedError,
     TrainedModel,
     check_fit,
     load_verified,
@@ -26,11 +32,14 @@ class VerifiedPolicy:
     """A loaded model that acts on one observation at a time, deterministically; the LSTM's
     state is carried from one call to the next."""
 
-    def __init__(self, model: TrainedModel, normalisation: Normalisation) -> None:
+    def __init__(self, model: TrainedModel, normalisation: Normalisation,
+                 feature_set: FeatureSet) -> None:
         self.model = model
+        self.directory = model.directory
         self.window = model.manifest.window
         self.actions = model.manifest.actions
         self.normalisation = normalisation
+        self.feature_set = feature_set
         self._state: Any = None
         self._start = np.ones(1, dtype=bool)
 
@@ -41,15 +50,47 @@ class VerifiedPolicy:
         return int(actions[0])
 
 
-def load_policy(directory: Path, feature_set: FeatureSet, *, device: str = "cpu"
-                ) -> VerifiedPolicy:
+def manifest_feature_set(directory: Path, manifest: ModelManifest) -> FeatureSet | None:
+    """The feature set the manifest declares (None in a manifest written before models
+    saved it); ModelRefusedError if it is unreadable or not the set its hash names."""
+    if manifest.feature_set is None:
+        return None
+    try:
+        declared = parse_feature_set(manifest.feature_set)
+    except FeatureSetError as exc:
+        raise ModelRefusedError(f"{directory / MANIFEST} declares a feature set that does "
+                                f"not read ({exc}); train the model again") from None
+    if declared.hash() != manifest.feature_set_hash:
+        raise ModelRefusedError(f"{directory / MANIFEST} declares a feature set whose hash "
+                                f"({declared.hash()[:12]}) is not its feature_set_hash "
+                                f"({manifest.feature_set_hash[:12]}); train the model again")
+    return declared
+
+
+def load_policy(directory: Path, feature_set: FeatureSet | None = None, *,
+                device: str = "cpu") -> VerifiedPolicy:
     """ModelRefusedError / NormalisationMismatchError (ConfigErrors, one line) when the
-    directory changed, is incomplete, or is for another feature set or shape."""
-    manifest = verify_model_dir(directory, feature_set_hash=feature_set.hash())
+    directory changed, is incomplete, or is for another feature set or shape. `feature_set`:
+    the bot's, which must be the model's; None takes the manifest's."""
+    manifest = verify_model_dir(directory)  # every sha256, before the manifest is trusted
+    declared = manifest_feature_set(directory, manifest)
+    if feature_set is None:
+        if declared is None:
+            raise ModelRefusedError(
+                f"{directory / MANIFEST} does not declare its feature set (trained before "
+                "models saved it); give the strategy the set it was trained on as "
+                "params.features, or train it again")
+        feature_set = declared
+    elif feature_set.hash() != manifest.feature_set_hash:
+        raise ModelRefusedError(
+            f"params.features is not the feature set {directory} was trained on "
+            f"({feature_set.hash()[:12]}, not {manifest.feature_set_hash[:12]}); drop "
+            "params.features (the manifest declares the set) or train the model again on "
+            "these features")
     # The shape follows from the model's own window: checked once that is known, without
     # hashing every file a second time.
     check_fit(directory, manifest, observation_shape=(
         observation_size(manifest.window, len(feature_set.columns)),))
     model = load_verified(directory, manifest, device=resolve_device(device))
     normalisation = load_normalisation(directory / NORMALISATION_FILE, feature_set)
-    return VerifiedPolicy(model, normalisation)
+    return VerifiedPolicy(model, normalisation, feature_set)

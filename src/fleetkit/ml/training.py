@@ -74,7 +74,8 @@ def train(env_factory: EnvFactory, policy: str, steps: int, seed: int, *,
           out_dir: Path, device: str = "cpu", n_envs: int = 4,
           progress_callback: ProgressCallback | None = None,
           sb3_defaults: bool = False, threads: int | None = None,
-          hyperparameters: Mapping[str, Any] | None = None) -> TrainedModel:
+          hyperparameters: Mapping[str, Any] | None = None,
+          tensorboard_log: Path | None = None) -> TrainedModel:
     """Trains `policy` ("mlp" | "lstm" | "tft") for `steps` environment steps over
     `n_envs` environments from `env_factory`, seeded by `seed`, and saves it in `out_dir`
     (model, normalisation, manifest; the TFT's variable weights): load it again with
@@ -82,7 +83,8 @@ def train(env_factory: EnvFactory, policy: str, steps: int, seed: int, *,
     hyperparameters. `threads`: torch's threads for the run, default 1: these networks'
     operations are too small to split (on the 2-core VM two threads made the MLP run 1.8x
     slower and the TFT's no faster; bench/rl_train.py --threads); at most the cores this
-    process may use."""
+    process may use. `tensorboard_log`: a folder for stable-baselines3's TensorBoard logs
+    (needs the tensorboard package)."""
     if steps < 1 or n_envs < 1:
         raise ValueError(f"steps and n_envs must be at least 1, got {steps} and {n_envs}")
     if policy not in POLICIES:  # before building any environment
@@ -100,6 +102,8 @@ def train(env_factory: EnvFactory, policy: str, steps: int, seed: int, *,
     with _reproducible_torch(resolved, threads or 1):
         model = spec.algorithm(spec.policy, vec, seed=seed, device=resolved,
                                policy_kwargs=spec.policy_kwargs,
+                               tensorboard_log=None if tensorboard_log is None
+                               else str(tensorboard_log),
                                **_fitted(spec, steps, n_envs))
         model.learn(total_timesteps=steps, callback=callback)
     vec.close()

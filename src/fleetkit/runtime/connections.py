@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 from fleetkit.brokers.ccxt.broker import CcxtBroker, venue_instrument
@@ -47,6 +48,19 @@ def connection_factory(loaded: LoadedConfig, clock: Clock | None = None
         return paper_connection(loaded, settings, venue_settings, wall)
 
     return connect
+
+
+def prices_invented(settings: BotSettings) -> bool:
+    """Whether the bot trades at the sandbox, whose history the sandbox can invent for any
+    past window (what a learning bot trains on when the bar store holds too little)."""
+    return settings.mode == "sandbox"
+
+
+def trading_costs(config: FleetConfig, settings: BotSettings) -> tuple[Decimal, Decimal]:
+    """The fee and slippage (bps) the bot's venue charges: the sandbox's, or paper
+    trading's simulated ones (a live exchange's fills are priced like paper's)."""
+    costs = config.sandbox if settings.mode == "sandbox" else config.paper
+    return costs.fee_bps, costs.slippage_bps
 
 
 def check_live_allowed(config: FleetConfig, settings: BotSettings,

@@ -98,6 +98,7 @@ class BotRunner:
             raise UnknownBotError(f"no bot named {bot_name!r} in {loaded.source} "
                                   f"(bots: {names}, ...); check the name") from None
         self.config = loaded.config
+        self._loaded = loaded
         self.runtime = loaded.config.runtime
         self._db_url = db_url
         self._broker_factory = broker_factory
@@ -187,6 +188,7 @@ class BotRunner:
                                              self.connection.market_data, self.clock,
                                              instruments)
         self.bot: TradingBot = self.parts.bot
+        self._hand_sessions()
         self.sync = self.parts.sync
         self.outage = Outage(self.log, self._sleep, self.clock,
                              lambda event: self.ledger.record_event(self.bot_id, event,
@@ -198,6 +200,19 @@ class BotRunner:
         self._always_open = market(settings.market).always_open
         self.log.info("bot started", action="bot.start", market=settings.market,
                       strategy=settings.strategy, symbols=",".join(settings.symbols))
+
+    def _hand_sessions(self) -> None:
+        """A strategy that reads its market's sessions (a learned policy's features) gets
+        the calendars with this config's overrides; only such a bot imports them."""
+        takers = [use for slot in self.bot.slots.values()
+                  if (use := getattr(slot.strategy, "use_sessions", None)) is not None]
+        if not takers:
+            return
+        from fleetkit.runtime.calendar_watch import market_calendars  # late: see above
+
+        calendars = market_calendars(self._loaded)
+        for use in takers:
+            use(calendars)
 
     def _take_lease(self, now: datetime) -> None:
         ttl = max(60.0, 3 * self.runtime.heartbeat_interval_s)

@@ -60,6 +60,14 @@ def coin_market(seed: int = 3, bars: int = 400) -> tuple[BotRecipe, BarTape, Fea
                    sessions, bars, "1h")
 
 
+def coin_market_of(columns: Any, sessions: Any, timeframe: str
+                   ) -> tuple[BotRecipe, BarTape, FeatureMatrix]:
+    """A coin window on the given bars (of `timeframe`: `1h` or slower)."""
+    interval_s = {"1h": 3600, "4h": 14_400, "1d": 86_400}[timeframe]
+    return _market(recipe(COIN, interval_s, Decimal(1), allow_short=True), COIN, interval_s,
+                   columns, sessions, len(columns), timeframe)
+
+
 def share_market(seed: int = 5, bars: int = 400) -> tuple[BotRecipe, BarTape, FeatureMatrix]:
     sessions = nse_sessions(date(2024, 1, 1), 40)
     columns = random_bars(sessions, "15m", seed=seed)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fleetkit.ml.env import FastTradingEnv, TradingEnv
+from fleetkit.features.normalise import Normalisation
+from fleetkit.ml.env import FastTradingEnv
+from fleetkit.ml.evaluation import evaluate_policy
 from fleetkit.ml.spec import EnvConfig, RewardWeights
 from fleetkit.ml.training import TrainedModel, train
 from tests.unit.ml.envs import VENUE, coin_market
@@ -46,7 +48,7 @@ def shuffled(market: Market, seed: int) -> Market:
     return recipe, tape, replace(matrix, values=values)
 
 
-def trained_on(market: Market, out: Path) -> tuple[TrainedModel, object]:
+def trained_on(market: Market, out: Path) -> tuple[TrainedModel, Normalisation]:
     recipe, tape, matrix = market
     model = train(lambda: FastTradingEnv(recipe, tape, matrix, config=CONFIG, venue=VENUE),
                   "mlp", STEPS, seed=0, out_dir=out, n_envs=4,
@@ -56,21 +58,15 @@ def trained_on(market: Market, out: Path) -> tuple[TrainedModel, object]:
     return model, normalisation
 
 
-def out_of_sample_pnl(model: TrainedModel, normalisation: object,
+def out_of_sample_pnl(model: TrainedModel, normalisation: Normalisation,
                       market: Market) -> tuple[float, float]:
     """Mean step P&L net of fees and slippage (a fraction of the position size) over a
-    whole other window on the engine path, greedy actions; and its standard error."""
+    whole other window on the engine path, greedy actions (ml.evaluation); and its
+    standard error."""
     recipe, tape, matrix = market
-    env = TradingEnv(recipe, tape, matrix, config=replace(CONFIG, episode_bars=None),
-                     venue=VENUE, normalisation=normalisation)  # type: ignore[arg-type]
-    observation, _ = env.reset(options={"start_row": env.window.first_row})
-    pnl: list[float] = []
-    done = False
-    while not done:
-        action, _ = model.predict(observation)
-        observation, _, terminated, truncated, info = env.step(int(action))
-        pnl.append(info["reward_pnl"])
-        done = terminated or truncated
+    run = evaluate_policy(model, tape, matrix, recipe, config=CONFIG,
+                          normalisation=normalisation, venue=VENUE)
+    pnl = run.returns
     return float(np.mean(pnl)), float(np.std(pnl) / np.sqrt(len(pnl)))
 
 

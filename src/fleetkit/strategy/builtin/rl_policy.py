@@ -1,4 +1,4 @@
-"""`rl_policy`: trade the levels a learned policy picks (see strategy.learned).
+"""`rl_policy`: trade the levels learned policies pick (see strategy.learned).
 
 This module is what the registry imports for every bot, so it holds only the parameters:
 numpy, the feature code and torch are imported when an rl_policy strategy is built.
@@ -15,12 +15,18 @@ from fleetkit.strategy.base import Strategy, StrategyParams, StrategySpec
 
 class RlPolicyParams(StrategyParams):
     model: str | list[str] = Field(
-        description="model directory written by training (several: one per timeframe)")
-    features: dict[str, Any] = Field(
-        description="the feature set the model was trained on (the `ml.features` mapping)")
-    combine: Literal["mean", "agree"] = Field(
-        default="mean", description="several models: mean level rounded toward hold, or "
-                                    "trade only when all agree")
+        description="a model directory written by training; a list of them; or a directory "
+                    "of one model per timeframe (15m/, 1h/, 1d/ ...: what `fleet ml train` "
+                    "writes)")
+    features: dict[str, Any] | None = Field(
+        default=None,
+        description="the feature set the models were trained on (the `ml.features` "
+                    "mapping): only for models whose manifest does not declare it; if "
+                    "given it must be the manifest's")
+    combine: Literal["mean", "agree", "finest_confirmed"] = Field(
+        default="mean", description="several models: mean level rounded toward hold; trade "
+                                    "only when all agree; or the finest model's level when "
+                                    "every slower one is on its side")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
 
     @field_validator("model")
@@ -32,7 +38,9 @@ class RlPolicyParams(StrategyParams):
 
     @field_validator("features")
     @classmethod
-    def _a_feature_set(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _a_feature_set(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
         from fleetkit.features.parse import parse_feature_set  # late: plain bots skip it
 
         parse_feature_set(value)  # FeatureSetError (a ValueError) names the key
@@ -49,5 +57,5 @@ def build(params: RlPolicyParams) -> Strategy:
     return build_rl_policy(params.models, params.features, params.combine, params.device)
 
 
-SPEC = StrategySpec("rl_policy", "a learned policy (PPO: MLP, LSTM or TFT) picks the level",
-                    RlPolicyParams, build)
+SPEC = StrategySpec("rl_policy", "learned policies (PPO: MLP, LSTM or TFT), one per "
+                                 "timeframe, pick the level", RlPolicyParams, build)
