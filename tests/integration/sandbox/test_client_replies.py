@@ -43,6 +43,7 @@ CALLS: list[tuple[str, Callable[[SandboxClient], object]]] = [
     ("lookup", lambda c: c.lookup("cid/1")),
     ("open_orders", lambda c: c.open_orders()),
     ("fills_since", lambda c: c.fills_since("3")),
+    ("funding_since", lambda c: c.funding_since("3")),
     ("positions", lambda c: c.positions()),
     ("balances", lambda c: c.balances()),
     ("market_clock", lambda c: c.market_clock("NYSE")),

@@ -74,7 +74,8 @@ def test_null_drops_a_schedule_or_a_whole_underlying(
 @pytest.mark.parametrize(("text", "message"), [
     ("NIFTY: {strike_size: 50}\n",
      "NIFTY.strike_size: unknown key; known: atm_open_interest_lots, atm_volatility, "
-     "exchange, futures_listed, lot_size, monthly, roll_days_before, spot, strike_step, "
+     "exchange, futures_listed, lot_size, margin_rate, monthly, roll_days_before, spot, "
+     "strike_step, "
      "strikes_each_side, weekly"),
     ("NIFTY: {weekly: {day: thursday}}\n",
      "NIFTY.weekly.day: unknown key; known: listed, weekday"),

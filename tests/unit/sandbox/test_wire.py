@@ -17,7 +17,14 @@ from fleetkit.brokers.sandbox.testing import crypto, equity
 from fleetkit.core.errors import BadBrokerReplyError
 from fleetkit.core.market_data import Bar, MarketClock, Quote
 from fleetkit.core.orders import Fill, OrderStatus, OrderType, Side
-from fleetkit.engine.ports import FillPage, OrderReport, OrderRequest, PositionReport
+from fleetkit.engine.ports import (
+    FillPage,
+    FundingEntry,
+    FundingPage,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+)
 
 D = Decimal
 TS = datetime(2024, 1, 3, 15, 0, 1, 250_000, tzinfo=UTC)
@@ -40,6 +47,12 @@ ROUND_TRIPS = [
                  wire.fill_page_from_dict, id="page"),
     pytest.param(FillPage((), None), wire.fill_page_to_dict, wire.fill_page_from_dict,
                  id="empty-page"),
+    pytest.param(FundingPage((FundingEntry("12", "CRYPTO:BTC/USDT:USDT", TS, D("-0.00025053"),
+                                           D("-0.5"), D("30006.01"), D("-3.75875884")),),
+                             "12", True),
+                 wire.funding_page_to_dict, wire.funding_page_from_dict, id="funding-page"),
+    pytest.param(FundingPage((), None), wire.funding_page_to_dict, wire.funding_page_from_dict,
+                 id="empty-funding-page"),
     pytest.param(PositionReport("NYSE:AAA", D(-5), D("99.98")), wire.position_to_dict,
                  wire.position_from_dict, id="position"),
     pytest.param(Bar(TS, 1.5, 2.0, 1.25, 1.75, 0.0), wire.bar_to_dict, wire.bar_from_dict,
@@ -186,7 +199,7 @@ json_values = st.recursive(
 PARSERS = [wire.order_report_from_dict, wire.fill_page_from_dict, wire.fill_from_dict,
            wire.position_from_dict, wire.bar_from_dict, wire.quote_from_dict,
            wire.market_clock_from_dict, wire.instrument_from_dict, wire.order_request_from_dict,
-           wire.balances_from_dict]
+           wire.balances_from_dict, wire.funding_page_from_dict]
 
 
 @given(st.sampled_from(PARSERS), json_values)

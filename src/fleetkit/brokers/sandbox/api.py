@@ -22,6 +22,8 @@ response with status NO_ANSWER makes the service close the connection without an
     GET    /v1/accounts/{account}/orders/{client_order_id}
     DELETE /v1/accounts/{account}/orders/{client_order_id}
     GET    /v1/accounts/{account}/fills?after=CURSOR&limit=N
+    GET    /v1/accounts/{account}/funding?after=CURSOR&limit=N   perpetual funding it paid
+                                                         or received, paged like fills
     GET    /v1/accounts/{account}/positions
     GET    /v1/accounts/{account}/balances
     GET    /v1/admin/faults                              the fault-injection settings
@@ -61,12 +63,13 @@ from .errors import (
     UnknownMarketError,
 )
 from .perpetuals import SandboxPerpetuals
-from .venue import MAX_FILL_PAGE, MAX_SUBMISSION_PAGE, SandboxVenue
+from .venue import MAX_FILL_PAGE, MAX_FUNDING_PAGE, MAX_SUBMISSION_PAGE, SandboxVenue
 from .wire import (
     JsonObject,
     balances_to_dict,
     bar_to_dict,
     fill_page_to_dict,
+    funding_page_to_dict,
     instrument_to_dict,
     loads,
     market_clock_to_dict,
@@ -172,6 +175,7 @@ class SandboxApi:
             ("GET", ("v1", "accounts", _CAPTURE, "orders", _CAPTURE), self._lookup),
             ("DELETE", ("v1", "accounts", _CAPTURE, "orders", _CAPTURE), self._cancel),
             ("GET", ("v1", "accounts", _CAPTURE, "fills"), self._fills),
+            ("GET", ("v1", "accounts", _CAPTURE, "funding"), self._account_funding),
             ("GET", ("v1", "accounts", _CAPTURE, "positions"), self._positions),
             ("GET", ("v1", "accounts", _CAPTURE, "balances"), self._balances),
             ("GET", ("v1", "admin", "faults"), self._faults_settings),
@@ -290,6 +294,11 @@ class SandboxApi:
         limit = _int_param(request, "limit") if "limit" in request.query else MAX_FILL_PAGE
         page = self._venue.fills_since(account, request.query.get("after") or None, limit)
         return ApiResponse(200, fill_page_to_dict(page))
+
+    def _account_funding(self, request: ApiRequest, account: str) -> ApiResponse:
+        limit = _int_param(request, "limit") if "limit" in request.query else MAX_FUNDING_PAGE
+        page = self._venue.funding_since(account, request.query.get("after") or None, limit)
+        return ApiResponse(200, funding_page_to_dict(page))
 
     def _positions(self, _request: ApiRequest, account: str) -> ApiResponse:
         positions = self._venue.positions(account)

@@ -4,7 +4,8 @@ A Book hands out sessions, each one transaction: `write()` commits everything or
 `read()` sees one consistent snapshot. SandboxVenue holds its own lock around every session,
 so a Book never sees two writers at once.
 
-Besides orders and fills, a book keeps every order submission it received (duplicates of a
+Besides orders and fills, a book keeps the funding a perpetual's settlements paid or charged
+each account (StoredFunding), and every order submission it received (duplicates of a
 client order id included), so invariants such as "no bot ever resent an order" and "nothing
 reached the venue while a bot was halted" can be checked from outside. The SQL book keeps
 them all; the in-memory book keeps exact counts but only the latest
@@ -27,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import Fill, OrderStatus, OrderType, Side
 from fleetkit.core.records import evolve
-from fleetkit.engine.ports import OrderReport
+from fleetkit.engine.ports import FundingEntry, OrderReport
 
 OPEN_STATUSES = frozenset({OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED})
 MEMORY_SUBMISSIONS_KEPT = 10_000
@@ -96,6 +97,27 @@ class StoredFill:
         """As reported: the sequence is the broker fill id a client pages fills by."""
         return Fill(str(self.sequence), self.client_order_id, self.instrument, self.side,
                     self.quantity, self.price, self.fee, self.ts)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFunding:
+    """One funding settlement as it touched one account: `amount` is the cash it moved
+    (positive: received) on the signed `quantity` held at `at` (wall time), valued at
+    `mark`. `sequence` is venue-wide, increasing, assigned by the book on insert."""
+
+    sequence: int
+    account: str
+    instrument: str
+    at: datetime
+    rate: Decimal
+    quantity: Decimal
+    mark: Decimal
+    amount: Decimal
+
+    def to_entry(self) -> FundingEntry:
+        """As reported: the sequence is the payment id a client pages funding by."""
+        return FundingEntry(str(self.sequence), self.instrument, self.at, self.rate,
+                            self.quantity, self.mark, self.amount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +205,22 @@ class BookSession(Protocol):
         """Every position row of the account, flat ones included, by instrument."""
         ...
 
+    def holdings(self, instrument: str | None = None) -> list[tuple[str, StoredPosition]]:
+        """Every account's non-flat positions (in `instrument` only, if given), by account
+        and instrument: who an expiry or a funding settlement touches."""
+        ...
+
+    def instrument_fills_after(self, instrument: str, ts: datetime) -> list[StoredFill]:
+        """Fills of every account in `instrument` stamped after `ts`, by sequence."""
+        ...
+
+    def insert_funding(self, funding: StoredFunding) -> StoredFunding: ...
+
+    def funding_after(self, account: str, sequence: int, limit: int) -> list[StoredFunding]:
+        """Up to `limit` funding rows of `account` with a sequence above `sequence`, oldest
+        first."""
+        ...
+
     def insert_submission(self, submission: Submission) -> Submission: ...
 
     def submission_counts(self) -> dict[str, SubmissionCounts]:
@@ -221,13 +259,14 @@ class _MemoryState:
     open_orders: dict[int, tuple[str, str]] = field(default_factory=dict)
     fills: dict[str, list[StoredFill]] = field(default_factory=dict)
     positions: dict[str, dict[str, StoredPosition]] = field(default_factory=dict)
+    funding: dict[str, list[StoredFunding]] = field(default_factory=dict)
     # The newest submissions only: appending to a full deque drops its oldest in O(1) (a
     # list's del [0] moves every one kept, once per order of a long backtest).
     submissions: deque[Submission] = field(
         default_factory=lambda: deque(maxlen=MEMORY_SUBMISSIONS_KEPT))
     submission_counts: dict[str, SubmissionCounts] = field(default_factory=dict)
     counters: dict[str, int] = field(
-        default_factory=lambda: {"order": 0, "fill": 0, "submission": 0})
+        default_factory=lambda: {"order": 0, "fill": 0, "submission": 0, "funding": 0})
 
 
 # A journal step: (mapping, key, value before) puts the value back, or drops the key when it
@@ -352,6 +391,34 @@ class _MemorySession:
     def positions(self, account: str) -> list[StoredPosition]:
         held = self._state.positions.get(account, {})
         return [held[key] for key in sorted(held)]
+
+    def holdings(self, instrument: str | None = None) -> list[tuple[str, StoredPosition]]:
+        found: list[tuple[str, StoredPosition]] = []
+        for account in sorted(self._state.positions):
+            held = self._state.positions[account]
+            keys = sorted(held) if instrument is None else [instrument]
+            found.extend((account, held[key]) for key in keys
+                         if key in held and held[key].quantity != ZERO)
+        return found
+
+    def instrument_fills_after(self, instrument: str, ts: datetime) -> list[StoredFill]:
+        found = [fill for fills in self._state.fills.values() for fill in fills
+                 if fill.instrument == instrument and fill.ts > ts]
+        return sorted(found, key=lambda fill: fill.sequence)
+
+    def insert_funding(self, funding: StoredFunding) -> StoredFunding:
+        if self._journal is None:
+            raise RuntimeError("cannot write to the sandbox book in a read session")
+        stored = evolve(funding, sequence=self._next("funding"))
+        if funding.account not in self._state.funding:
+            self._put(self._state.funding, funding.account, [])
+        self._appended(self._state.funding[funding.account], stored)
+        return stored
+
+    def funding_after(self, account: str, sequence: int, limit: int) -> list[StoredFunding]:
+        rows = self._state.funding.get(account, [])
+        start = bisect_right(rows, sequence, key=lambda f: f.sequence)
+        return rows[start:start + limit]
 
     def insert_submission(self, submission: Submission) -> Submission:
         if self._journal is None:

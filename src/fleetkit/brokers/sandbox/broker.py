@@ -14,7 +14,13 @@ from typing import TypeVar
 from fleetkit.core.errors import DatabaseUnavailableError, OrderRejectedError, TransientBrokerError
 from fleetkit.core.market_data import Bar, MarketClock, Quote
 from fleetkit.core.orders import OrderStatus
-from fleetkit.engine.ports import FillPage, OrderReport, OrderRequest, PositionReport
+from fleetkit.engine.ports import (
+    FillPage,
+    FundingPage,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+)
 
 from .venue import SandboxVenue
 
@@ -54,6 +60,9 @@ class SandboxBroker:
 
     def fills_since(self, cursor: str | None, limit: int = 500) -> FillPage:
         return self._call(lambda: self._venue.fills_since(self._account, cursor, limit))
+
+    def funding_since(self, cursor: str | None, limit: int = 500) -> FundingPage:
+        return self._call(lambda: self._venue.funding_since(self._account, cursor, limit))
 
     def positions(self) -> list[PositionReport]:
         return self._call(lambda: self._venue.positions(self._account))

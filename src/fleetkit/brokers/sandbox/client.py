@@ -29,7 +29,13 @@ from fleetkit.core.instruments import Instrument
 from fleetkit.core.market_data import Bar, MarketClock, Quote
 from fleetkit.core.option_chains import ChainQuote, OptionChain
 from fleetkit.core.orders import OrderStatus
-from fleetkit.engine.ports import FillPage, OrderReport, OrderRequest, PositionReport
+from fleetkit.engine.ports import (
+    FillPage,
+    FundingPage,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+)
 
 from .derivatives_wire import (
     chain_from_dict,
@@ -51,6 +57,7 @@ from .wire import (
     bar_from_dict,
     dumps,
     fill_page_from_dict,
+    funding_page_from_dict,
     instrument_from_dict,
     list_from,
     loads,
@@ -144,6 +151,12 @@ class SandboxClient:
     def fills_since(self, cursor: str | None, limit: int = 500) -> FillPage:
         params = {"limit": str(limit)} | ({} if cursor is None else {"after": cursor})
         return fill_page_from_dict(self._call("GET", self._account_path("fills"), params=params))
+
+    def funding_since(self, cursor: str | None, limit: int = 500) -> FundingPage:
+        """Perpetual funding this account paid or received after `cursor`, oldest first."""
+        params = {"limit": str(limit)} | ({} if cursor is None else {"after": cursor})
+        return funding_page_from_dict(self._call("GET", self._account_path("funding"),
+                                                 params=params))
 
     def positions(self) -> list[PositionReport]:
         data = self._call("GET", self._account_path("positions"))

@@ -82,6 +82,8 @@ class ContractRules(BaseModel):
     # before its expiry (0: at its close).
     futures_listed: int = Field(default=0, ge=0, le=6)
     roll_days_before: int = Field(default=0, ge=0, le=15)
+    # Initial margin of a futures position, as a share of its value (SPAN-like, flat).
+    margin_rate: Decimal = Field(default=Decimal("0.12"), gt=0, le=1)
 
     @property
     def spot_market(self) -> str:

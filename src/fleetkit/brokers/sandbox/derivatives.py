@@ -1,7 +1,8 @@
 """The sandbox's index derivatives: which options and futures are listed now, and their quotes.
 
-Quote-only: contracts are priced on the venue's invented index spot (venue time, demo
-offsets included) but are not in the venue's catalog and take no orders. Listing follows
+Options are quote-only: priced on the venue's invented index spot (venue time, demo offsets
+included) but not in the venue's catalog, so they take no orders. Futures are quoted here
+and traded at the venue (listing.py prices them the same way). Listing follows
 the contract rules (derivatives.yaml) and the venue's calendars: expired contracts leave at
 their expiry's close and the next weekly joins. Everything is recomputed from (seed, time),
 so nothing is stored and a restarted service answers as before.
@@ -16,14 +17,11 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
-from zoneinfo import ZoneInfo
 
 from fleetkit.core.futures import FuturesCurve
-from fleetkit.core.instruments import MARKETS
 from fleetkit.core.numbers import require_utc
 from fleetkit.core.option_chains import ChainQuote, ChainRow, OptionChain
 from fleetkit.core.options import OptionKind, atm_strike
-from fleetkit.core.sessions import Session
 
 from .chains import TICK, PricingMoment, VolatilityState, quote_option
 from .contracts import (
@@ -53,7 +51,7 @@ class SandboxDerivatives:
         self._venue = venue
         chosen = venue.contract_rules if rules is None else rules
         self._rules = dict(load_contract_rules() if chosen is None else chosen)
-        self._sessions_by_day: dict[tuple[str, int], dict[date, Session]] = {}
+        self._calendar = venue.contract_calendar  # shared: one cache of sessions per venue
         self._realised: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
 
@@ -184,17 +182,13 @@ class SandboxDerivatives:
                                self._is_trading_day(rules))
 
     def _first_listed_day(self, rules: ContractRules, venue_at: datetime) -> date:
-        """The first day whose expiries are still alive at `venue_at`: today until its
-        close, then tomorrow."""
-        local = venue_at.astimezone(self._zone(rules)).date()
-        today = self._sessions(rules, local).get(local)
-        return local + timedelta(days=1) if today and venue_at >= today.close else local
+        return self._calendar.first_listed_day(rules, venue_at)
 
     def _is_trading_day(self, rules: ContractRules) -> TradingDay:
-        return lambda day: day in self._sessions(rules, day)
+        return self._calendar.is_trading_day(rules)
 
     def _close_of(self, rules: ContractRules, expiry: date) -> datetime:
-        return self._sessions(rules, expiry)[expiry].close
+        return self._calendar.close_of(rules, expiry)
 
     # --- time, spot and volatility ----------------------------------------------------------
 
@@ -212,7 +206,7 @@ class SandboxDerivatives:
                 raise ValueError(f"at={wall_at.isoformat()} is in the future")
             spot = self._spot_at(rules, wall_at)
         venue_at = wall_at + offset
-        trading_day, fraction = self._session_progress(rules, venue_at)
+        trading_day, fraction = self._calendar.session_progress(rules, venue_at)
         state = VolatilityState(rules.atm_volatility, self._realised_volatility(rules, venue_at))
         return PricingMoment(self._venue.config.seed, venue_at, trading_day, spot, state,
                              fraction), wall_at
@@ -249,42 +243,6 @@ class SandboxDerivatives:
         with self._lock:
             self._realised[cache_key] = realised
         return realised
-
-    def _session_progress(self, rules: ContractRules, venue_at: datetime) -> tuple[date, float]:
-        """The latest session day at or before `venue_at`, and the share of it gone."""
-        local = venue_at.astimezone(self._zone(rules)).date()
-        for back in range(15):
-            day = local - timedelta(days=back)
-            session = self._sessions(rules, day).get(day)
-            if session is not None and session.open <= venue_at:
-                length = (session.close - session.open).total_seconds()
-                gone = (min(venue_at, session.close) - session.open).total_seconds()
-                return day, gone / length
-        raise DerivativesUnavailableError(f"{rules.spot}: no session in the two weeks before "
-                                          f"{venue_at.isoformat()}")
-
-    def _sessions(self, rules: ContractRules, day: date) -> dict[date, Session]:
-        """The sessions of `day`'s year (and the next, for December expiries), by local date."""
-        calendar = MARKETS[rules.spot_market].calendar
-        cache_key = (calendar, day.year)
-        with self._lock:
-            cached = self._sessions_by_day.get(cache_key)
-        if cached is not None:
-            return cached
-        source = self._venue.sessions
-        if source is None:
-            raise DerivativesUnavailableError("this sandbox venue was built without calendars; "
-                                              "option expiries need them")
-        zone = self._zone(rules)
-        found = {s.open.astimezone(zone).date(): s
-                 for s in source.sessions(calendar, date(day.year - 1, 12, 20),
-                                          date(day.year + 1, 1, 20))}
-        with self._lock:
-            self._sessions_by_day[cache_key] = found
-        return found
-
-    def _zone(self, rules: ContractRules) -> ZoneInfo:
-        return ZoneInfo(MARKETS[rules.spot_market].timezone)
 
     def _rules_for(self, underlying: str) -> ContractRules:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import date, datetime
-from decimal import ROUND_FLOOR
+from decimal import ROUND_FLOOR, Decimal
 
 from fleetkit.core.futures import FutureQuote
 
@@ -31,11 +31,9 @@ def quote_future(rules: ContractRules, key: str, expiry: date, expiry_close: dat
                  position: int, near_close: datetime, moment: PricingMoment) -> FutureQuote:
     """`position`: 0 for the near month, 1 the next, 2 the far ...; `near_close`: when the
     near month expires (open interest rolls out of it in the week before)."""
-    years = years_to(expiry_close, moment.at)
     day = moment.trading_day.toordinal()
-    noise = (uniform_draw(moment.seed, key, "basis", day) - 0.5) * 2 * _BASIS_NOISE
-    fair = moment.spot * (math.exp(RISK_FREE_RATE * years) + noise)
-    last = on_tick_grid(fair, ROUND_FLOOR)
+    last = future_last(moment.seed, key, expiry_close, moment.spot, moment.at,
+                       moment.trading_day)
     ticks_wide = 1 + position * 2
     bid, ask = last - TICK * ticks_wide, last + TICK * ticks_wide
     oi_lots = _open_interest_lots(rules, key, position, near_close, moment)
@@ -44,6 +42,22 @@ def quote_future(rules: ContractRules, key: str, expiry: date, expiry_close: dat
     return FutureQuote(key, rules.root, expiry, bid, ask, last, volume_lots * rules.lot_size,
                        oi_lots * rules.lot_size, on_tick_grid(moment.spot, ROUND_FLOOR),
                        rules.lot_size, moment.at)
+
+
+def carry_factor(seed: int, key: str, expiry_close: datetime, at: datetime,
+                 trading_day: date) -> float:
+    """The future's price over its spot at `at`: carry to expiry plus the day's basis draw."""
+    years = years_to(expiry_close, at)
+    noise = (uniform_draw(seed, key, "basis", trading_day.toordinal()) - 0.5) * 2 * _BASIS_NOISE
+    return math.exp(RISK_FREE_RATE * years) + noise
+
+
+def future_last(seed: int, key: str, expiry_close: datetime, spot: float, at: datetime,
+                trading_day: date) -> Decimal:
+    """The future's last trade at `at` with the spot at `spot`, on the tick grid: what the
+    quote says and what the venue fills at (before slippage)."""
+    return on_tick_grid(spot * carry_factor(seed, key, expiry_close, at, trading_day),
+                        ROUND_FLOOR)
 
 
 def _open_interest_lots(rules: ContractRules, key: str, position: int, near_close: datetime,

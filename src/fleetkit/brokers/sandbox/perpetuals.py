@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING
 
 from fleetkit.core.futures import FundingPayment, PerpetualQuote
 from fleetkit.core.numbers import require_utc
 
 from .chains import uniform_draw
 from .errors import UnknownInstrumentError
-from .venue import SandboxVenue
+
+if TYPE_CHECKING:  # the venue trades perpetuals (listing.py): no import cycle at run time
+    from .venue import SandboxVenue
 
 FUNDING_INTERVAL_S = 8 * 3600
 INTEREST_PER_PERIOD = 0.0001  # 0.01% per 8 hours, as Binance and Bybit
@@ -34,8 +37,11 @@ MAX_FUNDING_PAGE = 1000
 
 @dataclass(frozen=True, slots=True)
 class Perpetual:
+    """`margin_rate`: the initial margin of a position, as a share of its value."""
+
     instrument: str
     index: str  # a catalog key the venue prices
+    margin_rate: Decimal = Decimal("0.10")
 
 
 PERPETUALS: Mapping[str, Perpetual] = {
@@ -51,6 +57,12 @@ def premium_at(seed: int, instrument: str, at: datetime) -> float:
     start, end = _premium_draw(seed, instrument, period), _premium_draw(seed, instrument,
                                                                          period + 1)
     return start + (end - start) * weight
+
+
+def mark_price(seed: int, instrument: str, index_price: Decimal, at: datetime,
+               tick: Decimal) -> Decimal:
+    """The perpetual's mark at `at`: the index price with the premium, on the tick grid."""
+    return (index_price * Decimal(repr(1 + premium_at(seed, instrument, at)))).quantize(tick)
 
 
 def funding_rate(seed: int, instrument: str, period: int) -> Decimal:
@@ -71,6 +83,11 @@ def settlement(period: int) -> datetime:
     return datetime.fromtimestamp((period + 1) * FUNDING_INTERVAL_S, UTC)
 
 
+def last_settled_period(at: datetime) -> int:
+    """The newest period whose settlement lies at or before `at`."""
+    return int(at.timestamp() // FUNDING_INTERVAL_S) - 1
+
+
 class SandboxPerpetuals:
     """Perpetual quotes and funding history over `venue`'s spot prices."""
 
@@ -83,7 +100,7 @@ class SandboxPerpetuals:
         now = self._venue.wall_now()
         tick = self._venue.instruments()[perpetual.index].tick_size
         seed = self._venue.config.seed
-        mark = (index.price * Decimal(repr(1 + premium_at(seed, instrument, now)))).quantize(tick)
+        mark = mark_price(seed, instrument, index.price, now, tick)
         period = int(now.timestamp() // FUNDING_INTERVAL_S)
         return PerpetualQuote(
             instrument, perpetual.index, index.price, mark, mark - tick, mark + tick,

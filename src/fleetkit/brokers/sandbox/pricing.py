@@ -31,10 +31,9 @@ class SandboxInstrument:
             raise ValueError(f"{self.instrument.key}: annual_volatility must be in (0, 5)")
 
 
-class PriceSource(Protocol):
-    def instruments(self) -> Mapping[str, Instrument]:
-        """Every instrument this source prices, by key ("NYSE:AAPL")."""
-        ...
+class MarketPrices(Protocol):
+    """The questions the venue asks about an instrument's prices and its market: of a
+    PriceSource for the catalog, of the derivative listing (listing.py) for the rest."""
 
     def last_trade(self, instrument: str, at: datetime) -> Quote:
         """The last traded price at venue time `at`, tick-rounded, with the time it traded:
@@ -49,4 +48,10 @@ class PriceSource(Protocol):
 
     def market_clock(self, market: str, at: datetime) -> MarketClock:
         """Whether `market` is open at venue time `at`, and when that next changes."""
+        ...
+
+
+class PriceSource(MarketPrices, Protocol):
+    def instruments(self) -> Mapping[str, Instrument]:
+        """Every instrument this source prices, by key ("NYSE:AAPL")."""
         ...

@@ -7,6 +7,11 @@ when its shape changes the fix is to delete it, which the version check says pla
 Version 2 added `sandbox_submissions` (every order submission received, for invariant
 checks). It only adds a table, so a version-1 book is upgraded in place on open; its
 submissions start being counted from then on.
+
+Version 3 added `sandbox_funding` (perpetual funding paid or received per account) and an
+index of fills by instrument and time (which position each funding settlement saw). Again
+only additions: create_all adds the table, and the index, which create_all makes only
+with a new table, is created on open when missing. Versions 1 and 2 upgrade in place.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from sqlalchemy import (
 )
 
 from fleetkit.core.errors import SchemaMismatchError
+from fleetkit.core.numbers import ZERO
 from fleetkit.core.orders import OrderStatus, OrderType, Side
 from fleetkit.sqlutil.engine import (
     make_engine,
@@ -55,6 +61,7 @@ from .book import (
     OPEN_STATUSES,
     BookSession,
     StoredFill,
+    StoredFunding,
     StoredOrder,
     StoredPosition,
     Submission,
@@ -62,10 +69,10 @@ from .book import (
 )
 from .matching import plain_decimal  # ExactDecimal reads back normalized: 10 as 1E+1
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 _SCHEMA_VERSION_KEY = "schema_version"
 # Versions whose book create_all brings up to date, because later ones only added tables.
-_UPGRADABLE_VERSIONS = frozenset({"1"})
+_UPGRADABLE_VERSIONS = frozenset({"1", "2"})
 
 # SQLite only makes INTEGER PRIMARY KEY a rowid alias, and only AUTOINCREMENT guarantees that
 # an id is never handed out twice, which the fill sequence (a client's cursor) relies on.
@@ -135,6 +142,7 @@ fills_table = Table(
     Column("fee", ExactDecimal, nullable=False),
     Column("ts", UTCDateTime, nullable=False),
     Index("ix_sandbox_fills_account_sequence", "account", "sequence"),
+    Index("ix_sandbox_fills_instrument_ts", "instrument", "ts"),
     sqlite_autoincrement=True,
 )
 
@@ -155,6 +163,20 @@ submissions_table = Table(
     Column("duplicate", Boolean, nullable=False),
     Column("status", String(20), nullable=False),
     Index("ix_sandbox_submissions_account_sequence", "account", "sequence"),
+    sqlite_autoincrement=True,
+)
+
+funding_table = Table(
+    "sandbox_funding", metadata,
+    Column("sequence", _Sequence, primary_key=True, autoincrement=True),
+    Column("account", _ACCOUNT, ForeignKey("sandbox_accounts.account"), nullable=False),
+    Column("instrument", _KEY, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("rate", ExactDecimal, nullable=False),
+    Column("quantity", ExactDecimal, nullable=False),
+    Column("mark", ExactDecimal, nullable=False),
+    Column("amount", ExactDecimal, nullable=False),
+    Index("ix_sandbox_funding_account_sequence", "account", "sequence"),
     sqlite_autoincrement=True,
 )
 
@@ -202,6 +224,8 @@ def _prepare_schema(conn: Connection, url: str) -> None:
                 f"expects {SCHEMA_VERSION}. The sandbox keeps only paper state: delete its "
                 "tables (sandbox_*) or its database file and start again")
     metadata.create_all(conn)
+    for index in fills_table.indexes:  # an upgraded book's fills table predates some
+        index.create(conn, checkfirst=True)
     if stored is None:
         conn.execute(meta_table.insert().values(key=_SCHEMA_VERSION_KEY, value=SCHEMA_VERSION))
     elif stored != SCHEMA_VERSION:
@@ -312,6 +336,39 @@ class _SqlSession:
             .where(positions_table.c.account == account)
             .order_by(positions_table.c.instrument))
         return [StoredPosition(**_values(row)) for row in rows]
+
+    def holdings(self, instrument: str | None = None) -> list[tuple[str, StoredPosition]]:
+        table = positions_table
+        query = (select(table.c.account, table.c.instrument, table.c.quantity,
+                        table.c.average_price)
+                 .where(table.c.quantity != ZERO)
+                 .order_by(table.c.account, table.c.instrument))
+        if instrument is not None:
+            query = query.where(table.c.instrument == instrument)
+        return [(row.account, StoredPosition(row.instrument, plain_decimal(row.quantity),
+                                             plain_decimal(row.average_price)))
+                for row in self._conn.execute(query)]
+
+    def instrument_fills_after(self, instrument: str, ts: datetime) -> list[StoredFill]:
+        rows = self._conn.execute(
+            select(fills_table)
+            .where(fills_table.c.instrument == instrument, fills_table.c.ts > ts)
+            .order_by(fills_table.c.sequence))
+        return [StoredFill(**{**_values(row), "side": Side(row.side)}) for row in rows]
+
+    def insert_funding(self, funding: StoredFunding) -> StoredFunding:
+        result = self._writing().execute(funding_table.insert().values(
+            account=funding.account, instrument=funding.instrument, at=funding.at,
+            rate=funding.rate, quantity=funding.quantity, mark=funding.mark,
+            amount=funding.amount))
+        return replace(funding, sequence=_inserted_id(result))
+
+    def funding_after(self, account: str, sequence: int, limit: int) -> list[StoredFunding]:
+        rows = self._conn.execute(
+            select(funding_table)
+            .where(funding_table.c.account == account, funding_table.c.sequence > sequence)
+            .order_by(funding_table.c.sequence).limit(limit))
+        return [StoredFunding(**_values(row)) for row in rows]
 
     def insert_submission(self, submission: Submission) -> Submission:
         result = self._writing().execute(submissions_table.insert().values(

@@ -21,6 +21,13 @@ later matching pass) and that first fill may be partial (matching.plan_first_fil
 rest then fills on the first pass after its delay at the then-current price. Passes are
 driven from outside by `match()`: a thread in the service, lazily per call in-process.
 
+Derivatives: a venue given calendars (`sessions`) also trades the listed index futures of
+its contract rules and the perpetuals whose index it prices (listing.py), on margin
+(margin.py); matching passes settle expired futures and perpetual funding (settlement.py).
+`instruments()` then changes as futures expire and the next month is listed. Spot orders
+pay for this with one dict lookup at most: a key missing from the catalog is looked up in
+the listing.
+
 Invariant counters: every submission is recorded in the book (see book.Submission), so
 `submission_counts()` says per account how many orders arrived and how many repeated a
 client order id (a bot must never resend), and `submissions()` pages through when each
@@ -33,7 +40,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -46,6 +52,7 @@ from fleetkit.core.records import evolve
 from fleetkit.engine.ports import (
     Clock,
     FillPage,
+    FundingPage,
     OrderReport,
     OrderRequest,
     PositionReport,
@@ -61,8 +68,19 @@ from .book import (
     SubmissionCounts,
 )
 from .config import VenueConfig
-from .contracts import ContractRules
-from .errors import OrderNotFoundError, UnknownInstrumentError, UnknownMarketError
+from .contract_calendar import ContractCalendar
+from .contracts import ContractRules, load_contract_rules
+from .errors import OrderNotFoundError, UnknownMarketError
+from .intake import (
+    Execution,
+    MarketMoment,
+    check_account,
+    check_request,
+    new_order,
+    parse_cursor,
+)
+from .listing import DerivativeListing, DerivativeSpec
+from .margin import book_derivative_fill, margin_problem
 from .matching import (
     cash_change,
     cost_to_buy,
@@ -73,38 +91,30 @@ from .matching import (
     position_after,
     taker_price,
 )
-from .pricing import PriceSource
+from .perpetuals import PERPETUALS, Perpetual
+from .pricing import MarketPrices, PriceSource
+from .settlement import Settler
+from .tradables import Tradables
 from .venuetime import open_venue_time
 
 logger = logging.getLogger("fleetkit.sandbox")
 
 MAX_FILL_PAGE = 1000
+MAX_FUNDING_PAGE = 1000
 MAX_SUBMISSION_PAGE = 1000
-MAX_ACCOUNT_LENGTH = 100
-MAX_CLIENT_ORDER_ID_LENGTH = 200
-MAX_INSTRUMENT_LENGTH = 200
 MARKET_CLOSED = "market closed"
 # Enum members as module constants: looking one up on its class (through EnumType's
 # __getattr__ hook) costs more than the comparison, on the path every order takes.
 _BUY, _SELL, _MARKET = Side.BUY, Side.SELL, OrderType.MARKET
-_ACKNOWLEDGED, _REJECTED = OrderStatus.ACKNOWLEDGED, OrderStatus.REJECTED
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """One fill about to be booked; `rest_after` is set when it leaves a remainder, which
-    may then fill no sooner than that long after `at`."""
-
-    quantity: Decimal
-    price: Decimal
-    at: datetime
-    rest_after: timedelta | None = None
 
 
 class SandboxVenue:
     def __init__(self, prices: PriceSource, book: Book, clock: Clock, config: VenueConfig, *,
                  sessions: SessionSource | None = None,
-                 contract_rules: Mapping[str, ContractRules] | None = None) -> None:
+                 contract_rules: Mapping[str, ContractRules] | None = None,
+                 perpetuals: Mapping[str, Perpetual] | None = None) -> None:
+        """`contract_rules` (None: the shipped ones) and `perpetuals` (None: PERPETUALS)
+        say which derivatives it trades, if given `sessions`."""
         if config.time_mode == "demo" and sessions is None:
             raise ValueError("time_mode 'demo' needs a SessionSource to find market sessions")
         self._prices = prices
@@ -118,10 +128,20 @@ class SandboxVenue:
         self._lock = threading.RLock()
         self._instruments: Mapping[str, Instrument] = MappingProxyType(dict(prices.instruments()))
         self._calendars = {i.market: i.calendar for i in self._instruments.values()}
+        self._contract_calendar = ContractCalendar(sessions)
         with self._lock:
             self._genesis_at, offsets_s = self._open_book(sessions)
-        self._offsets = MappingProxyType(
-            {market: timedelta(seconds=s) for market, s in offsets_s.items()})
+        offsets = {market: timedelta(seconds=s) for market, s in offsets_s.items()}
+        listing = None if sessions is None else DerivativeListing(
+            prices, self._instruments, offsets, self._contract_calendar,
+            load_contract_rules() if contract_rules is None else contract_rules,
+            PERPETUALS if perpetuals is None else perpetuals, config.seed)
+        self._tradables = Tradables(prices, self._instruments, listing)
+        self._offsets = MappingProxyType(self._tradables.offsets(offsets))
+        self._settler: Settler | None = None
+        if listing is not None:
+            with self._lock:
+                self._settler = Settler.open(book, listing, config.seed, self.wall_now())
 
     # --- venue time and market data -----------------------------------------------------
 
@@ -155,6 +175,11 @@ class SandboxVenue:
         return self._sessions
 
     @property
+    def contract_calendar(self) -> ContractCalendar:
+        """Sessions of the underlyings' markets, shared by everything pricing derivatives."""
+        return self._contract_calendar
+
+    @property
     def contract_rules(self) -> Mapping[str, ContractRules] | None:
         """The index options and futures it lists (derivatives.py), by root; None: the
         rules fleetkit ships."""
@@ -167,32 +192,34 @@ class SandboxVenue:
         return self.wall_now() + self.offset(market)
 
     def instruments(self) -> Mapping[str, Instrument]:
-        return self._instruments
+        """The catalog, and the derivatives listed now."""
+        return self._tradables.at(self.wall_now())
 
     def market_clock(self, market: str) -> MarketClock:
         offset = self.offset(market)
-        clock = self._prices.market_clock(market, self.wall_now() + offset)
+        clock = self._tradables.market_prices(market).market_clock(market,
+                                                                    self.wall_now() + offset)
         return MarketClock(market, clock.now - offset, clock.is_open,
                            None if clock.next_open is None else clock.next_open - offset,
                            None if clock.next_close is None else clock.next_close - offset)
 
     def quote(self, instrument: str) -> Quote:
-        found = self._instrument(instrument)
+        found, source = self._tradables.require(instrument, self.wall_now())
         offset = self.offset(found.market)
         if not offset:
-            return self._prices.last_trade(found.key, self.wall_now())
-        quote = self._prices.last_trade(found.key, self.wall_now() + offset)
+            return source.last_trade(found.key, self.wall_now())
+        quote = source.last_trade(found.key, self.wall_now() + offset)
         return Quote(quote.instrument, quote.price, quote.ts - offset)
 
     def bars(self, instrument: str, interval_s: int, start: datetime, end: datetime) -> list[Bar]:
         """Completed bars starting in [start, end) (venue times), as of the market's venue now."""
-        found = self._instrument(instrument)
+        found, source = self._tradables.require(instrument, self.wall_now())
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         start, end = require_utc(start, what="start"), require_utc(end, what="end")
         offset = self.offset(found.market)
-        bars = self._prices.bars(found.key, interval_s, start + offset, end + offset,
-                                 self.wall_now() + offset)
+        bars = source.bars(found.key, interval_s, start + offset, end + offset,
+                           self.wall_now() + offset)
         return [bar._replace(ts=bar.ts - offset) for bar in bars] if offset else bars
 
     # --- orders ---------------------------------------------------------------------------
@@ -216,16 +243,18 @@ class SandboxVenue:
         worse than its limit, as if the price had just touched it): the fill that beats a
         cancel to the venue (fault injection). None, changing nothing, if the order is not
         open or its market is not in session."""
-        _check_account(account)
+        check_account(account)
         with self._lock, self._book.write() as txn:
             order = txn.order(account, client_order_id)
-            instrument = None if order is None else self._instruments.get(order.instrument)
-            if order is None or not order.is_open or instrument is None:
+            priced = (None if order is None
+                      else self._tradables.priced(order.instrument, self.wall_now()))
+            if order is None or not order.is_open or priced is None:
                 return None
+            instrument, source = priced
             at = self.venue_now(instrument.market)
-            if not self._is_open(instrument, at):
+            if not source.market_clock(instrument.market, at).is_open:
                 return None
-            last = self._prices.last_trade(instrument.key, at).price
+            last = source.last_trade(instrument.key, at).price
             price = taker_price(last, order.side, self._config.slippage_bps,
                                 instrument.tick_size)
             if order.limit_price is not None:
@@ -236,7 +265,7 @@ class SandboxVenue:
 
     def cancel(self, account: str, client_order_id: str) -> OrderReport:
         """Cancel an open order; a finished one comes back unchanged. Filled parts stay."""
-        _check_account(account)
+        check_account(account)
         with self._lock, self._book.write() as txn:
             order = txn.order(account, client_order_id)
             if order is None:
@@ -248,20 +277,33 @@ class SandboxVenue:
             return order.to_report()
 
     def lookup(self, account: str, client_order_id: str) -> OrderReport | None:
-        _check_account(account)
+        check_account(account)
         with self._lock, self._book.read() as txn:
             order = txn.order(account, client_order_id)
             return None if order is None else order.to_report()
 
     def open_orders(self, account: str) -> list[OrderReport]:
-        _check_account(account)
+        check_account(account)
         with self._lock, self._book.read() as txn:
             return [order.to_report() for order in txn.open_orders(account)]
 
+    def funding_since(self, account: str, cursor: str | None, limit: int = 500) -> FundingPage:
+        """Funding payments with a sequence above `cursor` (None: from the first), oldest
+        first (settlement.py)."""
+        check_account(account)
+        after = parse_cursor(cursor, "funding")
+        if not 1 <= limit <= MAX_FUNDING_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_FUNDING_PAGE}, got {limit}")
+        with self._lock, self._book.read() as txn:
+            stored = txn.funding_after(account, after, limit + 1)
+        entries = tuple(f.to_entry() for f in stored[:limit])
+        return FundingPage(entries, entries[-1].payment_id if entries else cursor,
+                           more=len(stored) > limit)
+
     def fills_since(self, account: str, cursor: str | None, limit: int = 500) -> FillPage:
         """Fills with a sequence above `cursor` (None: from the first), oldest first."""
-        _check_account(account)
-        after = _parse_cursor(cursor)
+        check_account(account)
+        after = parse_cursor(cursor, "fill")
         if not 1 <= limit <= MAX_FILL_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_FILL_PAGE}, got {limit}")
         with self._lock, self._book.read() as txn:
@@ -272,7 +314,7 @@ class SandboxVenue:
 
     def positions(self, account: str) -> list[PositionReport]:
         """Non-flat positions, by instrument; average price is the average cost."""
-        _check_account(account)
+        check_account(account)
         with self._lock, self._book.read() as txn:
             held = txn.positions(account)
         return [PositionReport(p.instrument, p.quantity, p.average_price)
@@ -280,7 +322,7 @@ class SandboxVenue:
 
     def balances(self, account: str) -> dict[str, Decimal]:
         """Cash per currency; an account not yet used shows the cash it would start with."""
-        _check_account(account)
+        check_account(account)
         with self._lock, self._book.read() as txn:
             if not txn.has_account(account):
                 return dict(self._config.initial_cash)
@@ -296,7 +338,7 @@ class SandboxVenue:
         """Submissions of `account` (None: every account) with a sequence above `after`,
         oldest first, and whether more follow."""
         if account is not None:
-            _check_account(account)
+            check_account(account)
         if not 1 <= limit <= MAX_SUBMISSION_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_SUBMISSION_PAGE}, got {limit}")
         with self._lock, self._book.read() as txn:
@@ -304,20 +346,22 @@ class SandboxVenue:
         return found[:limit], len(found) > limit
 
     def match(self, now: datetime | None = None) -> int:
-        """One matching pass at wall-clock `now` (default: the clock's): fill every open order
-        that can fill. Returns how many fills it made."""
+        """One matching pass at wall-clock `now` (default: the clock's): settle what is due
+        on derivatives (expiries, funding), then fill every open order that can fill.
+        Returns how many fills it made (settlement fills included)."""
         wall = require_utc(now, what="now") if now is not None else self.wall_now()
         with self._lock:
+            settled = 0 if self._settler is None else self._settler.settle(self._book, wall)
             with self._book.read() as txn:
                 candidates = txn.open_orders()
             due = [(order, execution) for order in candidates
                    if (execution := self._fill_due(order, wall)) is not None]
             if not due:
-                return 0  # the common case takes no write transaction (no SQLite write lock)
+                return settled  # the common case takes no write transaction (no write lock)
             with self._book.write() as txn:
                 for order, execution in due:
                     self._fill_order(txn, order, execution)
-            return len(due)
+            return settled + len(due)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -326,16 +370,10 @@ class SandboxVenue:
             return open_venue_time(txn, self._config, self._calendars, sessions,
                                    self.wall_now())
 
-    def _instrument(self, key: str) -> Instrument:
-        try:
-            return self._instruments[key]
-        except KeyError:
-            raise UnknownInstrumentError(f"the sandbox prices no instrument {key!r}") from None
-
     def _take(self, account: str, request: OrderRequest, forced_reason: str | None
               ) -> OrderReport:
-        _check_account(account)
-        _check_request(request)
+        check_account(account)
+        check_request(request)
         with self._lock, self._book.write() as txn:
             received_at = self.wall_now()
             existing = txn.order(account, request.client_order_id)
@@ -349,7 +387,7 @@ class SandboxVenue:
             else:
                 logger.info("sandbox rejected %s/%s: %s", account, request.client_order_id,
                             forced_reason)
-                order, fills = txn.insert_order(_new_order(
+                order, fills = txn.insert_order(new_order(
                     account, request, forced_reason, None, received_at)), ()
             txn.insert_submission(Submission(0, account, request.client_order_id,
                                              received_at, False, order.status))
@@ -368,18 +406,43 @@ class SandboxVenue:
         """`wall`: the wall-clock time the order was received."""
         instrument = self._instruments.get(request.instrument)
         if instrument is None:
-            reason = order_problem(request, None)
-            order = txn.insert_order(_new_order(account, request, reason, None, wall))
-            logger.info("sandbox rejected %s/%s: %s", account, request.client_order_id, reason)
-            return order, ()
+            return self._accept_derivative(txn, account, request, wall)
         offset = self.offset(instrument.market)
-        market = _Market(self._prices, instrument, wall + offset if offset else wall,
-                         self._latency)
+        market = MarketMoment(self._prices, instrument, wall + offset if offset else wall,
+                              self._latency)
         reason = order_problem(request, instrument)
         reserve: Decimal | None = None
         if reason is None:
             reason, reserve = self._admission(txn, account, request, instrument, market)
-        order = _new_order(account, request, reason, reserve, wall)
+        return self._store_accepted(txn, account, request, instrument, market, reason, reserve,
+                                    wall)
+
+    def _accept_derivative(self, txn: BookSession, account: str, request: OrderRequest,
+                           wall: datetime) -> tuple[StoredOrder, tuple[Fill, ...]]:
+        """_accept for a key not in the catalog: a listed derivative, or a rejection."""
+        spec = self._tradables.listed(request.instrument, wall)
+        listing = self._tradables.listing
+        if spec is None or listing is None:
+            reason = (self._tradables.unlisted_reason(request.instrument)
+                      or order_problem(request, None))
+            order = txn.insert_order(new_order(account, request, reason, None, wall))
+            logger.info("sandbox rejected %s/%s: %s", account, request.client_order_id, reason)
+            return order, ()
+        instrument = spec.instrument
+        market = MarketMoment(listing, instrument, wall + self.offset(instrument.market),
+                              self._latency)
+        reason = order_problem(request, instrument)
+        reserve: Decimal | None = None
+        if reason is None:
+            reason, reserve = self._margin_admission(txn, account, request, spec, market)
+        return self._store_accepted(txn, account, request, instrument, market, reason, reserve,
+                                    wall)
+
+    def _store_accepted(self, txn: BookSession, account: str, request: OrderRequest,
+                        instrument: Instrument, market: MarketMoment, reason: str | None,
+                        reserve: Decimal | None, wall: datetime
+                        ) -> tuple[StoredOrder, tuple[Fill, ...]]:
+        order = new_order(account, request, reason, reserve, wall)
         if reason is not None:
             logger.info("sandbox rejected %s/%s: %s", account, request.client_order_id, reason)
             return txn.insert_order(order), ()
@@ -392,7 +455,8 @@ class SandboxVenue:
         return txn.insert_order(order), (fill,)
 
     def _admission(self, txn: BookSession, account: str, request: OrderRequest,
-                   instrument: Instrument, market: _Market) -> tuple[str | None, Decimal | None]:
+                   instrument: Instrument, market: MarketMoment
+                   ) -> tuple[str | None, Decimal | None]:
         """Why the venue refuses this well-formed order right now (market, cash, position),
         and for a buy, the unit price its cash check (and later reservation) used."""
         if request.order_type is _MARKET and not market.is_open():
@@ -404,6 +468,21 @@ class SandboxVenue:
             reserve = taker_price(market.last_after_latency(), _BUY,
                                   self._config.slippage_bps, instrument.tick_size)
         return self._cash_problem(txn, account, request.quantity, reserve, instrument), reserve
+
+    def _margin_admission(self, txn: BookSession, account: str, request: OrderRequest,
+                          spec: DerivativeSpec, market: MarketMoment
+                          ) -> tuple[str | None, Decimal | None]:
+        """_admission for a derivative: the market, then margin (shorts always allowed);
+        the unit price its margin was reckoned at, which an open order then holds."""
+        instrument = spec.instrument
+        if request.order_type is _MARKET and not market.is_open():
+            return f"{MARKET_CLOSED}: {instrument.market} is not in session", None
+        price = request.limit_price
+        if price is None:
+            price = taker_price(market.last_after_latency(), request.side,
+                                self._config.slippage_bps, instrument.tick_size)
+        return margin_problem(txn, account, spec, request.side, request.quantity, price,
+                              self._config.fee_bps, self._tradables.spec_of), price
 
     def _cash_problem(self, txn: BookSession, account: str, quantity: Decimal,
                       unit_price: Decimal, instrument: Instrument) -> str | None:
@@ -438,11 +517,8 @@ class SandboxVenue:
         found = self._instruments.get(instrument)
         return None if found is None else found.currency
 
-    def _is_open(self, instrument: Instrument, at: datetime) -> bool:
-        return self._prices.market_clock(instrument.market, at).is_open
-
     def _first_fill_now(self, order: StoredOrder, instrument: Instrument,
-                        market: _Market) -> Execution | None:
+                        market: MarketMoment) -> Execution | None:
         """What a new order fills right after it is accepted (after the venue's latency)."""
         if not market.is_open():
             return None
@@ -452,15 +528,19 @@ class SandboxVenue:
     def _fill_due(self, order: StoredOrder, wall: datetime) -> Execution | None:
         """What an open order fills in a matching pass at wall time `wall`, if anything."""
         instrument = self._instruments.get(order.instrument)
+        source: MarketPrices = self._prices
         if instrument is None:
-            return None  # the price source no longer has it: it rests until cancelled
+            priced = self._tradables.priced(order.instrument, wall)
+            if priced is None:
+                return None  # no longer priced (or listed): it rests until cancelled
+            instrument, source = priced
         at = wall + self.offset(instrument.market)
         if order.not_before is not None and at < order.not_before:
             return None
-        if not self._is_open(instrument, at):
+        if not source.market_clock(instrument.market, at).is_open:
             return None
         return self._execution(order, instrument, at,
-                               self._prices.last_trade(instrument.key, at).price)
+                               source.last_trade(instrument.key, at).price)
 
     def _execution(self, order: StoredOrder, instrument: Instrument,
                    at: datetime, last: Decimal) -> Execution | None:
@@ -487,20 +567,27 @@ class SandboxVenue:
                    execution: Execution) -> tuple[StoredOrder, Fill]:
         """Book one fill's row, cash and position in `txn`; the order as it stands after it
         (for the caller to store)."""
-        instrument = self._instruments[order.instrument]
+        instrument = self._instruments.get(order.instrument)
+        derivative = instrument is None
+        if instrument is None:
+            instrument = self._tradables.require_spec(order.instrument).instrument
         currency = instrument.currency
         quantity, price, at = execution.quantity, execution.price, execution.at
         offset = self.offset(instrument.market)
         wall_at = at - offset if offset else at  # what the outside world is told
         notional = quantity * price
         fee = fee_for(notional, self._config.fee_bps)
-        fill = txn.insert_fill(StoredFill(0, order.account, order.client_order_id,
-                                          order.instrument, order.side, quantity, price, fee,
-                                          wall_at)).to_fill()
-        cash = txn.balances(order.account).get(currency, ZERO)
-        txn.set_balance(order.account, currency, cash + cash_change(order.side, notional, fee))
-        held = txn.position(order.account, order.instrument)
-        txn.set_position(order.account, position_after(held, fill))
+        stored = StoredFill(0, order.account, order.client_order_id, order.instrument,
+                            order.side, quantity, price, fee, wall_at)
+        if derivative:  # on margin: cash moves by realized P&L and the fee only
+            fill = book_derivative_fill(txn, stored, currency).to_fill()
+        else:
+            fill = txn.insert_fill(stored).to_fill()
+            cash = txn.balances(order.account).get(currency, ZERO)
+            txn.set_balance(order.account, currency,
+                            cash + cash_change(order.side, notional, fee))
+            held = txn.position(order.account, order.instrument)
+            txn.set_position(order.account, position_after(held, fill))
         filled = order.filled_quantity + quantity
         order = evolve(
             order, filled_quantity=filled, filled_notional=order.filled_notional + notional,
@@ -508,66 +595,3 @@ class SandboxVenue:
             # not_before stays in venue time: it is compared with venue time in _fill_due.
             not_before=None if execution.rest_after is None else at + execution.rest_after)
         return order, fill
-
-
-class _Market:
-    """One instrument's market at one venue time, as one order's acceptance sees it: whether
-    it is in session and the last trade after the venue's latency, each looked up once (the
-    admission and the first fill ask the same questions of the same moment)."""
-
-    __slots__ = ("_instrument", "_is_open", "_last", "_prices", "after_latency", "now")
-
-    def __init__(self, prices: PriceSource, instrument: Instrument, now: datetime,
-                 latency: timedelta) -> None:
-        self._prices = prices
-        self._instrument = instrument
-        self.now = now
-        self.after_latency = now + latency if latency else now
-        self._is_open: bool | None = None
-        self._last: Decimal | None = None
-
-    def is_open(self) -> bool:
-        if self._is_open is None:
-            self._is_open = self._prices.market_clock(self._instrument.market, self.now).is_open
-        return self._is_open
-
-    def last_after_latency(self) -> Decimal:
-        if self._last is None:
-            self._last = self._prices.last_trade(self._instrument.key, self.after_latency).price
-        return self._last
-
-
-def _new_order(account: str, request: OrderRequest, reason: str | None,
-               reserve: Decimal | None, now: datetime) -> StoredOrder:
-    status = _REJECTED if reason is not None else _ACKNOWLEDGED
-    return StoredOrder(  # positional, in StoredOrder's field order: once per order
-        0, account, request.client_order_id, request.instrument, request.side,
-        request.order_type, request.quantity, request.limit_price, status, ZERO, ZERO, reserve,
-        reason or "", None, now, now)
-
-
-def _parse_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit()):
-        raise ValueError(f"fill cursor must be a fill id from this venue, got {cursor!r}")
-    return int(cursor)
-
-
-def _check_account(account: str) -> None:
-    _check_name("account", account, MAX_ACCOUNT_LENGTH)
-
-
-def _check_request(request: OrderRequest) -> None:
-    _check_name("client_order_id", request.client_order_id, MAX_CLIENT_ORDER_ID_LENGTH)
-    _check_name("instrument", request.instrument, MAX_INSTRUMENT_LENGTH)
-    if not request.quantity.is_finite():
-        raise ValueError(f"quantity must be a finite number, got {request.quantity}")
-    if request.limit_price is not None and not request.limit_price.is_finite():
-        raise ValueError(f"limit_price must be a finite number, got {request.limit_price}")
-
-
-def _check_name(what: str, value: str, max_length: int) -> None:
-    if not value or len(value) > max_length or not value.isprintable() or value != value.strip():
-        raise ValueError(f"{what} must be 1 to {max_length} printable characters without "
-                         f"surrounding spaces, got {value!r}")

@@ -21,7 +21,14 @@ from fleetkit.core.errors import BadBrokerReplyError
 from fleetkit.core.instruments import AssetClass, Instrument
 from fleetkit.core.market_data import Bar, MarketClock, Quote
 from fleetkit.core.orders import Fill, OrderStatus, OrderType, Side
-from fleetkit.engine.ports import FillPage, OrderReport, OrderRequest, PositionReport
+from fleetkit.engine.ports import (
+    FillPage,
+    FundingEntry,
+    FundingPage,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+)
 
 from .book import Submission, SubmissionCounts
 
@@ -92,6 +99,20 @@ def order_report_to_dict(report: OrderReport) -> JsonObject:
 
 def fill_page_to_dict(page: FillPage) -> JsonObject:
     return {"fills": [fill_to_dict(f) for f in page.fills], "cursor": page.cursor,
+            "more": page.more}
+
+
+def funding_entry_to_dict(entry: FundingEntry) -> JsonObject:
+    return {
+        "payment_id": entry.payment_id, "instrument": entry.instrument,
+        "at": time_text(entry.at), "rate": decimal_text(entry.rate),
+        "quantity": decimal_text(entry.quantity), "mark": decimal_text(entry.mark),
+        "amount": decimal_text(entry.amount),
+    }
+
+
+def funding_page_to_dict(page: FundingPage) -> JsonObject:
+    return {"funding": [funding_entry_to_dict(e) for e in page.entries], "cursor": page.cursor,
             "more": page.more}
 
 
@@ -310,6 +331,20 @@ def fill_page_from_dict(data: object, where: str = "page") -> FillPage:
     r = Reader(data, where)
     return FillPage(tuple(fill_from_dict(item, path) for path, item in r.items("fills")),
                     r.optional_text("cursor"), r.boolean("more"))
+
+
+def funding_entry_from_dict(data: object, where: str = "funding") -> FundingEntry:
+    r = Reader(data, where)
+    return FundingEntry(r.text("payment_id"), r.text("instrument"), r.time("at"),
+                        r.decimal("rate"), r.decimal("quantity"),
+                        r.decimal("mark", minimum="positive"), r.decimal("amount"))
+
+
+def funding_page_from_dict(data: object, where: str = "page") -> FundingPage:
+    r = Reader(data, where)
+    return FundingPage(tuple(funding_entry_from_dict(item, path)
+                             for path, item in r.items("funding")),
+                       r.optional_text("cursor"), r.boolean("more"))
 
 
 def position_from_dict(data: object, where: str = "position") -> PositionReport:
