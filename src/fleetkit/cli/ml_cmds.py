@@ -1,5 +1,5 @@
-"""`fleet ml train | features`: a learning bot's models, one per timeframe of its `ml:`
-section, and the feature row they read (docs/ml.md, "Commands").
+"""`fleet ml train | evaluate | features`: a learning bot's models, one per timeframe of its
+`ml:` section, judged out of sample, and the feature row they read (docs/ml.md, "Commands").
 
 Plain commands and bot processes load this module too: numpy, TA-Lib, torch and
 stable-baselines3 (the `ml` extra) are imported inside the commands, never at import.
@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,12 +21,14 @@ from fleetkit.cli.options import ConfigOption, DbOption, JsonOption, MarketDataD
 
 if TYPE_CHECKING:
     from fleetkit.ml.bot_bars import Source
+    from fleetkit.ml.bot_data import BotTrainingData
     from fleetkit.ml.bot_features import FeatureRow
-    from fleetkit.ml.bot_training import TrainedBotModel
+    from fleetkit.ml.bot_training import TrainedBotModel, TrainingRun
+    from fleetkit.ml.evaluation import BarsPerYear, EvaluationReport
     from fleetkit.ml.training import ProgressCallback
 
-ml_app = typer.Typer(help="Learning bots: train their models (one per timeframe), show "
-                     "the features they read.", no_args_is_help=True)
+ml_app = typer.Typer(help="Learning bots: train their models (one per timeframe), evaluate "
+                     "them out of sample, show the features they read.", no_args_is_help=True)
 
 # The packages of the `ml` extra: an ImportError naming one means the extra is missing.
 ML_EXTRA = ("torch", "talib", "stable_baselines3", "sb3_contrib", "gymnasium", "numpy")
@@ -39,7 +42,7 @@ def register(app: typer.Typer) -> None:
 BotArgument = Annotated[str, typer.Argument(help="a bot of the config with an ml: section",
                                             show_default=False)]
 TimeframeOption = Annotated[str | None, typer.Option(
-    "--timeframe", "-t", help="one of the bot's ml.timeframes (default: train every one; "
+    "--timeframe", "-t", help="one of the bot's ml.timeframes (default: every one; "
     "features: the finest)")]
 SourceOption = Annotated[str, typer.Option(
     "--source", help="where the bars come from: auto (the bar store when it holds enough, "
@@ -105,6 +108,90 @@ def train_command(
     if as_json:
         typer.echo(json.dumps({"bot": settings.name, "models": [m.as_json() for m in done]},
                               indent=2))
+
+
+# What --fail-on can name: each is a verdict that exits 1 when it fails.
+FAIL_ON = ("collapsed", "flat", "buy-and-hold")
+EVALUATIONS_FOLDER = "evaluations"  # <models_dir>/evaluations/: walk-forward charts
+CHART_FILE = "evaluation.png"  # beside the model it judges (the manifest ignores it)
+
+
+@ml_app.command("evaluate")
+def evaluate_command(
+        bot: BotArgument, timeframe: TimeframeOption = None,
+        walk_forward: Annotated[int | None, typer.Option(
+            "--walk-forward", min=1, metavar="K", help="K folds over the history instead, "
+            "each training a fresh policy (in a temporary folder) on its window and testing "
+            "it on the bars after; the trained model is not used or touched")] = None,
+        chart: Annotated[Path | None, typer.Option(
+            "--chart", metavar="PATH", help="where to write the chart (PNG; the JSON report "
+            "goes beside it); one timeframe only. Default: <models_dir>/<tf>/evaluation.png, "
+            "walk-forward: <models_dir>/evaluations/<tf>-walk-forward.png")] = None,
+        fail_on: Annotated[str | None, typer.Option(
+            "--fail-on", metavar="LIST", help="exit 1 when a named verdict fails, "
+            "comma-separated: collapsed (the policy collapsed to one action), flat (does "
+            "not beat flat), buy-and-hold (does not beat buy-and-hold)")] = None,
+        policy: Annotated[str | None, typer.Option(
+            help="--walk-forward: mlp, lstm or tft (default: ml.policy)")] = None,
+        steps: Annotated[int | None, typer.Option(
+            min=1, help="--walk-forward: environment steps per fold (default: ml.steps)")
+        ] = None,
+        seed: Annotated[int | None, typer.Option(
+            help="--walk-forward: default ml.seed")] = None,
+        device: Annotated[str | None, typer.Option(
+            help="cpu, cuda or auto (default: ml.device)")] = None,
+        source: SourceOption = "auto", config: ConfigOption = None, db: DbOption = None,
+        market_data_db: MarketDataDbOption = None, as_json: JsonOption = False,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                               help="show a progress bar")] = True) -> None:
+    """Evaluate BOT's model of each timeframe out of sample, on the engine path, beside
+    buy-and-hold and flat with the same costs: the trained model on the bars after its
+    training window, or (--walk-forward K) K freshly trained folds. Prints the report,
+    writes a chart and the JSON report; exits 0 whatever the verdict unless --fail-on."""
+    with _ml_extra():
+        from fleetkit.config.loader import load_config
+        from fleetkit.config.ml import ml_timeframes
+        from fleetkit.ml.bot_data import bot_settings, check_timeframe, load_bot_training_data
+        from fleetkit.ml.bot_training import TrainingRun, check_run
+    bars_from = _check_source(source)
+    conditions = _fail_on(fail_on)
+    if walk_forward is None and (policy, steps, seed) != (None, None, None):
+        fail("--policy, --steps and --seed train the folds of --walk-forward; the trained "
+             "model is evaluated as it is (add --walk-forward K, or drop them)")
+    loaded = load_config(config)
+    settings = bot_settings(loaded, bot)
+    ml = settings.ml
+    if ml is None:  # bot_settings refuses a bot without one
+        fail(f"bot {bot} has no ml: section")
+    run = TrainingRun(policy or ml.policy, steps or ml.steps, ml.seed if seed is None else seed,
+                      device or ml.device, ml.n_envs, False)
+    check_run(run)
+    if timeframe is not None:
+        check_timeframe(loaded, settings, timeframe)
+    chosen = [timeframe] if timeframe else ml_timeframes(settings,
+                                                         loaded.config.defaults.bar_interval)
+    _check_chart(settings.name, chosen, chart)
+    models_dir = Path(ml.models_dir or "")
+    if walk_forward is None:
+        for frame in chosen:  # before any bars are read: a missing or changed model
+            _verified(settings.name, models_dir / frame, frame)
+    done: list[dict[str, object]] = []
+    failures: list[str] = []
+    for frame in chosen:
+        data = load_bot_training_data(loaded, settings, frame, source=bars_from, db=db,
+                                      market_data_db=market_data_db)
+        for note in data.notes:
+            typer.echo(f"note: {settings.name} {frame}: {note}", err=True)
+        label = f"{settings.name} {frame}"
+        heading, model, report, written = _evaluate_one(
+            data, label, walk_forward, run, chart, progress and not as_json)
+        failures += _failed(label, report, conditions)
+        done.append({"timeframe": frame, "model": None if model is None else str(model),
+                     "chart": str(written), "report": report.to_json()})
+        if not as_json:
+            typer.echo(("\n" if len(done) > 1 else "") + f"{heading}\n{report.render_text()}"
+                       f"\nchart: {written} (report: {written.with_suffix('.json')})")
+    _finish(settings.name, done, failures, as_json)
 
 
 @ml_app.command("features")
@@ -199,6 +286,179 @@ def _progress(label: str, total: int, show: bool) -> Iterator[ProgressCallback |
                        reward="-" if reward is None else f"{reward:.4f}")
 
         yield report
+
+
+def _evaluate_one(data: BotTrainingData, label: str, folds: int | None, run: TrainingRun,
+                  chart: Path | None, show: bool
+                  ) -> tuple[str, Path | None, EvaluationReport, Path]:
+    """One timeframe evaluated, its chart and JSON report written: (heading, the model
+    evaluated or None for walk-forward, the report, the chart)."""
+    model: Path | None
+    if folds is None:
+        heading, model, report = _holdout(data, label, run.device)
+        target = chart or data.model_dir / CHART_FILE
+    else:
+        heading, report = _walk_forward(data, label, folds, run, show)
+        model = None
+        target = chart or (data.models_dir / EVALUATIONS_FOLDER
+                           / f"{data.timeframe}-walk-forward.png")
+    written = report.save_chart(target)
+    written.with_suffix(".json").write_text(
+        json.dumps(report.to_json(curves=True), indent=1) + "\n", encoding="utf-8")
+    return heading, model, report, written
+
+
+def _check_chart(bot: str, timeframes: list[str], chart: Path | None) -> None:
+    if chart is not None and len(timeframes) > 1:
+        fail(f"--chart names one file: add --timeframe (bot {bot} has "
+             f"{', '.join(timeframes)})")
+
+
+def _finish(bot: str, done: list[dict[str, object]], failures: list[str],
+            as_json: bool) -> None:
+    """The --json object; exit 1 with one line if a --fail-on verdict failed."""
+    if as_json:
+        typer.echo(json.dumps({"bot": bot, "evaluations": done, "failures": failures},
+                              indent=2))
+    if failures:
+        typer.echo(f"--fail-on: {'; '.join(failures)}", err=True)
+        raise typer.Exit(1)
+
+
+def _fail_on(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if name not in FAIL_ON:
+            fail(f"--fail-on {name!r}: name any of {', '.join(FAIL_ON)}, comma-separated")
+    if not names:
+        fail(f"--fail-on is empty: name any of {', '.join(FAIL_ON)}, comma-separated")
+    return names
+
+
+def _verified(bot: str, directory: Path, timeframe: str) -> None:
+    """The model directory checked byte for byte (nothing unpickled); one line if it is
+    missing, changed or incomplete."""
+    from fleetkit.ml.model_dir import MANIFEST, verify_model_dir
+
+    if not (directory / MANIFEST).is_file():
+        fail(f"no trained model for {bot} {timeframe} at {directory}: run `fleet ml train "
+             f"{bot} -t {timeframe}` first")
+    verify_model_dir(directory)
+
+
+def _bars_per_year(data: BotTrainingData) -> BarsPerYear:
+    """A market with sessions: counted from its sessions; 24/7: 365 days of bars."""
+    from fleetkit.ml.evaluation_metrics import ALWAYS_OPEN, session_annualisation
+
+    if data.tape.instrument.calendar == ALWAYS_OPEN or not data.sessions:
+        return None
+    return session_annualisation(data.sessions, data.tape.interval_s)
+
+
+def _holdout(data: BotTrainingData, label: str, device: str
+             ) -> tuple[str, Path, EvaluationReport]:
+    """The trained model on the bars after its training window."""
+    from fleetkit.ml.evaluation import evaluate_model_dir, first_row_after
+    from fleetkit.ml.evaluation_report import iso
+    from fleetkit.ml.model_dir import verify_model_dir
+
+    directory = data.model_dir
+    manifest = verify_model_dir(directory, feature_set_hash=data.matrix.feature_set_hash)
+    trained = manifest.training_window
+    end_s = int(datetime.fromisoformat(trained.end).timestamp())
+    start = first_row_after(data.tape, data.matrix, manifest.window, end_s)
+    if start is None:
+        fail(f"{label}: no bars after the model's training window (its last bar opens "
+             f"{trained.end}, the history's last {iso(int(data.tape.ts_s[-1]))}): nothing "
+             "is held out; wait for new bars, or train with ml.holdout_fraction above 0")
+    report = evaluate_model_dir(directory, data.tape, data.matrix, data.recipe, data.venue,
+                                start_row=start, device=device,
+                                bars_per_year=_bars_per_year(data))
+    heading = (f"{label}: model {directory} ({manifest.policy}, {manifest.steps:,} steps, "
+               f"trained on {trained.bars:,} bars to {trained.end}); "
+               f"{len(data.tape) - 1 - start:,} held-out bars from {data.source}")
+    return heading, directory, report
+
+
+def _walk_forward(data: BotTrainingData, label: str, folds: int, run: TrainingRun,
+                  show: bool) -> tuple[str, EvaluationReport]:
+    """`folds` folds over the history past the warm-up: the tests share the held-out
+    tail's length (ml.holdout_fraction) and end at the last bar; each fold trains a fresh
+    policy on the bars before its test, in a temporary folder deleted after."""
+    import tempfile
+
+    from fleetkit.backtest.tape import BarTape
+    from fleetkit.core.errors import ConfigError
+    from fleetkit.features.batch import FeatureMatrix
+    from fleetkit.features.normalise import Normalisation, fit_normalisation
+    from fleetkit.ml.env import FastTradingEnv
+    from fleetkit.ml.evaluation import walk_forward
+    from fleetkit.ml.model_dir import TrainedModel
+    from fleetkit.ml.training import train
+
+    first = data.matrix.ready_from
+    held = len(data.tape) - data.holdout_start
+    test_bars = held // folds
+    if test_bars < 1:
+        fail(f"{label}: --walk-forward {folds} splits the {held} held-out bars (the last "
+             f"ml.holdout_fraction of the history) into tests of {folds}; raise "
+             "ml.holdout_fraction or ml.history_bars, or ask for fewer folds")
+    train_bars = len(data.tape) - 1 - first - folds * test_bars
+    if train_bars < data.env_config.window + 2:
+        fail(f"{label}: --walk-forward {folds} leaves {train_bars} training bars a fold, "
+             f"too few for a window of {data.env_config.window}; ask for fewer folds")
+    try:  # refuses what the fast path cannot model, before any training
+        FastTradingEnv(data.recipe, data.training_tape, data.training_matrix,
+                       config=data.env_config, venue=data.venue,
+                       normalisation=data.normalisation)
+    except ValueError as exc:
+        raise ConfigError(f"bot {data.bot.name}: {exc}") from None
+    done = [0]
+
+    def train_fold(tape: BarTape, matrix: FeatureMatrix
+                   ) -> tuple[TrainedModel, Normalisation]:
+        done[0] += 1
+        scale = fit_normalisation(matrix, slice(matrix.ready_from, None))
+
+        def env() -> FastTradingEnv:
+            return FastTradingEnv(data.recipe, tape, matrix, config=data.env_config,
+                                  venue=data.venue, normalisation=scale)
+
+        with (tempfile.TemporaryDirectory(prefix=f"fleet-walk-forward-{data.timeframe}-")
+              as folder,
+              _progress(f"{label} fold {done[0]}/{folds}", run.steps, show) as report):
+            trained = train(env, run.policy, run.steps, run.seed, out_dir=Path(folder),
+                            device=run.device, n_envs=run.n_envs, progress_callback=report)
+        return trained, scale
+
+    report = walk_forward(train_fold, data.tape, data.matrix, data.recipe, folds=folds,
+                          train_bars=train_bars, test_bars=test_bars,
+                          config=data.env_config, venue=data.venue, start_row=first,
+                          bars_per_year=_bars_per_year(data))
+    heading = (f"{label}: walk-forward, {folds} folds of {train_bars:,} training and "
+               f"{test_bars:,} test bars, {run.policy} with {run.steps:,} steps each "
+               f"({data.source} bars)")
+    return heading, report
+
+
+def _failed(label: str, report: EvaluationReport, conditions: tuple[str, ...]) -> list[str]:
+    """A line for each --fail-on verdict that failed."""
+    from fleetkit.ml.evaluation_report import BUY_AND_HOLD
+
+    policy = report.policy.total_return
+    reasons = []
+    if "collapsed" in conditions and report.collapsed:
+        action = report.collapsed_action or ""
+        reasons.append(f"{label}: the policy collapsed to {action} "
+                       f"({report.policy.actions.get(action, 0.0):.1%} of its decisions)")
+    if "flat" in conditions and not report.beats_flat:
+        reasons.append(f"{label}: does not beat flat (return {policy:+.2%})")
+    if "buy-and-hold" in conditions and not report.beats_buy_and_hold:
+        reasons.append(f"{label}: does not beat buy-and-hold ({policy:+.2%} against "
+                       f"{report.metrics[BUY_AND_HOLD].total_return:+.2%})")
+    return reasons
 
 
 def _summary(result: TrainedBotModel) -> str:

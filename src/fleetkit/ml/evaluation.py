@@ -53,7 +53,8 @@ from fleetkit.ml.spec import EnvConfig
 
 __all__ = ["BarsPerYear", "EvaluationReport", "FoldReport", "Policy", "Predictor", "RuleFn",
            "TrainFn", "Trajectory", "buy_and_hold", "evaluate_model_dir",
-           "evaluate_out_of_sample", "evaluate_policy", "flat_like", "walk_forward"]
+           "evaluate_out_of_sample", "evaluate_policy", "first_row_after", "flat_like",
+           "walk_forward"]
 
 
 @runtime_checkable
@@ -280,10 +281,19 @@ def _unix(iso_time: str) -> int:
     return int(datetime.fromisoformat(iso_time).timestamp())
 
 
-def _after_training(tape: BarTape, matrix: FeatureMatrix, window: int, end_s: int) -> int:
+def first_row_after(tape: BarTape, matrix: FeatureMatrix, window: int, end_s: int
+                    ) -> int | None:
+    """The first decision row out of sample: the first bar that opens after `end_s` (the
+    training window's last bar), or the first the features' window allows if later; None
+    when no step is left after it (its order needs a next bar to fill on)."""
     row = int(np.searchsorted(tape.ts_s, end_s, side="right"))
     row = max(row, matrix.ready_from + window - 1)
-    if row >= len(tape) - 1:
+    return None if row >= len(tape) - 1 else row
+
+
+def _after_training(tape: BarTape, matrix: FeatureMatrix, window: int, end_s: int) -> int:
+    row = first_row_after(tape, matrix, window, end_s)
+    if row is None:
         raise ValueError(f"the tape has no bars after the model's training window (its last "
                          f"bar opens {iso(end_s)}); give bars after it, or start_row")
     return row
