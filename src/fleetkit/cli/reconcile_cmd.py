@@ -82,7 +82,8 @@ class _Session:
             raise UserError(f"cannot reach the broker for bot {self._settings.name} ({exc}): "
                             "start it (fleet up, or fleet broker serve) and try again") from None
         return Reconciler(self._config, self._settings, self._database,
-                          self._connection.broker, self._connection.instruments)
+                          self._connection.broker, self._connection.instruments,
+                          contracts=self._connection.contracts)
 
     def __exit__(self, *_: object) -> None:
         self._connection.close()

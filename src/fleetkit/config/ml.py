@@ -8,6 +8,7 @@
       policy: mlp                     # mlp | lstm | tft
       steps: 20000
       models_dir: models/rl-nifty     # under the fleet home; <models_dir>/<timeframe>/
+      train_if_missing: true          # rl_policy: train the missing models at start
 
 The feature set is checked at load time with `features.parse_feature_set`, imported only
 when a bot has this section: it is plain data (no numpy, no TA-Lib), so a bot that does not
@@ -84,6 +85,12 @@ class MLSettings(Strict):
                                    "under the fleet home; a relative path is from there")
     tensorboard: bool = Field(default=False, description="log training to "
                               "<models_dir>/tensorboard/ (needs the tensorboard package)")
+    train_if_missing: bool = Field(
+        default=False, description="an rl_policy bot trains each model it lacks "
+        "(<models_dir>/<timeframe>/ without a manifest.json) when it starts, before it "
+        "trades: `fleet ml train` in a subprocess (docs/ml.md)")
+    train_timeout_s: float = Field(default=600.0, gt=0, description="how long that "
+                                   "training may take before it is stopped")
 
     @field_validator("signal")
     @classmethod
@@ -169,9 +176,12 @@ def ml_feature_set(bot: BotSettings, default_interval: str) -> FeatureSet:
 
 
 def ml_signal(bot: BotSettings) -> str:
-    """The instrument whose bars the features read."""
+    """The instrument whose bars the features read: ml.signal, else the bot's signal, else
+    its (first) traded instrument."""
     if bot.ml is not None and bot.ml.signal is not None:
         return bot.ml.signal
+    if bot.signal is not None:
+        return bot.signal
     return instrument_key(bot.market, bot.symbols[0])
 
 

@@ -31,7 +31,7 @@ from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.config.plugins import PluginRequirement
 from fleetkit.config.reconcile import ReconcileSettings
 from fleetkit.config.strict import Strict, require_unique
-from fleetkit.core.instruments import MARKETS
+from fleetkit.core.instruments import MARKETS, AssetClass
 from fleetkit.core.market_data import INTERVALS_S
 from fleetkit.core.orders import OrderType
 from fleetkit.strategy.base import describe_params_error, spec
@@ -359,6 +359,13 @@ class BotSettings(Strict):
                                        "exits, instead of defaults.exits")
     ml: MLSettings | None = Field(default=None, description="a learning bot's training "
                                   "(`fleet ml train`, docs/ml.md)")
+    contract: Literal["listed", "front_future"] = Field(
+        default="listed", description="listed: each symbol is an instrument of the market; "
+        "front_future: each symbol is an index (NIFTY) whose front-month future the bot "
+        "trades, rolled to the next month before expiry (docs/futures.md)")
+    signal: str | None = Field(
+        default=None, description='an instrument ("NSE:NIFTY 50") whose bars the strategy '
+        "reads instead of the traded instrument's: a futures bot deciding on the index")
 
     @model_validator(mode="before")
     @classmethod
@@ -391,6 +398,29 @@ class BotSettings(Strict):
             raise ValueError(f"unknown bar interval {value!r}; use one of {', '.join(INTERVALS_S)}")
         return value
 
+    def _check_contract_and_signal(self) -> None:
+        if self.contract == "front_future":
+            if MARKETS[self.market].asset_class is not AssetClass.DERIVATIVE:
+                derivatives = ", ".join(k for k, m in MARKETS.items()
+                                        if m.asset_class is AssetClass.DERIVATIVE)
+                raise ValueError(f"contract front_future trades futures: market must be a "
+                                 f"derivatives segment ({derivatives}), got {self.market}")
+            if self.mode != "sandbox":
+                raise ValueError("contract front_future is served by the sandbox only for "
+                                 "now: set mode sandbox")
+        if self.signal is not None:
+            market_code, _, symbol = self.signal.partition(":")
+            if market_code not in MARKETS or not symbol:
+                raise ValueError(f"signal {self.signal!r}: write it MARKET:SYMBOL, e.g. "
+                                 "'NSE:NIFTY 50'")
+            if len(self.symbols) != 1:
+                raise ValueError("signal names the bars of one traded instrument: give the "
+                                 "bot one symbol")
+            if self.ml is not None and self.ml.signal not in (None, self.signal):
+                raise ValueError(f"signal {self.signal!r} and ml.signal {self.ml.signal!r} "
+                                 "differ: the strategy reads the bars its model learned "
+                                 "from; set signal once, at the bot")
+
     @model_validator(mode="after")
     def _strategy_and_params(self) -> BotSettings:
         try:
@@ -403,6 +433,7 @@ class BotSettings(Strict):
             raise ValueError(f"params for {self.strategy}: {describe_params_error(exc)}") from None
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("symbols are listed twice")
+        self._check_contract_and_signal()
         if self.mode == "sandbox" and self.exchange is not None:
             raise ValueError("sandbox bots trade the sandbox: drop `exchange`, or set mode "
                              "to paper or live")

@@ -46,6 +46,10 @@ class BotRecipe:
     tolerances: Tolerances = field(default_factory=Tolerances)
     cash_currencies: Mapping[str, str] = field(default_factory=dict)
     exits: ExitRules = NO_EXITS
+    # instrument -> the instrument whose bars its strategy reads, where not its own
+    signals: Mapping[str, str] = field(default_factory=dict)
+    # instrument (a futures contract) -> its underlying, for a slot that rolls (engine.rolls)
+    rolls: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def usd_per_unit(self) -> Decimal:
@@ -137,7 +141,8 @@ def assemble_bot(recipe: BotRecipe, ledger: Ledger, broker: Broker, market_data:
                              recipe.usd_per_currency, before_order=brakes.before_order)
     slots = {key: InstrumentSlot(inst, strategies[key] if strategies is not None
                                  else build_strategy(recipe.strategy, dict(recipe.params)),
-                                 Trader(inst, recipe.sizing))
+                                 Trader(inst, recipe.sizing), recipe.signals.get(key),
+                                 recipe.rolls.get(key))
              for key, inst in recipe.instruments.items()}
     bot = TradingBot(slots, engine, ledger, clock, record_signals=record_signals,
                      exits=recipe.exits)
@@ -149,8 +154,13 @@ def assemble_bot(recipe: BotRecipe, ledger: Ledger, broker: Broker, market_data:
 def order_sync(recipe: BotRecipe, ledger: Ledger, broker: Broker, clock: Clock, *,
                unknown_after_s: float = 15.0) -> OrderSync:
     """The bot's reconciliation with its broker, with the recipe's checks and tolerances."""
+    instruments = recipe.instruments
     return OrderSync(recipe.identity, ledger, broker, clock,
-                     {k: i.lot_size for k, i in recipe.instruments.items()},
+                     {k: i.lot_size for k, i in instruments.items()},
                      unknown_after_s=unknown_after_s, fill_checks=recipe.limits.fill_checks,
                      currencies=recipe.cash_currencies or None, tolerances=recipe.tolerances,
-                     margined=[k for k, i in recipe.instruments.items() if i.margined])
+                     margined=[k for k, i in instruments.items() if i.margined],
+                     # A rolling slot's earlier contracts are no longer among its instruments
+                     # but their P&L moved the account's cash all the same.
+                     contract_markets={instruments[k].market: instruments[k].currency
+                                       for k in recipe.rolls if k in instruments})

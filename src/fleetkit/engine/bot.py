@@ -31,11 +31,20 @@ _HOLD = SignalLevel.HOLD  # a constant: an enum member looked up costs, per bar
 
 @dataclass(slots=True)
 class InstrumentSlot:
-    """One instrument a bot trades, with its own strategy instance and trader."""
+    """One instrument a bot trades, with its own strategy instance and trader. `bars_from`:
+    the instrument whose bars the strategy reads, when not the traded one (a bot trading
+    NIFTY futures that decides on the NIFTY index); `underlying`: set for a slot that holds
+    the front-month future of this underlying and rolls it (engine.rolls)."""
 
     instrument: Instrument
     strategy: Strategy
     trader: Trader
+    bars_from: str | None = None
+    underlying: str | None = None
+
+    @property
+    def bars_key(self) -> str:
+        return self.bars_from or self.instrument.key
 
 
 class TradingBot:
@@ -97,6 +106,23 @@ class TradingBot:
 
     def position(self, key: str) -> Decimal:
         return self._position.get(key, ZERO)
+
+    def open_quantity(self, key: str) -> Decimal:
+        return self._open.get(key, ZERO)
+
+    def rekey(self, old_key: str, slot: InstrumentSlot) -> None:
+        """Trade `slot` (its instrument new: the next futures contract) where `old_key`'s slot
+        traded, keeping the strategy, its state and its context: what a roll does once the
+        position is to move. The position and orders stay the ledger's, by instrument."""
+        new_key = slot.instrument.key
+        old_slot = self.slots.pop(old_key)
+        self.slots[new_key] = slot
+        slot.strategy = old_slot.strategy
+        state = self.state.instruments.pop(old_key, None)
+        if state is not None:
+            self.state.instruments[new_key] = state
+        self._contexts.pop(old_key, None)
+        self._contexts[new_key] = _context(slot)
 
     def forget_signal(self, key: str) -> None:
         """Make the trader act on the next signal even if it repeats the last one (used when

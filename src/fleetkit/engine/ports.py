@@ -183,6 +183,10 @@ class InstrumentState:
     target_quantity: Decimal | None = None
     strategy_state: dict[str, Any] = field(default_factory=dict)
     exit_state: dict[str, Any] = field(default_factory=dict)  # engine.exits: ATR, best close
+    # A futures roll in progress into this instrument (engine.rolls): the contract it comes
+    # from and the quantity to carry over; persisted before the roll's first order.
+    roll_from: str | None = None
+    roll_quantity: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -206,6 +210,8 @@ class BotState:
                 "target_quantity": None if s.target_quantity is None else str(s.target_quantity),
                 "strategy_state": s.strategy_state,
                 "exit_state": s.exit_state,
+                **({"roll_from": s.roll_from, "roll_quantity": str(s.roll_quantity)}
+                   if s.roll_from is not None and s.roll_quantity is not None else {}),
             }
             for key, s in self.instruments.items()
         }}
@@ -222,6 +228,9 @@ class BotState:
                 else Decimal(raw["target_quantity"]),
                 strategy_state=dict(raw.get("strategy_state") or {}),
                 exit_state=dict(raw.get("exit_state") or {}),
+                roll_from=raw.get("roll_from"),
+                roll_quantity=None if raw.get("roll_quantity") is None
+                else Decimal(raw["roll_quantity"]),
             )
         return result
 

@@ -63,7 +63,8 @@ class OrderSync:
                  fill_checks: FillChecks = DEFAULT_FILL_CHECKS,
                  currencies: Mapping[str, str] | None = None,
                  tolerances: Tolerances | None = None,
-                 margined: Collection[str] = ()) -> None:
+                 margined: Collection[str] = (),
+                 contract_markets: Mapping[str, str] | None = None) -> None:
         self._bot = bot
         self._ledger = ledger
         self._broker = broker
@@ -76,6 +77,9 @@ class OrderSync:
         # Futures and perpetuals: cash moves by their P&L alone, and a perpetual's funding
         # settlements are paged from the broker like fills (only where the bot has any).
         self._margined = frozenset(margined)
+        # market -> currency where the bot holds dated contracts (a rolled future): every
+        # contract of such a market counts, the earlier months' included.
+        self._contract_markets = dict(contract_markets or {})
 
     def resolve_pending(self, report: SyncReport) -> int:
         """Settle orders written ahead whose broker answer was never recorded; returns how
@@ -224,7 +228,16 @@ class OrderSync:
     def _flows(self, positions: Iterable[Position] | None) -> dict[str, Decimal]:
         if positions is None:
             positions = self._ledger.positions(self._bot.id).values()
-        return cash_flows(positions, self._currencies, self._margined)
+        if not self._contract_markets:
+            return cash_flows(positions, self._currencies, self._margined)
+        held = list(positions)
+        currencies, margined = dict(self._currencies), set(self._margined)
+        for position in held:
+            currency = self._contract_markets.get(position.instrument.partition(":")[0])
+            if currency is not None and position.instrument not in currencies:
+                currencies[position.instrument] = currency
+                margined.add(position.instrument)
+        return cash_flows(held, currencies, margined)
 
     def run(self, *, halt_on_difference: bool = True) -> SyncReport:
         """Reconcile. Call once no PENDING order is left (the runner waits for that): an

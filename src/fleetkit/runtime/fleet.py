@@ -141,9 +141,10 @@ def preflight(loaded: LoadedConfig) -> None:
     config = loaded.config
     if not config.bots:
         raise ConfigError(f"{loaded.source}: no bots configured — add some under `bots:`")
-    validate_instruments(config)
-    calendar_overrides(loaded)  # a bad override file stops the fleet before anything starts
-    sandbox_contract_rules(loaded)  # and so does a bad sandbox.derivatives_file
+    # A bad sandbox.derivatives_file stops the fleet before anything starts, and so does a
+    # bad calendar override file.
+    validate_instruments(config, sandbox_contract_rules(loaded))
+    calendar_overrides(loaded)
 
 
 def run_fleet(loaded: LoadedConfig, options: FleetOptions, stop: threading.Event) -> int:

@@ -21,9 +21,10 @@ from fleetkit.core.numbers import ZERO, plain
 from fleetkit.core.orders import OrderStatus
 from fleetkit.engine.ports import Broker, Clock
 from fleetkit.engine.reconcile import Difference, DifferenceKind
+from fleetkit.engine.rolls import ContractSource
 from fleetkit.engine.sync import OrderSync, SyncReport
 from fleetkit.runtime.clock import WallClock
-from fleetkit.runtime.wiring import bot_instruments, order_sync, sandbox_catalog
+from fleetkit.runtime.wiring import bot_contracts, order_sync, sandbox_catalog
 from fleetkit.store.database import Database
 from fleetkit.store.fleet import FleetStore
 from fleetkit.store.ledger import SqlLedger
@@ -74,8 +75,10 @@ class Reconciler:
     """Ledger vs broker for one bot. `broker` is that bot's account at its venue."""
 
     def __init__(self, config: FleetConfig, settings: BotSettings, database: Database,
-                 broker: Broker, instruments: Mapping[str, Instrument] | None = None) -> None:
-        """`instruments`: the venue's definitions (exchange bots); default, the sandbox's."""
+                 broker: Broker, instruments: Mapping[str, Instrument] | None = None, *,
+                 contracts: ContractSource | None = None) -> None:
+        """`instruments`: the venue's definitions (exchange bots); default, the sandbox's
+        (`contracts`: its derivatives, for a front-month futures bot)."""
         self._config = config
         self._settings = settings
         self._database = database
@@ -83,8 +86,10 @@ class Reconciler:
         self._store = FleetStore(database.engine)
         self.bot_id = self._store.bot(settings.name).id
         self._ledger = SqlLedger(database.engine, database.fleet_tag())
+        self._rolls: dict[str, str] = {}
         if instruments is None:
-            instruments = bot_instruments(settings, sandbox_catalog(config))
+            instruments, self._rolls = bot_contracts(settings, sandbox_catalog(config),
+                                                     contracts)
         self._instruments = dict(instruments)
 
     def _sync(self, now: datetime | None = None, unknown_after_s: float | None = None
@@ -92,7 +97,7 @@ class Reconciler:
         clock: Clock = WallClock() if now is None else _FixedClock(now)
         return order_sync(self._config, self._settings, self.bot_id, self._ledger,
                           self._broker, clock, self._instruments,
-                          unknown_after_s=unknown_after_s)
+                          unknown_after_s=unknown_after_s, rolls=self._rolls)
 
     def inspect(self) -> BotReconciliation:
         """What differs right now; nothing is written or applied."""

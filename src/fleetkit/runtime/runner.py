@@ -36,14 +36,15 @@ from fleetkit.engine.assembly import AssembledBot
 from fleetkit.engine.bot import TradingBot
 from fleetkit.engine.execution import Outcome
 from fleetkit.engine.ports import Broker, Clock, Event, MarketData
+from fleetkit.engine.rolls import ContractSource, FuturesRoller
 from fleetkit.engine.sync import SyncReport
 from fleetkit.risk.rails import HaltScope
 from fleetkit.runtime.clock import WallClock
 from fleetkit.runtime.logs import get_logger
 from fleetkit.runtime.outage import Outage, backoff_delays
 from fleetkit.runtime.wiring import (
+    bot_contracts,
     bot_currency,
-    bot_instruments,
     build_bot,
     describe_bot,
     sandbox_catalog,
@@ -69,19 +70,22 @@ class BrokerConnection:
     `instruments`: the venue's own instrument definitions for the bot's symbols (an exchange
     publishes its tick and step sizes); None means the sandbox catalog's.
     `refresh`: re-authenticate (venues that issue daily tokens), run every
-    `refresh_every_s`; while it fails, the bot is halted (source: credentials)."""
+    `refresh_every_s`; while it fails, the bot is halted (source: credentials).
+    `contracts`: the venue's derivatives (front futures, perpetuals), where it has any."""
 
     def __init__(self, broker: Broker, market_data: MarketData,
                  close: Callable[[], None] = lambda: None, *,
                  instruments: Mapping[str, Instrument] | None = None,
                  refresh: Callable[[], None] | None = None,
-                 refresh_every_s: float | None = None) -> None:
+                 refresh_every_s: float | None = None,
+                 contracts: ContractSource | None = None) -> None:
         self.broker = broker
         self.market_data = market_data
         self.close = close
         self.instruments = instruments
         self.refresh = refresh
         self.refresh_every_s = refresh_every_s
+        self.contracts = contracts
 
 
 class BotRunner:
@@ -181,13 +185,21 @@ class BotRunner:
             settings=describe_bot(self.config, settings), now=now)
         self._take_lease(now)
         self.connection = self._broker_factory(settings)
-        instruments = (self.connection.instruments if self.connection.instruments is not None
-                       else bot_instruments(settings, sandbox_catalog(self.config)))
+        rolls: dict[str, str] = {}
+        if self.connection.instruments is not None:
+            instruments = dict(self.connection.instruments)
+        else:
+            instruments, rolls = bot_contracts(settings, sandbox_catalog(self.config),
+                                               self.connection.contracts)
         self.parts: AssembledBot = build_bot(self.config, settings, self.bot_id, self.ledger,
                                              self.connection.broker,
                                              self.connection.market_data, self.clock,
-                                             instruments)
+                                             instruments, rolls=rolls)
         self.bot: TradingBot = self.parts.bot
+        self.roller = None if not rolls or self.connection.contracts is None else FuturesRoller(
+            self.bot, self.parts.engine, self.connection.contracts,
+            self.connection.market_data,
+            lambda event: self.ledger.record_event(self.bot_id, event, self.clock.now()))
         self._hand_sessions()
         self.sync = self.parts.sync
         self.outage = Outage(self.log, self._sleep, self.clock,
@@ -283,6 +295,8 @@ class BotRunner:
 
     def _reconcile(self) -> None:
         self.bot.load()
+        if self.roller is not None:
+            self.roller.adopt()  # a roll the bot was down for, or stopped in the middle of
         self._settle_pending()
         report = self.sync.run()
         for key in report.voided_instruments:
@@ -321,7 +335,7 @@ class BotRunner:
             needed = slot.strategy.warmup_bars() + 1
             end = (cursor + interval) if cursor else now
             lookback = _lookback(interval, needed, always_open=self._always_open)
-            bars = self.connection.market_data.bars(key, self.parts.interval_s,
+            bars = self.connection.market_data.bars(slot.bars_key, self.parts.interval_s,
                                                     end - lookback, end)
             if cursor is None and bars:
                 # First ever start: history up to the last bar warms; that bar will trade.
@@ -377,8 +391,13 @@ class BotRunner:
                              reason=self.parts.brakes.halt_reason())
         self._halt_logged = halted
         now = self.clock.now()
+        if self.roller is not None and not halted:
+            for roll in self.roller.step(now):
+                for execution in roll.executions:
+                    if execution.outcome is Outcome.UNKNOWN:
+                        raise OrderOutcomeUnknown(execution.detail)
         interval = timedelta(seconds=self.parts.interval_s)
-        for key in self.bot.slots:
+        for key in list(self.bot.slots):
             self._feed(key, now, interval, halted)
         breach = self.parts.end_cycle()
         if breach is not None:
@@ -388,15 +407,20 @@ class BotRunner:
         self.cycles += 1
 
     def _feed(self, key: str, now: datetime, interval: timedelta, halted: bool) -> None:
-        cursor = self._cursors.get(key) or self.bot.state.of(key).last_bar_ts
+        state = self.bot.state.of(key)
+        cursor = self._cursors.get(key) or state.last_bar_ts
         start = cursor + interval if cursor else now - interval * 2
-        bars: list[Bar] = self.connection.market_data.bars(key, self.parts.interval_s, start, now)
+        bars: list[Bar] = self.connection.market_data.bars(self.bot.slots[key].bars_key,
+                                                           self.parts.interval_s, start, now)
         if not bars:
             return
         *older, last = bars
         self.bot.warm_up(key, older, advance=True)
         fresh = last.ts + 2 * interval >= now
-        execution = self.parts.trade(key, last, halted or not fresh)
+        # While a futures roll is under way the strategy sees its bars but does not trade:
+        # the roll's legs decide the position until it has arrived in the new contract.
+        rolling = state.roll_from is not None
+        execution = self.parts.trade(key, last, halted or not fresh or rolling)
         if execution is not None and execution.outcome is Outcome.UNKNOWN:
             # Nothing about this bar is saved: once the order's fate is known the bar is
             # decided again from the last saved state.

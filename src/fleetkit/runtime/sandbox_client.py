@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fleetkit.brokers.sandbox.client import SandboxClient
+from fleetkit.brokers.sandbox.contract_source import SandboxContracts
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.runtime.runner import BrokerConnection
 
@@ -20,6 +21,7 @@ def sandbox_connection_factory(config: FleetConfig) -> Callable[[BotSettings], B
 
     def connect(settings: BotSettings) -> BrokerConnection:
         client = SandboxClient(base_url, settings.name, timeout_s=timeout)
-        return BrokerConnection(client, client, client.close)
+        return BrokerConnection(client, client, client.close,
+                                contracts=SandboxContracts(client.futures, client.instruments))
 
     return connect

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from fleetkit.brokers.sandbox.catalog import load_catalog, parse_catalog
 from fleetkit.brokers.sandbox.contracts import ContractRules, load_contract_rules
+from fleetkit.brokers.sandbox.listing import perpetual_instrument
+from fleetkit.brokers.sandbox.perpetuals import PERPETUALS
 from fleetkit.brokers.sandbox.pricing import SandboxInstrument
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import BotSettings, FleetConfig
@@ -24,6 +26,7 @@ from fleetkit.engine.execution import BotIdentity
 from fleetkit.engine.exits import ExitRules
 from fleetkit.engine.ports import Broker, Clock, Ledger, MarketData
 from fleetkit.engine.reconcile import Tolerances
+from fleetkit.engine.rolls import ContractSource
 from fleetkit.engine.sync import OrderSync
 from fleetkit.engine.trader import Sizing
 from fleetkit.risk.rails import RiskLimits
@@ -78,26 +81,65 @@ def _entry_body(entry: Mapping[str, object]) -> dict[str, object]:
 
 def bot_instruments(bot: BotSettings, catalog: Mapping[str, SandboxInstrument]
                     ) -> dict[str, Instrument]:
+    """The bot's instruments as the config alone says them: the catalog's, and the sandbox's
+    perpetuals. A front-month future is the venue's to name (`bot_contracts`)."""
     found: dict[str, Instrument] = {}
+    instruments = {k: entry.instrument for k, entry in catalog.items()}
     for symbol in bot.symbols:
         key = instrument_key(bot.market, symbol)
         entry = catalog.get(key)
-        if entry is None:
-            known = sorted(k.split(":", 1)[1] for k in catalog if k.startswith(f"{bot.market}:"))
+        if entry is not None:
+            found[key] = entry.instrument
+            continue
+        perpetual = perpetual_instrument(key, instruments)
+        if perpetual is None:
+            known = sorted(k.split(":", 1)[1] for k in [*catalog, *PERPETUALS]
+                           if k.startswith(f"{bot.market}:"))
             raise ConfigError(f"bot {bot.name}: {symbol!r} is not an instrument the sandbox "
                               f"knows on {bot.market} (known: {', '.join(known)}); add it under "
                               "sandbox.instruments")
-        found[key] = entry.instrument
+        found[key] = perpetual
     return found
 
 
-def validate_instruments(config: FleetConfig) -> None:
-    """Sandbox bots' symbols against the catalog; exchange bots' are checked against the
-    exchange's markets when they connect."""
+def bot_contracts(bot: BotSettings, catalog: Mapping[str, SandboxInstrument],
+                  contracts: ContractSource | None) -> tuple[dict[str, Instrument], dict[str, str]]:
+    """The bot's instruments now, and for a front-month futures bot which underlying each
+    contract rolls (`contract: front_future`: the venue names today's front contract)."""
+    if bot.contract != "front_future":
+        return bot_instruments(bot, catalog), {}
+    if contracts is None:
+        raise ConfigError(f"bot {bot.name}: its venue lists no futures curve, so it cannot "
+                          "trade a front-month future; use contract: listed")
+    found: dict[str, Instrument] = {}
+    rolls: dict[str, str] = {}
+    for symbol in bot.symbols:
+        front = contracts.front_future(bot.market, symbol)
+        found[front.instrument.key] = front.instrument
+        rolls[front.instrument.key] = symbol
+    return found, rolls
+
+
+def validate_instruments(config: FleetConfig,
+                         rules: Mapping[str, ContractRules] | None = None) -> None:
+    """Sandbox bots' symbols against the catalog, the perpetuals and (front-month futures
+    bots) the contract rules; exchange bots' are checked against the exchange's markets
+    when they connect."""
     catalog = sandbox_catalog(config)
+    known_rules = load_contract_rules() if rules is None else rules
     for bot in config.bots:
-        if bot.exchange is None:
+        if bot.exchange is not None:
+            continue
+        if bot.contract != "front_future":
             bot_instruments(bot, catalog)
+            continue
+        for symbol in bot.symbols:
+            found = known_rules.get(symbol)
+            if found is None or not found.futures_listed or found.exchange != bot.market:
+                listed = sorted(r.root for r in known_rules.values()
+                                if r.futures_listed and r.exchange == bot.market)
+                raise ConfigError(f"bot {bot.name}: the sandbox lists no {bot.market} futures "
+                                  f"on {symbol!r} (it does on: {', '.join(listed) or 'none'})")
 
 
 def bot_limits(config: FleetConfig, bot: BotSettings) -> RiskLimits:
@@ -161,7 +203,8 @@ def describe_bot(config: FleetConfig, bot: BotSettings) -> dict[str, object]:
 
 
 def bot_recipe(config: FleetConfig, settings: BotSettings, bot_id: int,
-               instruments: Mapping[str, Instrument]) -> BotRecipe:
+               instruments: Mapping[str, Instrument],
+               rolls: Mapping[str, str] | None = None) -> BotRecipe:
     """What the config says this bot is (engine.assembly builds it, wherever it runs)."""
     checks = config.reconcile
     currencies = ({k: i.currency for k, i in instruments.items()} if checks.compare_cash
@@ -173,7 +216,9 @@ def bot_recipe(config: FleetConfig, settings: BotSettings, bot_id: int,
                      params, bot_sizing(config, settings),
                      bot_limits(config, settings), bar_interval_s(config, settings),
                      config.fx_usd, Tolerances(checks.average_price_tolerance_pct, cash),
-                     currencies, bot_exits(config, settings))
+                     currencies, bot_exits(config, settings),
+                     {k: settings.signal for k in instruments} if settings.signal else {},
+                     dict(rolls or {}))
 
 
 def bot_exits(config: FleetConfig, bot: BotSettings) -> ExitRules:
@@ -183,19 +228,20 @@ def bot_exits(config: FleetConfig, bot: BotSettings) -> ExitRules:
 
 def build_bot(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: Ledger,
               broker: Broker, market_data: MarketData, clock: Clock,
-              instruments: Mapping[str, Instrument], *, record_signals: bool = True
-              ) -> AssembledBot:
-    return assemble_bot(bot_recipe(config, settings, bot_id, instruments), ledger, broker,
+              instruments: Mapping[str, Instrument], *, record_signals: bool = True,
+              rolls: Mapping[str, str] | None = None) -> AssembledBot:
+    return assemble_bot(bot_recipe(config, settings, bot_id, instruments, rolls), ledger, broker,
                         market_data, clock, record_signals=record_signals,
                         unknown_after_s=config.runtime.unknown_order_grace_s)
 
 
 def order_sync(config: FleetConfig, settings: BotSettings, bot_id: int, ledger: Ledger,
                broker: Broker, clock: Clock, instruments: Mapping[str, Instrument], *,
-               unknown_after_s: float | None = None) -> OrderSync:
+               unknown_after_s: float | None = None,
+               rolls: Mapping[str, str] | None = None) -> OrderSync:
     """The bot's reconciliation with its broker, with the config's checks and tolerances."""
     grace = config.runtime.unknown_order_grace_s if unknown_after_s is None else unknown_after_s
-    return engine_order_sync(bot_recipe(config, settings, bot_id, instruments), ledger,
+    return engine_order_sync(bot_recipe(config, settings, bot_id, instruments, rolls), ledger,
                              broker, clock, unknown_after_s=grace)
 
 

@@ -70,7 +70,9 @@ def test_three_months_are_listed_priced_at_carry_the_near_one_tightest(
         assert quote.last % TICK == 0 and quote.bid < quote.last < quote.ask
     assert [q.last for q in curve.futures] == sorted(q.last for q in curve.futures)
     assert curve.front == "NFO:NIFTY26DECFUT"
-    assert curve.roll_at == datetime(2026, 12, 29, 10, 0, tzinfo=UTC)  # 15:30 IST
+    # Shipped rules roll two trading days before expiry: Dec 28 and 29 are the last two (the
+    # 25th is a holiday), so December stops being the front at the 24th's close.
+    assert curve.roll_at == datetime(2026, 12, 24, 10, 0, tzinfo=UTC)  # 15:30 IST
 
 
 def test_open_interest_moves_to_the_next_month_in_the_roll_week(

@@ -38,7 +38,7 @@ from .contract_calendar import ContractCalendar
 from .contracts import ContractRules, future_symbol, parse_future_symbol
 from .errors import UnknownInstrumentError
 from .futures import future_last
-from .perpetuals import Perpetual, mark_price
+from .perpetuals import PERPETUALS, Perpetual, mark_price
 from .pricing import PriceSource
 
 logger = logging.getLogger("fleetkit.sandbox")
@@ -241,6 +241,16 @@ class DerivativeListing:
         with self._lock:
             self._specs[key] = spec
         return spec
+
+
+def perpetual_instrument(key: str, catalog: Mapping[str, Instrument]) -> Instrument | None:
+    """The spec of the perpetual `key` the sandbox lists while it prices its index in
+    `catalog`; None when it lists no such perpetual (no venue needed: config checks)."""
+    perpetual = PERPETUALS.get(key)
+    index = None if perpetual is None else catalog.get(perpetual.index)
+    if perpetual is None or index is None:
+        return None
+    return _perpetual_spec(perpetual, index).instrument
 
 
 def _perpetual_spec(perpetual: Perpetual, index: Instrument) -> DerivativeSpec:
