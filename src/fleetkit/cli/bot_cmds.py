@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption
+
+if TYPE_CHECKING:
+    from fleetkit.config.models import BotSettings
 
 bot_app = typer.Typer(help="Run a single bot.", no_args_is_help=True)
 
@@ -30,6 +35,7 @@ def run(name: Annotated[str, typer.Argument(help="the bot's name in the config")
     from fleetkit.runtime.wiring import database_url
 
     loaded = load_config(config)
+    _refuse_without_ml_extra(loaded.config.bots, name)
     configure_logging()
     _report_broken_plugins()
     stop = threading.Event()
@@ -37,6 +43,19 @@ def run(name: Annotated[str, typer.Argument(help="the bot's name in the config")
                        connection_factory(loaded), stop=stop)
     with stop_signals(stop):
         runner.run()
+
+
+def _refuse_without_ml_extra(bots: Sequence[BotSettings], name: str) -> None:
+    """A learning bot cannot trade without the ml extra: one line with the fix, exit 2,
+    rather than a process that starts only to halt (the extra is looked for, not
+    imported)."""
+    from fleetkit.config.ml import RL_POLICY
+    from fleetkit.runtime.ml_bootstrap import missing_ml_package, refused_line
+
+    if any(bot.name == name and bot.strategy == RL_POLICY for bot in bots):
+        missing = missing_ml_package()
+        if missing is not None:
+            fail(refused_line(name, missing))
 
 
 def _report_broken_plugins() -> None:

@@ -83,6 +83,7 @@ def _run_up(loaded: LoadedConfig, db: str | None, run_for: float | None,
     from fleetkit.cli.render import fleet_table, summary_line
     from fleetkit.runtime.fleet import FleetOptions, run_fleet
     from fleetkit.runtime.logs import configure_logging
+    from fleetkit.runtime.ml_bootstrap import bots_needing_ml_extra, not_started_line
     from fleetkit.runtime.signals import stop_signals
     from fleetkit.store.status import FleetView
 
@@ -90,10 +91,13 @@ def _run_up(loaded: LoadedConfig, db: str | None, run_for: float | None,
     configure_logging(log_file=logs / "fleet.log")
     console = Console()
     stop = threading.Event()
-    typer.echo(f"fleetkit: starting {len(loaded.config.bots)} bots from {loaded.source}; "
-               f"data and logs in {loaded.home}"
+    left_out, missing = bots_needing_ml_extra(loaded.config)
+    typer.echo(f"fleetkit: starting {len(loaded.config.bots) - len(left_out)} bots from "
+               f"{loaded.source}; data and logs in {loaded.home}"
                + (f"; stopping after {run_for:g}s" if run_for else "") + " — Ctrl-C to stop",
                err=True)
+    if left_out:
+        typer.echo(f"fleetkit: {not_started_line(left_out, missing)}", err=True)
     if live is None:
         live = sys.stdout.isatty()
     with stop_signals(stop):

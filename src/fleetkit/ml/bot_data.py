@@ -37,7 +37,13 @@ from fleetkit.ml.bot_bars import (
 )
 from fleetkit.ml.spec import ALL_LEVELS, EnvConfig, RewardWeights
 from fleetkit.runtime.connections import trading_costs
-from fleetkit.runtime.wiring import bot_instruments, bot_recipe, sandbox_catalog
+from fleetkit.runtime.wiring import (
+    bot_instruments,
+    bot_recipe,
+    front_future_spec,
+    sandbox_catalog,
+    sandbox_contract_rules,
+)
 
 __all__ = ["BotTrainingData", "NotEnoughHistoryError", "bot_settings", "check_timeframe",
            "load_bot_training_data", "matrix_rows", "tape_rows"]
@@ -193,6 +199,11 @@ def _traded_instrument(loaded: LoadedConfig, bot: BotSettings, signal: str
     notes: list[str] = []
     if len(bot.symbols) > 1:
         notes.append(f"trains on {bot.symbols[0]} only (one instrument per model)")
+    if bot.contract == "front_future":
+        future = front_future_spec(bot, bot.symbols[0], sandbox_contract_rules(loaded), catalog)
+        notes.append(f"trades {bot.symbols[0]}'s front-month future (lots of "
+                     f"{future.lot_size}) at {signal}'s prices")
+        return future, tuple(notes)
     try:
         traded = next(iter(bot_instruments(bot.model_copy(update={"symbols": bot.symbols[:1]}),
                                            catalog).values()))

@@ -20,6 +20,7 @@ from fleetkit.core.instruments import Instrument
 from fleetkit.engine.ports import Event
 from fleetkit.runtime.calendar_watch import calendar_overrides, watch_calendar_coverage
 from fleetkit.runtime.logs import get_logger
+from fleetkit.runtime.ml_bootstrap import bots_needing_ml_extra, not_started_line
 from fleetkit.runtime.outage import OutageThrottle
 from fleetkit.runtime.supervisor import ChildSpec, Supervisor
 from fleetkit.runtime.wiring import (
@@ -90,8 +91,10 @@ def child_specs(loaded: LoadedConfig, db_url: str) -> list[ChildSpec]:
     logs = loaded.home / "logs"
     python = [sys.executable, "-m", "fleetkit"]
     specs = [ChildSpec(BROKER, [*python, "broker", "serve"], logs / "broker.log", env, "broker")]
+    # A learning bot without the ml extra could only refuse to start, again and again.
+    left_out, _ = bots_needing_ml_extra(loaded.config)
     specs += [ChildSpec(bot.name, [*python, "bot", "run", bot.name], logs / f"{bot.name}.log",
-                        env) for bot in loaded.config.bots]
+                        env) for bot in loaded.config.bots if bot.name not in left_out]
     if loaded.config.scheduled_work:
         specs.append(ChildSpec(SCHEDULER, [*python, "scheduler", "run"],
                                logs / "scheduler.log", env, "service"))
@@ -163,6 +166,10 @@ def run_fleet(loaded: LoadedConfig, options: FleetOptions, stop: threading.Event
                         lambda: broker.process is not None and broker.process.poll() is None,
                         log_file=broker.spec.log_file)
         supervisor.start([n for n in supervisor.children if n != BROKER])
+        left_out, missing = bots_needing_ml_extra(config)
+        if left_out:  # `fleet up` has said it on the console (see its command)
+            log.warning(not_started_line(left_out, missing), action="fleet.bots_left_out",
+                        bots=",".join(left_out), missing=missing)
         log.info("fleet up", action="fleet.up", bots=len(config.bots),
                  database=database.where, broker=config.sandbox.base_url)
         _record(database, Event("fleet.started", f"fleet started with {len(config.bots)} bots "

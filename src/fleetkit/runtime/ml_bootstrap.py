@@ -117,6 +117,7 @@ class TrainingOutcome:
     seconds: float
     paths: tuple[str, ...] = ()
     error: str = ""  # one line, when not ok
+    stopped: bool = False  # the bot was asked to stop meanwhile: no failure to report
 
 
 class FirstModels:
@@ -156,17 +157,17 @@ class FirstModels:
         started = time.monotonic()
         paths: list[str] = []
         for timeframe in runs:
-            ok, result = self._run_once(timeframe, timeframes, deadline)
-            if not ok:
+            written, error = self._run_once(timeframe, timeframes, deadline)
+            if error is not None:
                 return TrainingOutcome(False, tuple(timeframes), time.monotonic() - started,
-                                       tuple(paths), result[0] if result else "failed")
-            paths += result
+                                       tuple(paths), error, self._stop.is_set())
+            paths += written
         return TrainingOutcome(True, tuple(timeframes), time.monotonic() - started,
                                tuple(paths))
 
     def _run_once(self, timeframe: str | None, all_missing: list[str],
-                  deadline: float) -> tuple[bool, list[str]]:
-        """One `fleet ml train` subprocess: (True, model paths) or (False, [one line])."""
+                  deadline: float) -> tuple[list[str], str | None]:
+        """One `fleet ml train` subprocess: (model paths, None) or ([], its one line)."""
         from fleetkit.runtime.fleet import child_environment  # late: only learning bots
 
         argv = [sys.executable, "-m", "fleetkit", "ml", "train", self.settings.name,
@@ -189,13 +190,12 @@ class FirstModels:
         if code is None:
             ml = self.settings.ml
             limit = ml.train_timeout_s if ml is not None else 0.0
-            why = ("stopped: the bot was asked to stop" if self._stop.is_set() else
-                   f"timed out after {limit:g} s (ml.train_timeout_s): raise it, or train "
-                   f"beforehand with `fleet ml train {self.settings.name}`")
-            return False, [why]
+            return [], ("stopped: the bot was asked to stop" if self._stop.is_set() else
+                        f"timed out after {limit:g} s (ml.train_timeout_s): raise it, or "
+                        f"train beforehand with `fleet ml train {self.settings.name}`")
         if code != 0:
-            return False, [_one_line(stdout, stderr, code)]
-        return True, _model_paths(stdout)
+            return [], _one_line(stdout, stderr, code)
+        return _model_paths(stdout), None
 
     def _wait(self, process: subprocess.Popen[bytes], deadline: float,
               detail: str) -> int | None:
@@ -226,6 +226,10 @@ class FirstModels:
         data: dict[str, Any] = {"timeframes": list(outcome.timeframes),
                                 "seconds": round(outcome.seconds, 1),
                                 "paths": list(outcome.paths)}
+        if outcome.stopped:
+            self._log.info("training its first models stopped: the bot is stopping",
+                           action="ml.training", timeframes=frames)
+            return
         if outcome.ok:
             self._log.info("trained its first models", action="ml.trained", timeframes=frames,
                            seconds=round(outcome.seconds, 1), paths=",".join(outcome.paths))

@@ -184,6 +184,14 @@ class BotRunner:
             strategy=settings.strategy, mode=settings.mode,
             settings=describe_bot(self.config, settings), now=now)
         self._take_lease(now)
+        # Before the strategy is built: an rl_policy bot trains the models it lacks
+        # (ml.train_if_missing) in a subprocess, heartbeating meanwhile.
+        from fleetkit.runtime.ml_bootstrap import FirstModels
+
+        FirstModels(self._loaded, settings, self._db_url, beat=self.beat, stop=self.stop,
+                    record=lambda event: self.ledger.record_event(self.bot_id, event,
+                                                                  self.clock.now()),
+                    log=self.log).ensure()
         self.connection = self._broker_factory(settings)
         rolls: dict[str, str] = {}
         if self.connection.instruments is not None:

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from fleetkit.brokers.sandbox.catalog import load_catalog, parse_catalog
+from fleetkit.brokers.sandbox.chains import TICK as FUTURE_TICK
 from fleetkit.brokers.sandbox.contracts import ContractRules, load_contract_rules
 from fleetkit.brokers.sandbox.listing import perpetual_instrument
 from fleetkit.brokers.sandbox.perpetuals import PERPETUALS
@@ -18,7 +19,7 @@ from fleetkit.brokers.sandbox.pricing import SandboxInstrument
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
-from fleetkit.core.instruments import Instrument, instrument_key, market
+from fleetkit.core.instruments import AssetClass, Instrument, instrument_key, market
 from fleetkit.core.market_data import interval_seconds
 from fleetkit.engine.assembly import AssembledBot, BotRecipe, assemble_bot
 from fleetkit.engine.assembly import order_sync as engine_order_sync
@@ -118,6 +119,20 @@ def bot_contracts(bot: BotSettings, catalog: Mapping[str, SandboxInstrument],
         found[front.instrument.key] = front.instrument
         rolls[front.instrument.key] = symbol
     return found, rolls
+
+
+def front_future_spec(bot: BotSettings, symbol: str, rules: Mapping[str, ContractRules],
+                      catalog: Mapping[str, SandboxInstrument]) -> Instrument:
+    """What any month of `symbol`'s future trades in (lot, tick, market, currency), without
+    asking a venue which month is the front: a learning bot trains on it."""
+    found = rules.get(symbol)
+    if found is None or not found.futures_listed or found.exchange != bot.market:
+        raise ConfigError(f"bot {bot.name}: the sandbox lists no {bot.market} futures on "
+                          f"{symbol!r}")
+    spot = catalog[found.spot].instrument
+    return Instrument(f"{symbol}FUT", found.exchange, AssetClass.DERIVATIVE,
+                      market(found.exchange).currency, FUTURE_TICK, Decimal(found.lot_size),
+                      spot.calendar)
 
 
 def validate_instruments(config: FleetConfig,

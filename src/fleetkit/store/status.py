@@ -189,6 +189,6 @@ def _state(control: Any, beat: Any, age: float | None, fleet_state: str,
         return "STOPPED", ""
     if age is not None and age > stale_after_s:
         return "STALE", f"no heartbeat for {age:.0f}s"
-    if beat.status == "starting":
+    if beat.status in ("starting", "training"):  # training: a learning bot's first models
         return "STARTING", ""
     return "ACTIVE", ""
