@@ -43,6 +43,13 @@ class Session:
             return not self.break_start <= moment < self.break_end
         return True
 
+    def shifted(self, delta: timedelta) -> Session:
+        """The same session `delta` later: a demo venue's session as the wall clock sees
+        it (venue time = wall time + offset, so the wall sees it `-offset` later)."""
+        return Session(self.open + delta, self.close + delta,
+                       None if self.break_start is None else self.break_start + delta,
+                       None if self.break_end is None else self.break_end + delta)
+
     def trading_spans(self) -> tuple[tuple[datetime, datetime], ...]:
         """The continuous stretches of trading: one, or two around a break."""
         if self.break_start is None or self.break_end is None:

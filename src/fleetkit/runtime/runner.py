@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import BotSettings
@@ -32,10 +32,11 @@ from fleetkit.core.errors import (
 )
 from fleetkit.core.instruments import Instrument, market
 from fleetkit.core.market_data import Bar
+from fleetkit.core.sessions import Session
 from fleetkit.engine.assembly import AssembledBot
 from fleetkit.engine.bot import TradingBot
 from fleetkit.engine.execution import Outcome
-from fleetkit.engine.ports import Broker, Clock, Event, MarketData
+from fleetkit.engine.ports import Broker, Clock, Event, MarketData, SessionSource
 from fleetkit.engine.rolls import ContractSource, FuturesRoller
 from fleetkit.engine.sync import SyncReport
 from fleetkit.risk.rails import HaltScope
@@ -78,7 +79,8 @@ class BrokerConnection:
                  instruments: Mapping[str, Instrument] | None = None,
                  refresh: Callable[[], None] | None = None,
                  refresh_every_s: float | None = None,
-                 contracts: ContractSource | None = None) -> None:
+                 contracts: ContractSource | None = None,
+                 market_offset: Callable[[str], timedelta] | None = None) -> None:
         self.broker = broker
         self.market_data = market_data
         self.close = close
@@ -86,6 +88,9 @@ class BrokerConnection:
         self.refresh = refresh
         self.refresh_every_s = refresh_every_s
         self.contracts = contracts
+        # Venue time minus wall time per market (a demo sandbox's), for what must line up
+        # with the exchange's sessions: a learned policy's features.
+        self.market_offset = market_offset
 
 
 class BotRunner:
@@ -230,7 +235,13 @@ class BotRunner:
             return
         from fleetkit.runtime.calendar_watch import market_calendars  # late: see above
 
-        calendars = market_calendars(self._loaded)
+        calendars: SessionSource = market_calendars(self._loaded)
+        offset = (self.connection.market_offset(self.settings.market)
+                  if self.connection.market_offset is not None else timedelta(0))
+        if offset:
+            # A demo venue trades the market `offset` away from its real hours; bars come
+            # stamped in wall time, so the sessions they fall in must be too.
+            calendars = ShiftedSessions(calendars, -offset)
         for use in takers:
             use(calendars)
 
@@ -553,3 +564,17 @@ def _is_dead_local_process(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+class ShiftedSessions:
+    """`source`'s sessions moved by `delta` (a demo venue's sessions in wall time)."""
+
+    def __init__(self, source: SessionSource, delta: timedelta) -> None:
+        self._source = source
+        self._delta = delta
+
+    def sessions(self, calendar: str, start: date, end: date) -> list[Session]:
+        days = timedelta(days=1 + abs(self._delta) // timedelta(days=1))
+        moved = [s.shifted(self._delta)
+                 for s in self._source.sessions(calendar, start - days, end + days)]
+        return [s for s in moved if start <= s.open.date() <= end]

@@ -22,6 +22,7 @@ def sandbox_connection_factory(config: FleetConfig) -> Callable[[BotSettings], B
     def connect(settings: BotSettings) -> BrokerConnection:
         client = SandboxClient(base_url, settings.name, timeout_s=timeout)
         return BrokerConnection(client, client, client.close,
-                                contracts=SandboxContracts(client.futures, client.instruments))
+                                contracts=SandboxContracts(client.futures, client.instruments),
+                                market_offset=client.market_offset)
 
     return connect
