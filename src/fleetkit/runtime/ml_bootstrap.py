@@ -103,11 +103,21 @@ def missing_timeframes(loaded: LoadedConfig, settings: BotSettings) -> list[str]
     """The timeframes whose model the bot should train before it trades: none unless it is
     an rl_policy bot with ml.train_if_missing."""
     ml = settings.ml
-    if ml is None or not ml.train_if_missing or settings.strategy != RL_POLICY:
+    if (ml is None or not ml.train_if_missing or settings.strategy != RL_POLICY
+            or not reads_models_dir(settings)):
         return []
     folder = Path(ml.models_dir or "")
     return [tf for tf in ml_timeframes(settings, loaded.config.defaults.bar_interval)
             if not (folder / tf / MANIFEST).is_file()]
+
+
+def reads_models_dir(settings: BotSettings) -> bool:
+    """Whether the strategy loads its models from ml.models_dir (the default params.model):
+    training there is of no use to a bot whose params.model names another place."""
+    model = settings.params.get("model")
+    models_dir = settings.ml.models_dir if settings.ml is not None else None
+    return (isinstance(model, str) and models_dir is not None
+            and Path(model).expanduser().absolute() == Path(models_dir).absolute())
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +150,12 @@ class FirstModels:
 
     def ensure(self) -> TrainingOutcome | None:
         """Train what is missing; None when nothing was."""
+        ml = self.settings.ml
+        if (ml is not None and ml.train_if_missing and self.settings.strategy == RL_POLICY
+                and not reads_models_dir(self.settings)):
+            self._log.warning("ml.train_if_missing does nothing: params.model names other "
+                              "models than ml.models_dir", action="ml.training",
+                              models_dir=ml.models_dir)
         missing = missing_timeframes(self.loaded, self.settings)
         if not missing:
             return None
