@@ -49,12 +49,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 # --- the demo ----------------------------------------------------------------------------
 
 
-def test_demo_config_parses_into_35_bots_on_6_markets() -> None:
+def test_demo_config_parses_into_37_bots_on_7_markets() -> None:
     config = parse_config(demo_config_text(), DEMO_CONFIG)
-    assert len(config.bots) == 35
-    assert {b.market for b in config.bots} == {"NYSE", "NSE", "LSE", "JPX", "XETRA", "CRYPTO"}
-    assert len({b.name for b in config.bots}) == 35
-    assert sum(b.market == "CRYPTO" for b in config.bots) == 10
+    assert len(config.bots) == 37
+    assert {b.market for b in config.bots} == {"NYSE", "NSE", "LSE", "JPX", "XETRA", "CRYPTO",
+                                               "NFO"}
+    assert len({b.name for b in config.bots}) == 37
+    assert sum(b.market == "CRYPTO" for b in config.bots) == 11
+    learning = {b.name: b for b in config.bots if b.strategy == "rl_policy"}
+    assert set(learning) == {"rl-nifty", "rl-btc"}
+    nifty, btc = learning["rl-nifty"], learning["rl-btc"]
+    assert (nifty.contract, nifty.signal, nifty.ml and nifty.ml.timeframes) == (
+        "front_future", "NSE:NIFTY 50", ["15m", "1h", "1d"])
+    assert (btc.symbols, btc.signal, btc.ml and btc.ml.timeframes) == (
+        ["BTC/USDT:USDT"], "CRYPTO:BTC/USDT", ["1h", "4h"])
 
 
 def test_demo_config_carries_its_rails_and_runtime() -> None:
@@ -69,14 +77,14 @@ def test_builtin_demo_loads_the_demo(clean_env: Path) -> None:
     loaded = load_config(BUILTIN_DEMO)
     assert loaded.source == DEMO_CONFIG
     assert loaded.source_path is None
-    assert len(loaded.config.bots) == 35
+    assert len(loaded.config.bots) == 37
     assert loaded.home == clean_env.parent / "home"
 
 
 def test_no_config_anywhere_loads_the_demo(clean_env: Path) -> None:
     loaded = load_config()
     assert loaded.source == DEMO_CONFIG
-    assert len(loaded.config.bots) == 35
+    assert len(loaded.config.bots) == 37
 
 
 # --- loading files -----------------------------------------------------------------------

@@ -100,7 +100,7 @@ def test_the_demo_fleet_gets_one_service_per_bot_plus_the_fleet_processes(
     services = compose_of(demo)["services"]
     bots = {name for name in services if name.startswith("bot-")}
     assert bots == {f"bot-{bot.name}" for bot in demo.config.bots}
-    assert len(bots) == 35
+    assert len(bots) == 37
     assert set(services) - bots == {"postgres", "migrate", "roles", "broker", "scheduler",
                                     "metrics", "notifier", "dashboard"}
 
@@ -436,7 +436,7 @@ def test_the_same_config_gives_byte_identical_output(demo: LoadedConfig,
     b = {p.relative_to(tmp_path / "b"): p.read_bytes()
          for p in (tmp_path / "b").rglob("*") if p.is_file()}
     assert a == b
-    assert len(a) == 1 + 1 + 1 + 35 + 1  # compose, config copy, secrets.sh, env files, manifest
+    assert len(a) == 1 + 1 + 1 + 37 + 1  # compose, config copy, secrets.sh, env files, manifest
 
 
 def test_the_image_is_the_one_asked_for(demo: LoadedConfig) -> None:
