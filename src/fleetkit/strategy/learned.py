@@ -69,7 +69,7 @@ CALENDARS = "fleetkit.calendars.market_calendars:MarketCalendars"
 OVERRIDES = "fleetkit.calendars.overrides:load_overrides"
 MANIFEST = "manifest.json"  # ml.model_dir.MANIFEST: what makes a directory a model's
 LEVELS = ACTION_LEVELS  # action i is LEVELS[i], as in training (core.signals)
-COMBINE_RULES = ("mean", "agree", "finest_confirmed")
+COMBINE_RULES = ("mean", "agree", "finest_confirmed", "finest_unopposed")
 _LOG = logging.getLogger("fleetkit.strategy.rl_policy")
 # Sessions are asked for this many days ahead of the bar that needs them: a calendar call
 # (pandas) a month, not a bar.
@@ -117,6 +117,12 @@ def combine_levels(levels: Sequence[SignalLevel], rule: str) -> SignalLevel:
     if rule == "finest_confirmed":
         side = _side(levels[0])
         return levels[0] if all(_side(lv) == side for lv in levels[1:]) else SignalLevel.HOLD
+    if rule == "finest_unopposed":
+        # The slower models as a filter, not a vote: they may stop a trade against their
+        # side, but a slower model that is flat lets the finest one trade.
+        side = _side(levels[0])
+        opposed = any(_side(lv) == -side for lv in levels[1:]) and side != 0
+        return SignalLevel.HOLD if opposed else levels[0]
     raise ValueError(f"unknown combine rule {rule!r}; choose one of {', '.join(COMBINE_RULES)}")
 
 

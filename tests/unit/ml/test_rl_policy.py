@@ -200,6 +200,10 @@ def test_combine_rules() -> None:
     assert combine_levels([S.STRONG_BUY, S.WEAK_BUY, S.HOLD], "finest_confirmed") is S.HOLD
     assert combine_levels([S.SELL, S.WEAK_SELL], "finest_confirmed") is S.SELL
     assert combine_levels([S.SELL, S.BUY], "finest_confirmed") is S.HOLD
+    assert combine_levels([S.STRONG_BUY, S.HOLD, S.WEAK_BUY], "finest_unopposed") is S.STRONG_BUY
+    assert combine_levels([S.STRONG_BUY, S.HOLD, S.SELL], "finest_unopposed") is S.HOLD
+    assert combine_levels([S.SELL, S.HOLD, S.HOLD], "finest_unopposed") is S.SELL
+    assert combine_levels([S.HOLD, S.BUY, S.SELL], "finest_unopposed") is S.HOLD
 
 
 class _Calendar:

@@ -23,10 +23,11 @@ class RlPolicyParams(StrategyParams):
         description="the feature set the models were trained on (the `ml.features` "
                     "mapping): only for models whose manifest does not declare it; if "
                     "given it must be the manifest's")
-    combine: Literal["mean", "agree", "finest_confirmed"] = Field(
+    combine: Literal["mean", "agree", "finest_confirmed", "finest_unopposed"] = Field(
         default="mean", description="several models: mean level rounded toward hold; trade "
-                                    "only when all agree; or the finest model's level when "
-                                    "every slower one is on its side")
+                                    "only when all agree; the finest model's level when "
+                                    "every slower one is on its side; or the finest "
+                                    "model's level unless a slower one is on the other side")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
 
     @field_validator("model")
