@@ -1,5 +1,5 @@
 """`fleet deploy compose | systemd` as a user runs them: the real CLI in a subprocess, the
-built-in 35-bot demo fleet, an output directory that is refused, forced and regenerated."""
+built-in 37-bot demo fleet, an output directory that is refused, forced and regenerated."""
 
 from __future__ import annotations
 
@@ -25,15 +25,15 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
         assert fragment in lines[0], lines[0]
 
 
-def test_compose_for_the_demo_fleet_has_a_service_for_each_of_its_35_bots(
+def test_compose_for_the_demo_fleet_has_a_service_for_each_of_its_37_bots(
         tmp_path: Path) -> None:
     out = tmp_path / "deploy"
     result = fleet("deploy", "compose", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     document = yaml.safe_load((out / "docker-compose.yml").read_text(encoding="utf-8"))
     bots = [name for name in document["services"] if name.startswith("bot-")]
-    assert len(bots) == 35
-    assert len(list((out / "env").glob("*.env"))) == 35
+    assert len(bots) == 37
+    assert len(list((out / "env").glob("*.env"))) == 37
     assert (out / "config" / "fleet.yaml").is_file()
     assert not (tmp_path / "var").exists()  # generating touches no database
 
@@ -79,11 +79,11 @@ def test_compose_passwords_come_from_secrets_sh_and_never_block_regenerating(
     made = subprocess.run(["sh", str(out / "secrets.sh")], capture_output=True, text=True,
                           timeout=60, check=False)
     assert made.returncode == 0, made.stderr
-    assert "37 password files created" in made.stdout  # the owner, 35 bots, the reader
+    assert "39 password files created" in made.stdout  # the owner, 37 bots, the reader
     (out / ".env").write_text("FLEET_DB_HOST=db.internal\n", encoding="utf-8")
     again = fleet("deploy", "compose", "--out", str(out), cwd=tmp_path)  # no --force needed
     assert again.returncode == 0, again.stderr
-    assert len(list((out / "secrets").iterdir())) == 37
+    assert len(list((out / "secrets").iterdir())) == 39
 
 
 def test_the_generated_roles_command_refuses_a_missing_password_file_in_one_line(
@@ -92,8 +92,8 @@ def test_the_generated_roles_command_refuses_a_missing_password_file_in_one_line
     empty.mkdir()
     result = fleet("db", "roles", "--passwords-from", str(empty), "--db",
                    f"sqlite:///{tmp_path / 'fleet.db'}", cwd=tmp_path)
-    # The demo's 35 bots: the first missing file named, the others counted.
-    assert_one_line_error(result, f"no password file {empty / 'fleet_bot_'}", "(and 34 more)")
+    # The demo's 37 bots: the first missing file named, the others counted.
+    assert_one_line_error(result, f"no password file {empty / 'fleet_bot_'}", "(and 36 more)")
     assert not (tmp_path / "fleet.db").exists()  # refused before the database was opened
 
 
@@ -106,7 +106,7 @@ def test_systemd_for_the_demo_fleet_writes_units_env_files_and_an_install_script
     assert (out / "units" / "demo-roles.service").is_file()
     assert (out / "units" / "demo.target").is_file()
     assert "/etc/demo/db" in result.stdout  # the `next:` hint says where passwords go
-    assert len(list((out / "bots").glob("*.env"))) == 35
+    assert len(list((out / "bots").glob("*.env"))) == 37
     assert os.access(out / "install.sh", os.X_OK)
 
 

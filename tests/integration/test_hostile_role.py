@@ -40,6 +40,7 @@ from fleetkit.sqlutil.engine import write_transaction
 from fleetkit.store.controls import write_control
 from fleetkit.store.database import Database, open_database
 from fleetkit.store.fleet import FleetStore
+from fleetkit.engine.ports import FundingEntry
 from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.outbox import Outbox
 from tests.integration.bot_roles import BTC, CONFIG, T0, Fleet, intent, trade
@@ -63,6 +64,8 @@ BOT_GRANTS: dict[str, set[str]] = {
     "bars": set(), "option_quotes": set(), "option_quote_minutes": set(),
     "straddle_snapshots": set(), "collector_gaps": set(), "collector_counters": set(),
     "option_chain_minutes": set(),
+    # A perpetual's funding: a bot records its own payments and never rewrites one.
+    "funding_payments": {SEL, INS},
 }
 BOT_ROW_UPDATES = {"market", "currency", "strategy", "mode", "settings", "lease_owner",
                    "lease_expires_at", "updated_at"}
@@ -142,6 +145,8 @@ def _row_level_security(fleet: Fleet, as_bot: dict[str, Database]) -> None:
     trade(as_bot["beta"], b, "b-1", "110")
     SqlLedger(fleet.owner.engine, tag(fleet)).adjust_position(
         b, BTC, Decimal(2), Decimal(100), "test", "operator", T0)
+    SqlLedger(as_bot["beta"].engine, tag(fleet)).apply_funding(b, [FundingEntry(
+        "1", BTC, T0, Decimal("0.0001"), Decimal(2), Decimal(100), Decimal("-0.02"))], "1", T0)
     alpha = as_bot["alpha"]
     owned = sorted(r[0] for r in owner_rows(
         fleet, "SELECT table_name FROM information_schema.columns WHERE table_schema = :s "

@@ -80,6 +80,21 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes, not the stream it was when
+    logging was configured: a command run in-process (a test's CLI runner, an embedding
+    program) swaps sys.stderr and closes its stand-in afterwards, and a handler holding the
+    stand-in would then fail every record ("I/O operation on closed file")."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass  # StreamHandler's __init__ and setStream: the current sys.stderr always
+
+
 def configure_logging(*, level: str | None = None, log_file: Path | None = None,
                       json_console: bool | None = None) -> None:
     """Console on stderr (JSON when FLEET_LOG_FORMAT=json or not a terminal) plus an
@@ -92,7 +107,7 @@ def configure_logging(*, level: str | None = None, log_file: Path | None = None,
     if json_console is None:
         json_console = (os.environ.get("FLEET_LOG_FORMAT") == "json"
                         or not sys.stderr.isatty())
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.setFormatter(JsonFormatter() if json_console else ConsoleFormatter())
     console._fleetkit = True  # type: ignore[attr-defined]
     root.addHandler(console)
