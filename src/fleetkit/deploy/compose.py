@@ -22,6 +22,7 @@ from fleetkit.config.loader import LoadedConfig, parse_config
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
 from fleetkit.deploy.files import Bundle, GeneratedFile
+from fleetkit.deploy.learning import CONSTRAINTS, TORCH_BUILD, bot_list, constraints_text
 from fleetkit.deploy.passwords import compose_secrets_script
 from fleetkit.deploy.plugins import FleetPlugins, dockerfile_text, fleet_image, fleet_plugins
 from fleetkit.deploy.role_env import comment as comment_lines
@@ -32,8 +33,11 @@ from fleetkit.deploy.spec import (
     DbRoles,
     Process,
     bot_env_file,
+    check_models_dirs,
     config_source_text,
     fleet_processes,
+    learning_bots,
+    learns,
     needs_broker,
     needs_internet,
     one_line,
@@ -69,6 +73,10 @@ PLUGINS_DIR = f"{CONFIG_DIR}/plugins"
 # directory, which holds secrets/).
 IMAGE_CONTEXT = "image"
 PACKAGES_DIR = "/opt/fleet/packages"
+# Learning bots: the ml extra goes into the fleet's own image too, built with torch's CPU
+# build unless the operator's .env asks for another (a host with a GPU).
+CONSTRAINTS_DIR = "/opt/fleet/constraints"
+TORCH_BUILD_ARG = {TORCH_BUILD: "${FLEET_TORCH:-cpu}"}
 HEALTHY = {"condition": "service_healthy"}
 MIGRATED = {"condition": "service_completed_successfully"}
 
@@ -103,6 +111,8 @@ def compose_bundle(loaded: LoadedConfig, *, image: str = DEFAULT_IMAGE,
         raise ConfigError(f"a database role may not be named {DB_SECRET}: that is the owner's "
                           "secret here")
     plugins = fleet_plugins(loaded)
+    learning = learning_bots(config)
+    check_models_dirs(loaded, HOME)
     files = [GeneratedFile("docker-compose.yml", compose_text(loaded, image, roles, plugins)),
              GeneratedFile("config/fleet.yaml", compose_config_text(loaded)),
              GeneratedFile("secrets.sh", compose_secrets_script(
@@ -112,14 +122,22 @@ def compose_bundle(loaded: LoadedConfig, *, image: str = DEFAULT_IMAGE,
                                 bot.name))), mode=0o600, operator_edits=True)
               for bot in config.bots]
     files += [GeneratedFile(f"config/plugins/{f.path}", f.content) for f in plugins.modules]
-    if plugins.packages:
-        files.append(GeneratedFile(f"{IMAGE_CONTEXT}/Dockerfile",
-                                   dockerfile_text(plugins, GENERATOR, source_name(loaded),
-                                                   image, PACKAGES_DIR)))
+    if plugins.packages or learning:
+        files.append(GeneratedFile(f"{IMAGE_CONTEXT}/Dockerfile", dockerfile_text(
+            plugins, GENERATOR, source_name(loaded), image, PACKAGES_DIR, learning=learning,
+            constraints_dir=CONSTRAINTS_DIR)))
         files += [GeneratedFile(f"{IMAGE_CONTEXT}/packages/{f.path}", f.content)
                   for package in plugins.packages for f in package.files]
+    if learning:
+        files.append(GeneratedFile(f"{IMAGE_CONTEXT}/{CONSTRAINTS}",
+                                   constraints_text(GENERATOR, source_name(loaded))))
+    notes = ((f"{len(learning)} learning bot{'s' if len(learning) != 1 else ''} "
+              f"({bot_list(learning)}): the fleet's image {fleet_image(config.fleet.name)} "
+              f"adds the ml extra ({IMAGE_CONTEXT}/Dockerfile, torch's CPU build; `docker "
+              "compose build`); a first start trains the models (seconds to minutes) into "
+              f"the fleet-home volume",) if learning else ())
     # secrets/ and .env are the operator's: present is not foreign, whatever they hold.
-    return Bundle(GENERATOR, tuple(files), operator_files=("secrets/", ".env"))
+    return Bundle(GENERATOR, tuple(files), operator_files=("secrets/", ".env"), notes=notes)
 
 
 def password_file(role: str) -> str:
@@ -174,6 +192,9 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles,
     plugins = plugins or FleetPlugins((), ())
     environment = _environment(plugins)
     fleet = one_line(config.fleet.name)
+    learning = learning_bots(config)
+    # The fleet's own image, FROM `image`: the plugin packages, the ml extra, or both.
+    own_image = bool(plugins.packages or learning)
     lines = [
         f"# Docker Compose for fleet {fleet!r} ({len(config.bots)} bots), written by "
         f"`{GENERATOR}`",
@@ -183,8 +204,9 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles,
         "# Before the first `docker compose up -d` (see docs/deploy.md):",
         f"#   1. build the image from the fleetkit source tree:  docker build -t {image} .",
         *([f"#      then this fleet's own, {fleet_image(config.fleet.name)}: docker compose "
-           "build", f"#      ({image} plus the plugin packages: {IMAGE_CONTEXT}/Dockerfile)"]
-          if plugins.packages else []),
+           "build", f"#      ({image} plus {_own_image_adds(plugins, learning)}: "
+                    f"{IMAGE_CONTEXT}/Dockerfile)"]
+          if own_image else []),
         "#   2. create the database passwords: sh secrets.sh  (one file per role in secrets/,",
         "#      random, never replacing one that is there: the owner's db_password, each bot's",
         f"#      {roles.bot_prefix}<bot>.password, the read-only {roles.reader}.password)",
@@ -193,12 +215,13 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles,
         "# Then: docker compose up -d; the fleet's status: docker compose run --rm migrate status",
         "# Each bot connects as its own role and gets only its own password; `roles` creates",
         "# the roles (and sets each password to its file's) before any bot starts.",
+        *_learning_header(learning),
         "",
         "# What every fleetkit container shares, merged into each of them below.",
         f"{SHARED}: &{SHARED}",
         *[f"  {line}" for line in _dump(_fleet_service(
-            fleet_image(config.fleet.name) if plugins.packages else image, environment,
-            IMAGE_CONTEXT if plugins.packages else None)).splitlines()],
+            fleet_image(config.fleet.name) if own_image else image, environment,
+            _build(plugins, learning))).splitlines()],
         "",
         "services:",
     ]
@@ -216,6 +239,32 @@ def compose_text(loaded: LoadedConfig, image: str, roles: DbRoles,
                        for name in dashboard_secrets(config)}},
     }).rstrip("\n"))
     return "\n".join(lines) + "\n"
+
+
+def _own_image_adds(plugins: FleetPlugins, learning: tuple[str, ...]) -> str:
+    return " and ".join([*(["the ml extra"] if learning else []),
+                         *(["the plugin packages"] if plugins.packages else [])])
+
+
+def _build(plugins: FleetPlugins, learning: tuple[str, ...]) -> str | dict[str, Any] | None:
+    """How Compose builds the fleet's own image, if it has one: from image/ (never the
+    project directory, which holds secrets/), with torch's build as an argument when it
+    installs the ml extra."""
+    if learning:
+        return {"context": IMAGE_CONTEXT, "args": dict(TORCH_BUILD_ARG)}
+    return IMAGE_CONTEXT if plugins.packages else None
+
+
+def _learning_header(learning: tuple[str, ...]) -> list[str]:
+    if not learning:
+        return []
+    text = (f"Learning bots ({bot_list(learning)}): the fleet's image adds the ml extra with "
+            "torch's CPU build (for a GPU host, FLEET_TORCH=cuda in .env before building, "
+            "and the GPU given to their services: docs/deploy.md). Their models live in the "
+            f"fleet-home volume ({HOME}/models/<bot>/<timeframe>/ by default); a first start "
+            "without them trains them before trading, for seconds to minutes, heartbeating "
+            "`training` meanwhile.")
+    return [f"# {line}" for line in textwrap.wrap(text, 92)]
 
 
 def dashboard_secrets(config: FleetConfig) -> tuple[str, ...]:
@@ -243,6 +292,8 @@ def _dashboard_steps(config: FleetConfig) -> list[str]:
 
 
 Service = tuple[list[str], str, dict[str, Any], bool]  # comment, name, spec, shares x-fleet
+LEARNING_NOTE = ("Learning: needs the ml extra (in the fleet's image); without its models it "
+                 "trains them first, into the fleet-home volume.")
 
 
 def _environment(plugins: FleetPlugins) -> dict[str, str]:
@@ -276,7 +327,7 @@ def _services(loaded: LoadedConfig, roles: DbRoles, environment: dict[str, str]
                          process.name, spec, True))
     stop_grace = f"{math.ceil(config.runtime.stop_timeout_s) + 5}s"
     services += [([f"bot {bot.name}: {bot.mode}, {bot.market}, {bot.strategy}; database role "
-                   f"{roles.bot(bot.name)}."],
+                   f"{roles.bot(bot.name)}.", *([LEARNING_NOTE] if learns(bot) else [])],
                   f"bot-{bot.name}", _bot(bot, stop_grace, roles.bot(bot.name), environment),
                   True)
                  for bot in config.bots]
@@ -297,8 +348,8 @@ def _postgres() -> dict[str, Any]:
     }
 
 
-def _fleet_service(image: str, environment: dict[str, str], build: str | None
-                   ) -> dict[str, Any]:
+def _fleet_service(image: str, environment: dict[str, str],
+                   build: str | dict[str, Any] | None) -> dict[str, Any]:
     """What every fleetkit container shares: image (built from `build`, with plugin
     packages), config, home, hardening. Not a secret: each service names the ones it
     connects with, so a bot never gets the owner's."""

@@ -48,6 +48,9 @@ class Bundle:
     # ending in "/" is a directory whose every file is the operator's (password files come
     # and go with the bots, and one of a bot removed from the config is still theirs).
     operator_files: tuple[str, ...] = ()
+    # What the operator should know about this deployment beyond its files (learning bots:
+    # a bigger image, a first start that trains), for the command's summary.
+    notes: tuple[str, ...] = ()
 
     def is_operators(self, path: str) -> bool:
         return any(path == entry or (entry.endswith("/") and path.startswith(entry))

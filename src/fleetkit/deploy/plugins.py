@@ -16,7 +16,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.plugins import canonical_name, is_local, requirement_name
 from fleetkit.core.errors import ConfigError
+from fleetkit.deploy.learning import dockerfile_lines as learning_dockerfile_lines
 from fleetkit.strategy.base import STRATEGIES
 
 # What is never copied: caches, version control, build output, virtualenvs.
@@ -211,20 +212,26 @@ def fleet_image(fleet_name: str) -> str:
 
 
 def dockerfile_text(plugins: FleetPlugins, generator: str, source: str, image: str,
-                    packages_dir: str) -> str:
-    """FROM the fleetkit image, plus the plugin packages (the copied ones from packages/)."""
+                    packages_dir: str, *, learning: Sequence[str] = (),
+                    constraints_dir: str = "") -> str:
+    """FROM the fleetkit image, plus the ml extra for the `learning` bots (its pins copied
+    from constraints/ to `constraints_dir`; first: the biggest layer, and a plugin package
+    that needs torch then finds its CPU build there) and the plugin packages (the copied
+    ones from packages/)."""
     targets = [(f"{packages_dir}/{p.target}" if p.copied else p.target, p.why)
                for p in plugins.packages]
     installs = [f"    {shlex.quote(target)}" for target, _ in targets]
+    what = [*(["the ml extra of its learning bots"] if learning else []),
+            *(["the plugin packages its strategies come from"] if plugins.packages else [])]
     return "\n".join([
-        f"# The fleet's image: {image} plus the plugin packages its strategies come from,",
+        f"# The fleet's image: {image} plus {' and '.join(what)},",
         f"# written by `{generator}` from {source}. `docker compose build` builds it.",
         f"FROM {image}",
         "USER root",
+        *(learning_dockerfile_lines(learning, constraints_dir) if learning else []),
         *([f"COPY packages/ {packages_dir}/"] if any(p.copied for p in plugins.packages) else []),
         *[f"# {_one_line(target)}: {_one_line(why)}" for target, why in targets],
-        "RUN pip install --no-cache-dir \\",
-        " \\\n".join(installs),
+        *(["RUN pip install --no-cache-dir \\", " \\\n".join(installs)] if installs else []),
         "USER fleet",
     ]) + "\n"
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
+
+import yaml
 
 from fleetkit.config.dashboard import is_loopback
 from fleetkit.config.loader import LoadedConfig, demo_config_text
+from fleetkit.config.ml import RL_POLICY
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import ConfigError
 from fleetkit.store.roles import DEFAULT_BOT_ROLE_PREFIX, bot_role_name, check_role_name
@@ -148,6 +151,36 @@ def needs_broker(bot: BotSettings) -> bool:
 
 def needs_internet(bot: BotSettings) -> bool:
     return bot.mode != "sandbox"
+
+
+def learns(bot: BotSettings) -> bool:
+    """A learning bot: it needs the `ml` extra (torch ...) wherever it runs, and may train
+    its first models when it starts (`ml.train_if_missing`)."""
+    return bot.strategy == RL_POLICY
+
+
+def learning_bots(config: FleetConfig) -> tuple[str, ...]:
+    """The names of the bots that need the `ml` extra, in config order."""
+    return tuple(bot.name for bot in config.bots if learns(bot))
+
+
+def check_models_dirs(loaded: LoadedConfig, home: str) -> None:
+    """A learning bot writes its models to ml.models_dir, and a deployed fleet process may
+    write under its fleet home only (the volume; ReadWritePaths=): refuse, when generating,
+    a models_dir that would leave its first training nowhere to write. Read from the text
+    as written, since the loaded config resolved relative ones under this machine's home."""
+    learning = set(learning_bots(loaded.config))
+    raw = yaml.safe_load(config_source_text(loaded)) or {}
+    for bot in raw.get("bots") or ():
+        given = (bot.get("ml") or {}).get("models_dir") if isinstance(bot, dict) else None
+        if bot.get("name") not in learning or not isinstance(given, str):
+            continue
+        if given.startswith("~") or (given.startswith("/") and not PurePosixPath(
+                given).is_relative_to(home)):
+            raise ConfigError(f"bot {bot['name']}: ml.models_dir {given!r} is outside the "
+                              f"fleet home ({home}), the only place a deployed bot may write "
+                              "its models: give a path relative to the home (the default is "
+                              f"models/{bot['name']})")
 
 
 def bot_env_file(config: FleetConfig, bot: BotSettings, generator: str,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import FleetConfig
 from fleetkit.deploy.files import Bundle, GeneratedFile
+from fleetkit.deploy.learning import CONSTRAINTS, bot_list, constraints_text
+from fleetkit.deploy.learning import install_lines as install_ml_lines
 from fleetkit.deploy.oncalendar import on_calendar
 from fleetkit.deploy.passwords import install_password_files
 from fleetkit.deploy.plugins import (
@@ -37,8 +39,10 @@ from fleetkit.deploy.spec import (
     DbRoles,
     Process,
     bot_env_file,
+    check_models_dirs,
     config_source_text,
     fleet_processes,
+    learning_bots,
     needs_broker,
     one_line,
     require_bots,
@@ -131,6 +135,12 @@ class Limits:
 
 
 BOT_LIMITS = Limits("512M", "50%", 64)
+# A learning bot's first start trains its models in a child process of the same unit: about
+# 630 MB at the peak for the demo's TFT (rl-nifty; rl-btc's MLP 500 MB), beside the bot
+# itself (300 MB once torch is loaded). Under a plain bot's 512M the kernel would kill the
+# training and the bot would halt without a model. A drop-in per learning bot raises them.
+LEARNING_BOT_LIMITS = Limits("2G", "100%", 128)
+LEARNING_DROP_IN = "learning-bot.conf"
 PROCESS_LIMITS = Limits("1G", "100%", 128)
 
 
@@ -152,6 +162,7 @@ def systemd_bundle(loaded: LoadedConfig, options: SystemdOptions,
     options.roles.every(config)  # every role name valid, or refused before writing anything
     if jobs is None:
         jobs = timer_jobs(config)[0]
+    check_models_dirs(loaded, options.home)
     plugins = fleet_plugins(loaded)
     if plugins.modules:
         options = dataclasses.replace(options, python_path=options.plugins_dir)
@@ -167,6 +178,10 @@ def systemd_bundle(loaded: LoadedConfig, options: SystemdOptions,
                             operator_edits=True),
               GeneratedFile("install.sh", install_script(loaded, options, plugins), 0o755)]
     files += [GeneratedFile(f"plugins/{f.path}", f.content) for f in plugins.modules]
+    learning = learning_bots(config)
+    if learning:
+        files += [GeneratedFile(CONSTRAINTS, constraints_text(GENERATOR, source_name(loaded))),
+                  GeneratedFile(LEARNING_DROP_IN, _learning_drop_in(options, header))]
     if plugins.packages:
         files.append(GeneratedFile(PLUGIN_INSTALLER, plugin_install_script(
             plugins, GENERATOR, source_name(loaded), options.python), 0o755))
@@ -175,7 +190,12 @@ def systemd_bundle(loaded: LoadedConfig, options: SystemdOptions,
     files += [GeneratedFile(f"bots/{bot.name}.env", bot_env_file(
                   config, bot, GENERATOR, _bot_database_lines(loaded, options, bot.name)),
                             0o600, operator_edits=True) for bot in config.bots]
-    return Bundle(GENERATOR, tuple(files))
+    notes = ((f"{len(learning)} learning bot{'s' if len(learning) != 1 else ''} "
+              f"({bot_list(learning)}): install.sh installs the ml extra (torch's CPU build) "
+              f"into {options.python}'s virtualenv and gives their units "
+              f"{LEARNING_BOT_LIMITS.memory_max} of memory; a first start trains the models "
+              f"(seconds to minutes) into {options.home}",) if learning else ())
+    return Bundle(GENERATOR, tuple(files), notes=notes)
 
 
 def _processes(loaded: LoadedConfig, options: SystemdOptions) -> tuple[Process, ...]:
@@ -340,6 +360,19 @@ def _password_credential(path: str) -> tuple[tuple[str, str], ...]:
             ("Environment", "FLEET_DB_PASSWORD_FILE=%d/db"))
 
 
+def _learning_drop_in(options: SystemdOptions, header: tuple[str, ...]) -> str:
+    """Installed as each learning bot's own drop-in (`<prefix>-bot@NAME.service.d/`): the
+    template stays one for every bot."""
+    limits = LEARNING_BOT_LIMITS
+    return render_unit([("Service", [("MemoryMax", limits.memory_max),
+                                     ("CPUQuota", limits.cpu_quota),
+                                     ("TasksMax", str(limits.tasks_max))])],
+                       (*header, f"A learning bot's limits, over {options.prefix}-bot@.service's: "
+                                 "its first start trains its models in a child process of "
+                                 "the unit (about 600 MB at the peak, beside the bot's own "
+                                 "300 MB with torch loaded)."))
+
+
 def _target(loaded: LoadedConfig, options: SystemdOptions,
             header: tuple[str, ...]) -> GeneratedFile:
     sections: list[Section] = [
@@ -446,6 +479,7 @@ def install_script(loaded: LoadedConfig, options: SystemdOptions,
         "done",
         f"[ -e {o.etc}/reader.env ] || run install -m 0600 reader.env {o.etc}/reader.env",
         *install_password_files(o.db_dir, o.roles.every(loaded.config)),
+        *_install_learning_lines(loaded, options),
         *install_plugin_lines(plugins, o.plugins_dir, o.python),
         "run install -m 0644 units/* /etc/systemd/system/",
         "run systemctl daemon-reload",
@@ -460,3 +494,17 @@ def install_script(loaded: LoadedConfig, options: SystemdOptions,
         f'echo "  systemctl enable --now {o.target}"',
     ]) + "\n"
 
+
+
+def _install_learning_lines(loaded: LoadedConfig, options: SystemdOptions) -> list[str]:
+    """The ml extra for the learning bots, and their drop-in (none without learning bots)."""
+    learning = learning_bots(loaded.config)
+    if not learning:
+        return []
+    o = options
+    drop_in = f"/etc/systemd/system/{o.prefix}-bot@$bot.service.d"
+    return [*install_ml_lines(learning, o.python),
+            f"for bot in {' '.join(learning)}; do  # more memory for their first training",
+            f'  run install -d -m 0755 "{drop_in}"',
+            f'  run install -m 0644 {LEARNING_DROP_IN} "{drop_in}/learning.conf"',
+            "done"]

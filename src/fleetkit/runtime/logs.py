@@ -80,13 +80,13 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is when a record comes, not the stream it was when
     logging was configured: a command run in-process (a test's CLI runner, an embedding
     program) swaps sys.stderr and closes its stand-in afterwards, and a handler holding the
     stand-in would then fail every record ("I/O operation on closed file")."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

@@ -436,14 +436,19 @@ def test_the_same_config_gives_byte_identical_output(demo: LoadedConfig,
     b = {p.relative_to(tmp_path / "b"): p.read_bytes()
          for p in (tmp_path / "b").rglob("*") if p.is_file()}
     assert a == b
-    assert len(a) == 1 + 1 + 1 + 37 + 1  # compose, config copy, secrets.sh, env files, manifest
+    # compose, config copy, secrets.sh, env files, the image with the ml extra (Dockerfile,
+    # torch's pins: the demo has learning bots), manifest
+    assert len(a) == 1 + 1 + 1 + 37 + 2 + 1
 
 
-def test_the_image_is_the_one_asked_for(demo: LoadedConfig) -> None:
-    document = yaml.safe_load(generated(demo, image="registry.local/fleetkit:1.2")
+def test_the_image_is_the_one_asked_for(plain_demo: LoadedConfig, demo: LoadedConfig) -> None:
+    document = yaml.safe_load(generated(plain_demo, image="registry.local/fleetkit:1.2")
                               ["docker-compose.yml"])
     images = {s["image"] for s in document["services"].values()}
     assert images == {"postgres:15", "registry.local/fleetkit:1.2"}
+    # With learning bots the fleet's own image is built FROM it (plus the ml extra).
+    files = generated(demo, image="registry.local/fleetkit:1.2")
+    assert "FROM registry.local/fleetkit:1.2\n" in files["image/Dockerfile"]
 
 
 # --- writing generated files ----------------------------------------------------------------
@@ -619,7 +624,9 @@ def test_the_dependency_layer_installs_the_projects_dependencies_and_the_live_ex
     words = shlex.split(run.split("&&")[0].split(">")[0])
     assert words[:2] == ["python", "-c"]
     (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
+    default = next(a for k, a in dockerfile() if k == "ARG" and a.startswith("FLEETKIT_EXTRAS="))
     listed = subprocess.run([sys.executable, "-c", words[2]], cwd=tmp_path, check=True,
+                            env={**os.environ, "FLEETKIT_EXTRAS": default.split("=", 1)[1]},
                             capture_output=True, text=True).stdout.split("\n")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
@@ -643,7 +650,8 @@ def test_the_build_context_is_an_allowlist_without_data_or_secrets() -> None:
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"  # everything out ...
     allowed = {line[1:] for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "src/"}  # ... but what the build needs
+    # ... but what the build needs (constraints/: torch's CPU build, for the ml extra)
+    assert allowed == {"pyproject.toml", "README.md", "src/", "constraints/"}
 
 
 def test_the_dashboard_starts_only_with_authentication_and_takes_its_users_from_env(

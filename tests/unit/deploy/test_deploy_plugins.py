@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetkit.config.loader import BUILTIN_DEMO, LoadedConfig, load_config
+from fleetkit.config.loader import LoadedConfig, load_config
 from fleetkit.core.errors import ConfigError
 from fleetkit.deploy.compose import compose_bundle
 from fleetkit.deploy.files import write_bundle
@@ -117,12 +117,12 @@ def test_the_compose_file_with_plugins_is_valid_against_the_compose_specificatio
     assert [e.message for e in validator.iter_errors(document)] == []
 
 
-def test_a_fleet_without_plugins_deploys_as_before() -> None:
-    files = compose_files(load_config(BUILTIN_DEMO))
+def test_a_fleet_without_plugins_deploys_as_before(plain_demo: LoadedConfig) -> None:
+    files = compose_files(plain_demo)
     assert not [p for p in files if p.startswith(("image/", "config/plugins"))]
     compose = text(files, "docker-compose.yml")
     assert "PYTHONPATH" not in compose and "build:" not in compose
-    units = systemd_files(load_config(BUILTIN_DEMO))
+    units = systemd_files(plain_demo)
     assert not [p for p in units if p.startswith(("plugins/", "packages/", "install-plugins"))]
     assert not [p for p, c in units.items() if isinstance(c, str) and "PYTHONPATH" in c]
 
