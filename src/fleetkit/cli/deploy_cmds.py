@@ -57,10 +57,12 @@ def compose(out: OutOption, config: ConfigOption = None, force: ForceOption = Fa
     roles = DbRoles(bot_prefix=role_prefix, reader=reader_role)
     bundle = compose_bundle(loaded, image=image, roles=roles)
     _write(out, bundle, force)
-    packages = any(f.path == "image/Dockerfile" for f in bundle.files)
+    for note in bundle.notes:
+        typer.echo(f"note: {note}")
+    own_image = any(f.path == "image/Dockerfile" for f in bundle.files)
     typer.echo(f"next: `sh {out / 'secrets.sh'}` (the database passwords, one file per role), "
                f"`docker build -t {image} .` in the fleetkit source, then "
-               + ("`docker compose build` (the plugin packages) and " if packages else "")
+               + ("`docker compose build` (the fleet's own image) and " if own_image else "")
                + f"`docker compose up -d` in {out} (docs/deploy.md)")
 
 
@@ -87,7 +89,10 @@ def systemd(out: OutOption, config: ConfigOption = None, force: ForceOption = Fa
     except ValueError as exc:
         fail(str(exc))
     loaded = load_config(config)
-    _write(out, systemd_bundle(loaded, options), force)
+    bundle = systemd_bundle(loaded, options)
+    _write(out, bundle, force)
+    for note in bundle.notes:
+        typer.echo(f"note: {note}")
     typer.echo(f"next: as root, `sh {out / 'install.sh'}` (DRY_RUN=1 to only print; it "
                f"creates each missing database password in /etc/{prefix}/db), then enable what "
                "this host runs (docs/deploy.md)")
