@@ -125,3 +125,21 @@ def test_a_breaker_day_and_the_exits_show_in_the_summary_and_the_json(fleet: Fle
     assert "days the brakes acted" in text.stdout and "daily loss" in text.stdout
     held = json.loads(fleet("--bot", "hold", "--bars", "2000", "--json").stdout)
     assert held["orders"] >= 2  # bought, then the trailing stop sold
+
+
+@pytest.mark.parametrize(("bot", "says"), [
+    ("  - {name: fut, market: NFO, symbols: [NIFTY], contract: front_future,\n"
+     "     signal: 'NSE:NIFTY 50', strategy: sma_cross}\n",
+     "bot fut trades NFO futures month by month"),
+    ("  - {name: perp, market: CRYPTO, symbols: ['BTC/USDT:USDT'], signal: 'CRYPTO:BTC/USDT',\n"
+     "     strategy: sma_cross}\n",
+     "bot perp trades CRYPTO:BTC/USDT:USDT, a perpetual"),
+])
+def test_a_futures_or_perpetual_bot_is_refused_in_one_line_naming_what_to_replay(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], bot: str, says: str) -> None:
+    config = tmp_path / "derivatives.yaml"
+    config.write_text("bots:\n" + bot, encoding="utf-8")
+    name = "fut" if "fut" in bot else "perp"
+    code = main(["backtest", "--config", str(config), "--bot", name, "--bars", "100"])
+    out, err = capsys.readouterr()
+    assert_user_error(subprocess.CompletedProcess([], code, out, err), says)

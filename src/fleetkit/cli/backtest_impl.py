@@ -197,7 +197,19 @@ def _with_interval(settings: BotSettings, interval: str) -> BotSettings:
 
 def _replay_bot(config: FleetConfig, settings: BotSettings, bot_id: int,
                 position_size_usd: Decimal | None) -> BotRecipe:
+    if settings.contract == "front_future":
+        fail(f"bot {settings.name} trades {settings.market} futures month by month: backtests "
+             "replay listed instruments only; replay its strategy on the index with "
+             f"--strategy {settings.strategy} --market {(settings.signal or '?').split(':')[0]} "
+             f"--symbol '{(settings.signal or '?').partition(':')[2]}', or judge a learning "
+             f"bot with `fleet ml evaluate {settings.name}`")
     instruments = bot_instruments(settings, sandbox_catalog(config))
+    derivatives = [key for key, instrument in instruments.items() if instrument.margined]
+    if derivatives:
+        fail(f"bot {settings.name} trades {', '.join(derivatives)}, a perpetual: backtests "
+             "replay spot instruments only (no funding or margin); replay its strategy on "
+             f"{settings.signal or 'the spot instrument'} with --strategy, or judge a "
+             f"learning bot with `fleet ml evaluate {settings.name}`")
     for instrument in instruments.values():
         usd_per_unit(config, instrument.currency)  # fails early with the fx_usd fix
     recipe = bot_recipe(config, settings, bot_id, instruments)
