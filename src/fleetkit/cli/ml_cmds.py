@@ -20,6 +20,8 @@ from fleetkit.cli.errors import fail
 from fleetkit.cli.options import ConfigOption, DbOption, JsonOption, MarketDataDbOption
 
 if TYPE_CHECKING:
+    from fleetkit.config.loader import LoadedConfig
+    from fleetkit.config.models import BotSettings
     from fleetkit.ml.bot_bars import Source
     from fleetkit.ml.bot_data import BotTrainingData
     from fleetkit.ml.bot_features import FeatureRow
@@ -67,25 +69,14 @@ def train_command(
     <models_dir>/<timeframe>/, replacing the previous model only once the new one is
     complete. The last ml.holdout_fraction of the history is left out for evaluation."""
     with _ml_extra():
-        from fleetkit.config.loader import load_config
-        from fleetkit.ml.bot_data import bot_settings, check_timeframe, load_bot_training_data
+        from fleetkit.ml.bot_data import load_bot_training_data
         from fleetkit.ml.bot_training import (
-            TrainingRun,
-            check_run,
             tensorboard_missing,
             train_bot_model,
         )
     bars_from = _check_source(source)
-    loaded = load_config(config)
-    settings = bot_settings(loaded, bot)
-    ml = settings.ml
-    if ml is None:  # bot_settings refuses a bot without one
-        fail(f"bot {bot} has no ml: section")
-    run = TrainingRun(policy or ml.policy, steps or ml.steps, ml.seed if seed is None else seed,
-                      device or ml.device, ml.n_envs, ml.tensorboard)
-    check_run(run)
-    if timeframe is not None:
-        check_timeframe(loaded, settings, timeframe)
+    loaded, settings, run = _learning_bot(config, bot, timeframe,
+                                          (policy, steps, seed, device), tensorboard=True)
     if run.tensorboard and tensorboard_missing():
         typer.echo("warning: ml.tensorboard is on but the tensorboard package is not "
                    "installed (pip install tensorboard): training without its logs", err=True)
@@ -149,29 +140,19 @@ def evaluate_command(
     training window, or (--walk-forward K) K freshly trained folds. Prints the report,
     writes a chart and the JSON report; exits 0 whatever the verdict unless --fail-on."""
     with _ml_extra():
-        from fleetkit.config.loader import load_config
         from fleetkit.config.ml import ml_timeframes
-        from fleetkit.ml.bot_data import bot_settings, check_timeframe, load_bot_training_data
-        from fleetkit.ml.bot_training import TrainingRun, check_run
+        from fleetkit.ml.bot_data import load_bot_training_data
     bars_from = _check_source(source)
     conditions = _fail_on(fail_on)
     if walk_forward is None and (policy, steps, seed) != (None, None, None):
         fail("--policy, --steps and --seed train the folds of --walk-forward; the trained "
              "model is evaluated as it is (add --walk-forward K, or drop them)")
-    loaded = load_config(config)
-    settings = bot_settings(loaded, bot)
-    ml = settings.ml
-    if ml is None:  # bot_settings refuses a bot without one
-        fail(f"bot {bot} has no ml: section")
-    run = TrainingRun(policy or ml.policy, steps or ml.steps, ml.seed if seed is None else seed,
-                      device or ml.device, ml.n_envs, False)
-    check_run(run)
-    if timeframe is not None:
-        check_timeframe(loaded, settings, timeframe)
+    loaded, settings, run = _learning_bot(config, bot, timeframe,
+                                          (policy, steps, seed, device), tensorboard=False)
     chosen = [timeframe] if timeframe else ml_timeframes(settings,
                                                          loaded.config.defaults.bar_interval)
     _check_chart(settings.name, chosen, chart)
-    models_dir = Path(ml.models_dir or "")
+    models_dir = Path((settings.ml and settings.ml.models_dir) or "")
     if walk_forward is None:
         for frame in chosen:  # before any bars are read: a missing or changed model
             _verified(settings.name, models_dir / frame, frame)
@@ -227,6 +208,32 @@ def features_command(
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+
+def _learning_bot(config: Path | None, bot: str, timeframe: str | None,
+                  overrides: tuple[str | None, int | None, int | None, str | None], *,
+                  tensorboard: bool) -> tuple[LoadedConfig, BotSettings, TrainingRun]:
+    """The config, the bot's settings (refused without an ml: section) and the training
+    run its ml: section and the command's options (policy, steps, seed, device) make,
+    every part checked; the ml extra missing is one line."""
+    from fleetkit.config.loader import load_config
+
+    with _ml_extra():
+        from fleetkit.ml.bot_data import bot_settings, check_timeframe
+        from fleetkit.ml.bot_training import TrainingRun, check_run
+
+    policy, steps, seed, device = overrides
+    loaded = load_config(config)
+    settings = bot_settings(loaded, bot)
+    ml = settings.ml
+    if ml is None:  # bot_settings refuses a bot without one
+        fail(f"bot {bot} has no ml: section")
+    run = TrainingRun(policy or ml.policy, steps or ml.steps, ml.seed if seed is None else seed,
+                      device or ml.device, ml.n_envs, tensorboard and ml.tensorboard)
+    check_run(run)
+    if timeframe is not None:
+        check_timeframe(loaded, settings, timeframe)
+    return loaded, settings, run
 
 
 @contextmanager
