@@ -33,14 +33,13 @@ from fleetkit.config.models import BotSettings
 from fleetkit.core.alerts import Severity
 from fleetkit.core.controls import HaltSource, TradingState
 from fleetkit.core.errors import CredentialsError
-from fleetkit.engine.ports import Event
+from fleetkit.engine.ports import Event, FundingEntry
 from fleetkit.runtime.clock import ManualClock
 from fleetkit.runtime.runner import BotRunner, BrokerConnection
 from fleetkit.sqlutil.engine import write_transaction
 from fleetkit.store.controls import write_control
 from fleetkit.store.database import Database, open_database
 from fleetkit.store.fleet import FleetStore
-from fleetkit.engine.ports import FundingEntry
 from fleetkit.store.ledger import SqlLedger
 from fleetkit.store.outbox import Outbox
 from tests.integration.bot_roles import BTC, CONFIG, T0, Fleet, intent, trade
@@ -66,6 +65,9 @@ BOT_GRANTS: dict[str, set[str]] = {
     "option_chain_minutes": set(),
     # A perpetual's funding: a bot records its own payments and never rewrites one.
     "funding_payments": {SEL, INS},
+    # The model registry (operations branch) is the owner's: a bot reads only its own
+    # active version and its files (row-level security), never the audit.
+    "model_versions": {SEL}, "model_files": {SEL}, "model_history": set(),
 }
 BOT_ROW_UPDATES = {"market", "currency", "strategy", "mode", "settings", "lease_owner",
                    "lease_expires_at", "updated_at"}
@@ -77,7 +79,8 @@ OWNER_ONLY_FUNCTIONS = {f"{name}()" for name in (
 BOT_SEQUENCES = {f"{t}_id_seq" for t in ("signals", "orders", "fills", "pnl_snapshots",
                                          "events", "outbox")}
 ALL_SEQUENCES = BOT_SEQUENCES | {f"{t}_id_seq" for t in ("bots", "position_adjustments",
-                                                         "job_runs", "deliveries")}
+                                                         "job_runs", "deliveries",
+                                                         "model_versions", "model_history")}
 NO_PRIVILEGE = "42501"
 
 
@@ -476,3 +479,31 @@ def test_downgrading_0011_lifts_the_confinement_and_upgrading_restores_it(
     upgrade(fleet.owner.engine)
     assert owner_rows(fleet, guards, s=fleet.schema) == [(13,)]
     assert refusal(as_bot["alpha"], squat.replace("999999", "999998"), a=a) is not None
+
+
+def test_a_bot_reads_only_its_own_active_model_version_and_its_files(
+        fleet: Fleet, as_bot: dict[str, Database]) -> None:
+    from fleetkit.store.model_registry import MANIFEST, ManifestSummary, ModelFile, ModelRegistry
+
+    registry = ModelRegistry(fleet.owner.engine)
+    ids = {}
+    for bot, label in (("alpha", "old"), ("alpha", "new"), ("alpha", "candidate"),
+                       ("beta", "new")):
+        files = {"model.zip": f"{bot}{label}".ljust(64, "0")}
+        version = registry.register(
+            bot, "1h", ManifestSummary("mlp", "PPO", "f" * 64, T0, T0, 10, files), "m" * 64,
+            [ModelFile("model.zip", 1, files["model.zip"]), ModelFile(MANIFEST, 1, "m" * 64)],
+            store_url="file:///s", store_key=f"{bot}/{label}", actor="owner")
+        ids[bot, label] = version.id
+        if label != "candidate":
+            registry.activate(version.id, actor="owner", reason="go")
+    alpha = as_bot["alpha"]
+    with alpha.engine.connect() as conn:
+        assert conn.execute(text("SELECT id, state FROM model_versions")).all() == [
+            (ids["alpha", "new"], "active")]
+        assert sorted(conn.execute(text("SELECT version_id, name FROM model_files")).all()) == [
+            (ids["alpha", "new"], MANIFEST), (ids["alpha", "new"], "model.zip")]
+    assert refusal(alpha, "SELECT 1 FROM model_history")[0] == NO_PRIVILEGE  # type: ignore[index]
+    assert refusal(alpha, "UPDATE model_versions SET state = 'archived'") is not None
+    with as_bot["reader"].engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM model_versions")).scalar_one() == 4

@@ -39,7 +39,9 @@ def test_bot_processes_do_not_import_numpy_pandas_or_alembic() -> None:
              "import fleetkit.runtime.runner, fleetkit.runtime.connections; "
              "print(','.join(m for m in ('numpy', 'pandas', 'alembic', 'ccxt', 'talib', "
              "'torch', 'gymnasium', 'fleetkit.features', 'fleetkit.ml', 'pyarrow', "
-             "'websockets', 'fleetkit.data.option_collector', 'fleetkit.store.option_quotes') "
+             "'websockets', 'fleetkit.data.option_collector', 'fleetkit.store.option_quotes', "
+             "'fleetkit.pipeline', 'fleetkit.artifacts', 'fsspec', 's3fs', 'paramiko', "
+             "'boto3', 'botocore', 'aiobotocore') "
              "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()

@@ -37,6 +37,7 @@ from fleetkit.cli import (
     jobs_cmds,
     metrics_cmds,
     ml_cmds,
+    model_cmds,
     notify_cmds,
     option_quote_cmds,
     reconcile_cmd,
@@ -53,8 +54,9 @@ COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
     backtest_cmd.register, bot_cmds.register, broker_cmds.register, calendar_cmds.register,
     dashboard_cmds.register, data_cmds.register, db_cmds.register, deploy_cmds.register,
     exchange_cmds.register, fleet_cmds.register, jobs_cmds.register, metrics_cmds.register,
-    ml_cmds.register, notify_cmds.register, option_quote_cmds.register, collector_cmds.register,
-    data_status_cmd.register, straddle_cmds.register, reconcile_cmd.register)
+    ml_cmds.register, model_cmds.register, notify_cmds.register, option_quote_cmds.register,
+    collector_cmds.register, data_status_cmd.register, straddle_cmds.register,
+    reconcile_cmd.register)
 
 
 def build_app() -> typer.Typer:

@@ -27,6 +27,7 @@ from fleetkit.config.dashboard import DashboardSettings
 from fleetkit.config.exits import ExitSettings
 from fleetkit.config.market_data import MarketDataSettings
 from fleetkit.config.ml import MLSettings, check_bot_timeframes, prepare_bot
+from fleetkit.config.model_store import ModelsSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
 from fleetkit.config.plugins import PluginRequirement
 from fleetkit.config.reconcile import ReconcileSettings
@@ -712,6 +713,9 @@ class FleetConfig(Strict):
     market_data: MarketDataSettings = Field(
         default_factory=MarketDataSettings, description="what the options collector and "
         "the straddle tracker collect (docs/market-data.md)")
+    models: ModelsSettings = Field(
+        default_factory=ModelsSettings, description="the model registry's artifact store "
+        "and retention (docs/registry.md)")
 
     @field_validator("fx_usd")
     @classmethod

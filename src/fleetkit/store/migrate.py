@@ -4,7 +4,7 @@ The schema is three Alembic branches, one per area, each with a version table of
 
     branch       version table                 revisions          holds
     trading      alembic_version               0001 .. 0012       everything a bot uses
-    operations   alembic_version_operations    operations_0001    registry, pipeline, backups
+    operations   alembic_version_operations    operations_0001..  registry, pipeline, backups
     market_data  alembic_version_market_data   market_data_0001.. bars, option chains
 
 Separate version tables let each branch be checked, upgraded and placed on its own: a bot
@@ -54,7 +54,8 @@ BRANCHES: tuple[Branch, ...] = (
     Branch(TRADING, "alembic_version", ("0001", "0002", "0003", "0004", "0005", "0006", "0007",
                                         "0008", "0009", "0010", "0011",
                                         "0012")),
-    Branch(OPERATIONS, "alembic_version_operations", ("operations_0001",)),
+    Branch(OPERATIONS, "alembic_version_operations", ("operations_0001",
+                                                          "operations_0002")),
     Branch(MARKET_DATA, "alembic_version_market_data", ("market_data_0001",
                                                           "market_data_0002",
                                                           "market_data_0003",

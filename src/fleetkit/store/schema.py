@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from fleetkit.sqlutil.types import ExactDecimal, UTCDateTime
@@ -363,6 +364,69 @@ notify_state = Table(
     Column("key", String(128), primary_key=True),
     Column("value", JSON, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# --- the operations branch (store.migrate): the model registry (docs/registry.md) ---------
+
+# Every trained model version of a bot and timeframe, where its files are (an artifact store
+# URL and key) and its state. The partial unique index is the database's guarantee that a
+# (bot, timeframe) has at most one active version, whoever writes; `bot` is the config's
+# name (a model may be registered before its bot ever ran, so no key into `bots`).
+MODEL_STATES = ("candidate", "active", "rejected", "archived", "retired")
+model_versions = Table(
+    "model_versions", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot", String(64), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("policy", String(16), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("feature_set_hash", String(64), nullable=False),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("window_end", UTCDateTime(), nullable=False),
+    Column("window_bars", Integer, nullable=False),
+    Column("metrics", JSON, nullable=False),  # the evaluation report's summary
+    Column("state", String(16), nullable=False),
+    Column("store_url", Text, nullable=False),
+    Column("store_key", String(255), nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("reason", Text, nullable=False),  # why it is in its state (rejection, rollback)
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("activated_at", UTCDateTime()),
+    CheckConstraint("state IN ('candidate', 'active', 'rejected', 'archived', 'retired')",
+                    name="state"),
+    Index(None, "bot", "timeframe", "id"),
+    Index("ix_model_versions_one_active", "bot", "timeframe", unique=True,
+          sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'")),
+)
+
+# Each version's files and their sha256: what a bot verifies before loading the model.
+model_files = Table(
+    "model_files", metadata,
+    Column("version_id", Id, ForeignKey("model_versions.id"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+)
+
+# The audit of every state change: who, why, when, and which version was active before.
+model_history = Table(
+    "model_history", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("version_id", Id, ForeignKey("model_versions.id"), nullable=False),
+    Column("bot", String(64), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("previous_active_id", Id),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    CheckConstraint("action IN ('registered', 'activated', 'rolled_back', 'rejected', "
+                    "'archived', 'retired')", name="action"),
+    Index(None, "bot", "timeframe", "at"),
+    Index(None, "version_id"),
 )
 
 # --- the market_data branch (store.migrate; it may live in a database of its own) ---------
