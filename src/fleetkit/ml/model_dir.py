@@ -25,6 +25,7 @@ import numpy.typing as npt
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.save_util import load_from_zip_file
 
 from fleetkit.core.errors import ConfigError
 from fleetkit.ml.policies import POLICIES
@@ -195,11 +196,42 @@ def load_model(directory: Path, *, feature_set_hash: str | None = None,
     return load_verified(directory, manifest, device=device)
 
 
+class InferenceOnlyOptimizer:
+    """Stands in for the optimiser of a model loaded only to act (a bot): building torch's
+    Adam imports torch._dynamo — sympy, inductor, the distributed package, ~70 MiB of a
+    bot's memory (bench/fleet_density.py --per-process) — for a model that never learns
+    again. It takes the saved optimiser state and refuses to step."""
+
+    def __init__(self, params: Any, **_settings: Any) -> None:
+        self.param_groups: list[dict[str, Any]] = []
+        del params
+
+    def load_state_dict(self, _state: Any, **_options: Any) -> None:
+        pass  # the saved Adam moments: of no use to a model that only predicts
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        raise RuntimeError("this model was loaded to act, not to learn: load it with "
+                           "inference_only=False to train it further")
+
+    def step(self, *_args: Any) -> None:
+        self.zero_grad()
+
+
 def load_verified(directory: Path, manifest: ModelManifest, *,
-                  device: str = "cpu") -> TrainedModel:
-    """Load a model whose directory `verify_model_dir` has just passed (its manifest)."""
+                  device: str = "cpu", inference_only: bool = False) -> TrainedModel:
+    """Load a model whose directory `verify_model_dir` has just passed (its manifest).
+    `inference_only`: without its optimiser (InferenceOnlyOptimizer), for a bot."""
     kind = RecurrentPPO if manifest.algorithm == "RecurrentPPO" else PPO
-    model = kind.load(directory / MODEL_FILE, device=device)
+    custom: dict[str, Any] | None = None
+    if inference_only:
+        data, _, _ = load_from_zip_file(directory / MODEL_FILE, load_data=True,
+                                        device=device)
+        saved = dict((data or {}).get("policy_kwargs") or {})
+        custom = {"policy_kwargs": {**saved, "optimizer_class": InferenceOnlyOptimizer}}
+    model = kind.load(directory / MODEL_FILE, device=device, custom_objects=custom)
     shape = tuple(model.observation_space.shape or ())
     if shape != manifest.observation_shape:
         raise ModelRefusedError(f"{directory / MODEL_FILE} takes shape {shape}, its manifest "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fleetkit.features.errors import FeatureSetError
 from fleetkit.features.normalise import Normalisation, load_normalisation
@@ -91,6 +92,12 @@ def load_policy(directory: Path, feature_set: FeatureSet | None = None, *,
     # hashing every file a second time.
     check_fit(directory, manifest, observation_shape=(
         observation_size(manifest.window, len(feature_set.columns)),))
-    model = load_verified(directory, manifest, device=resolve_device(device))
+    # A bot acts one bar at a time: torch's default of a thread per core only queues the
+    # threads behind each other on a small box (on 2 cores a 3-model TFT bot's p99 went
+    # from 6 to 18 ms and its worst bar to 212 ms; bench/rl_inference.py), and the bot
+    # process runs nothing else of torch's.
+    torch.set_num_threads(1)
+    model = load_verified(directory, manifest, device=resolve_device(device),
+                          inference_only=True)
     normalisation = load_normalisation(directory / NORMALISATION_FILE, feature_set)
     return VerifiedPolicy(model, normalisation, feature_set)
