@@ -45,7 +45,8 @@ def _no_ambient_fleet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FLEET_HOME", str(tmp_path / "var"))
 
 
-OPERATIONS_DROPS = tuple(f"DROP TABLE {t}" for t in ("model_history", "model_files",
+OPERATIONS_DROPS = tuple(f"DROP TABLE {t}" for t in ("training_steps", "training_runs",
+                                                      "model_history", "model_files",
                                                       "model_versions"))
 
 

@@ -42,6 +42,7 @@ from fleetkit.cli import (
     option_quote_cmds,
     reconcile_cmd,
     straddle_cmds,
+    train_cmds,
 )
 from fleetkit.cli.errors import fail
 from fleetkit.core.errors import DatabaseUnavailableError, FleetError, UserError
@@ -56,7 +57,7 @@ COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
     exchange_cmds.register, fleet_cmds.register, jobs_cmds.register, metrics_cmds.register,
     ml_cmds.register, model_cmds.register, notify_cmds.register, option_quote_cmds.register,
     collector_cmds.register, data_status_cmd.register, straddle_cmds.register,
-    reconcile_cmd.register)
+    reconcile_cmd.register, train_cmds.register)
 
 
 def build_app() -> typer.Typer:

@@ -61,7 +61,11 @@ def train_command(
         device: Annotated[str | None, typer.Option(
             help="cpu, cuda or auto (default: ml.device)")] = None,
         seed: Annotated[int | None, typer.Option(help="default: ml.seed")] = None,
-        source: SourceOption = "auto", config: ConfigOption = None, db: DbOption = None,
+        source: SourceOption = "auto",
+        bars_file: Annotated[Path | None, typer.Option(
+            "--bars", metavar="FILE", help="train on these exported bars (a `fleet train "
+            "run` export; needs --timeframe) instead of reading --source")] = None,
+        config: ConfigOption = None, db: DbOption = None,
         market_data_db: MarketDataDbOption = None, as_json: JsonOption = False,
         progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                                help="show a progress bar")] = True) -> None:
@@ -69,6 +73,7 @@ def train_command(
     <models_dir>/<timeframe>/, replacing the previous model only once the new one is
     complete. The last ml.holdout_fraction of the history is left out for evaluation."""
     with _ml_extra():
+        from fleetkit.ml.bar_file import read_bar_file
         from fleetkit.ml.bot_data import load_bot_training_data
         from fleetkit.ml.bot_training import (
             tensorboard_missing,
@@ -82,12 +87,18 @@ def train_command(
                    "installed (pip install tensorboard): training without its logs", err=True)
     from fleetkit.config.ml import ml_timeframes
 
+    if bars_file is not None and timeframe is None:
+        fail("--bars holds one timeframe's bars: add --timeframe")
+    # Read before training anything: a file that is not one is refused in one line.
+    exported = None if bars_file is None else read_bar_file(bars_file)
     chosen = [timeframe] if timeframe else ml_timeframes(settings,
                                                          loaded.config.defaults.bar_interval)
     done: list[TrainedBotModel] = []
     for frame in chosen:
         data = load_bot_training_data(loaded, settings, frame, source=bars_from, db=db,
-                                      market_data_db=market_data_db)
+                                      market_data_db=market_data_db,
+                                      end=None if exported is None else exported[1],
+                                      bars=None if exported is None else exported[0])
         for note in data.notes:
             typer.echo(f"note: {settings.name} {frame}: {note}", err=True)
         with _progress(f"{settings.name} {frame}", run.steps,

@@ -40,6 +40,9 @@ DeviceName = Literal["cpu", "cuda", "auto"]
 FEATURE_TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 MODELS_FOLDER = "models"
 RL_POLICY = "rl_policy"
+# `params.model: registry`: the bot trades its active versions in the model registry
+# (strategy.learned.REGISTRY, spelled here: config never imports the strategy's numpy).
+MODELS_FROM_REGISTRY = "registry"
 
 
 class RewardSettings(Strict):
@@ -187,8 +190,14 @@ def ml_signal(bot: BotSettings) -> str:
 
 def check_bot_timeframes(bot: BotSettings, default_interval: str) -> None:
     """Refuse a bar interval that is no feature timeframe as the default, and a model
-    timeframe the declared features lack (the whole config is needed for the default)."""
+    timeframe the declared features lack (the whole config is needed for the default).
+    An rl_policy bot following the registry (`params.model: registry`) needs an `ml:`
+    section: its timeframes are the versions it follows, models_dir where they land."""
     if bot.ml is None:
+        if bot.strategy == RL_POLICY and bot.params.get("model") == MODELS_FROM_REGISTRY:
+            raise ValueError(f"bot {bot.name}: params.model registry needs an ml: section "
+                             "(its timeframes are the model versions the bot follows); add "
+                             "one, e.g. ml: {timeframes: [1h]}")
         return
     if bot.ml.timeframes is None:
         interval = bot.bar_interval or default_interval

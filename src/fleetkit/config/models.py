@@ -29,6 +29,7 @@ from fleetkit.config.market_data import MarketDataSettings
 from fleetkit.config.ml import MLSettings, check_bot_timeframes, prepare_bot
 from fleetkit.config.model_store import ModelsSettings
 from fleetkit.config.notify import MonitorSettings, NotifySettings
+from fleetkit.config.pipeline import TrainingSettings
 from fleetkit.config.plugins import PluginRequirement
 from fleetkit.config.reconcile import ReconcileSettings
 from fleetkit.config.strict import Strict, require_unique
@@ -716,6 +717,9 @@ class FleetConfig(Strict):
     models: ModelsSettings = Field(
         default_factory=ModelsSettings, description="the model registry's artifact store "
         "and retention (docs/registry.md)")
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings, description="the training pipeline: trainers, "
+        "retries, per-bot runs and gates (docs/pipeline.md)")
 
     @field_validator("fx_usd")
     @classmethod
@@ -744,6 +748,15 @@ class FleetConfig(Strict):
     def _unique_service_names(cls, services: list[ServiceSettings]) -> list[ServiceSettings]:
         require_unique("service", [service.name for service in services])
         return services
+
+    @model_validator(mode="after")
+    def _training_bots(self) -> FleetConfig:
+        names = {bot.name for bot in self.bots}
+        for name in self.training.bots:
+            if name not in names:
+                raise ValueError(f"training.bots.{name}: there is no bot {name!r} "
+                                 f"(bots: {', '.join(sorted(names)) or 'none'})")
+        return self
 
     @model_validator(mode="after")
     def _ml_timeframes(self) -> FleetConfig:

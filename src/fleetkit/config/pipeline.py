@@ -12,8 +12,14 @@ trained, by name.
           device: cuda
       retries: {attempts: 3, initial_s: 5, maximum_s: 60}
 
-Not part of FleetConfig yet: the pipeline reads it with `parse_training_settings` until
-`fleet train` lands. Nothing here connects anywhere; the pipeline's trainers do.
+      trainer: gpu-box                                # default: the only one, or local
+      bots:
+        rl-btc: {period_hours: 2, timeout_s: 1800,
+                 gate: {min_sharpe_vs_active: 0.0, must_beat: [flat], reject_collapsed: true}}
+      publish: {remote: git@github.com:me/models.git}   # optional
+
+FleetConfig's `training:` section (docs/pipeline.md). Nothing here connects anywhere; the
+pipeline's trainers do.
 """
 
 from __future__ import annotations
@@ -113,11 +119,68 @@ def _one_local() -> dict[str, LocalTrainerSettings | SshTrainerSettings]:
     return {"local": LocalTrainerSettings(kind="local")}
 
 
+Beatable = Literal["flat", "buy_and_hold"]
+# A period divides the UTC day: one run per (bot, timeframe, period).
+PeriodHours = Literal[1, 2, 3, 4, 6, 8, 12, 24]
+
+
+def _flat() -> list[Beatable]:
+    return ["flat"]
+
+
+class GateSettings(Strict):
+    """What a candidate must show on the held-out bars before it is activated."""
+
+    min_sharpe_vs_active: float | None = Field(
+        default=0.0, description="the candidate's Sharpe minus the active version's must be "
+        "at least this (null: not compared; nothing active: passes)")
+    must_beat: list[Beatable] = Field(default_factory=_flat, description="the "
+                                      "benchmarks whose return it must beat")
+    reject_collapsed: bool = Field(default=True, description="refuse a policy that collapsed "
+                                   "to one action")
+
+
+class BotTrainingSettings(Strict):
+    """One bot's training runs (`training.bots.<bot>`; `training.defaults` for the rest)."""
+
+    trainer: str | None = Field(default=None, description="a name of training.trainers "
+                                "(default: training.trainer)")
+    timeout_s: float = Field(default=3600.0, gt=0, description="limit of the training "
+                             "command on the trainer")
+    period_hours: PeriodHours = Field(default=24, description="one run per this many hours "
+                                      "of the UTC day (24: one a day, 2: every 2 hours)")
+    gate: GateSettings = Field(default_factory=GateSettings)
+
+
+class PublishSettings(Strict):
+    """An optional git remote the activated model files are pushed to."""
+
+    remote: str | None = Field(default=None, description="a git remote URL (nothing is "
+                               "pushed without one)")
+    branch: str = Field(default="models")
+
+    @field_validator("remote", "branch")
+    @classmethod
+    def _no_option(cls, value: str | None) -> str | None:
+        # git would read a leading "-" as an option.
+        if value is not None and (not value or value.startswith("-")):
+            raise ValueError(f"{value!r}: a git remote URL or branch name")
+        return value
+
+
 class TrainingSettings(Strict):
     trainers: dict[str, TrainerSettings] = Field(
         default_factory=_one_local,
         description="where models are trained, by name (default: one local trainer)")
     retries: RetrySettings = Field(default_factory=RetrySettings)
+    trainer: str | None = Field(default=None, description="the trainer runs use unless a "
+                                "bot names one (default: the only one configured, else local)")
+    lease_s: float = Field(default=900.0, gt=0, description="a run's claim lasts this long "
+                           "past each step's start (the train step: its timeout more); a "
+                           "claim past its lease is taken over by the next `fleet train run`")
+    defaults: BotTrainingSettings = Field(default_factory=BotTrainingSettings)
+    bots: dict[str, BotTrainingSettings] = Field(default_factory=dict, description="per bot")
+    publish: PublishSettings = Field(default_factory=PublishSettings)
 
     @field_validator("trainers")
     @classmethod
@@ -126,6 +189,28 @@ class TrainingSettings(Strict):
             if not TRAINER_NAME.match(name):
                 raise ValueError(f"trainer name {name!r}: lowercase letters, digits, - and _")
         return trainers
+
+    @model_validator(mode="after")
+    def _known_trainers(self) -> TrainingSettings:
+        named = [("training.trainer", self.trainer)] + [
+            (f"training.bots.{bot}.trainer", s.trainer) for bot, s in self.bots.items()]
+        for where, name in named:
+            if name is not None and name not in self.trainers:
+                raise ValueError(f"{where} {name!r} is not in training.trainers "
+                                 f"({', '.join(sorted(self.trainers)) or 'none'})")
+        return self
+
+    def for_bot(self, bot: str) -> BotTrainingSettings:
+        return self.bots.get(bot, self.defaults)
+
+    def trainer_for(self, bot: str) -> str:
+        """The trainer name a bot's runs use (its own, training.trainer, the only one)."""
+        chosen = self.for_bot(bot).trainer or self.trainer
+        if chosen is not None:
+            return chosen
+        if len(self.trainers) == 1:
+            return next(iter(self.trainers))
+        return "local"
 
 
 def parse_training_settings(raw: object, where: str = "training") -> TrainingSettings:

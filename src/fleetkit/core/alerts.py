@@ -71,6 +71,15 @@ _CONCERN_BY_PREFIX: dict[str, Concern] = {
     "job.": Concern.INFRASTRUCTURE,
     "monitor.": Concern.INFRASTRUCTURE,
     "notify.": Concern.INFRASTRUCTURE,
+    # The training pipeline (docs/pipeline.md): a new model is the day's news; a run that
+    # failed or was rejected (the active model kept) is for whoever runs the trainer.
+    "training.succeeded": Concern.BRIEF,
+    "training.failed": Concern.INFRASTRUCTURE,
+    "training.rejected": Concern.INFRASTRUCTURE,
+    "training.taken_over": Concern.INFRASTRUCTURE,
+    # A running bot could not use a model version the registry made active (files that
+    # disagree, a store out of reach): it keeps trading the one it has.
+    "model.load_failed": Concern.INFRASTRUCTURE,
     "calendar.": Concern.DATA,
     "data.": Concern.DATA,
     "report.": Concern.BRIEF,

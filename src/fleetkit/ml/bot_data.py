@@ -46,7 +46,7 @@ from fleetkit.runtime.wiring import (
 )
 
 __all__ = ["BotTrainingData", "NotEnoughHistoryError", "bot_settings", "check_timeframe",
-           "load_bot_training_data", "matrix_rows", "tape_rows"]
+           "load_bot_training_data", "matrix_rows", "tape_rows", "training_bars"]
 
 DAY_S = 86_400
 
@@ -118,26 +118,31 @@ def check_timeframe(loaded: LoadedConfig, bot: BotSettings, timeframe: str) -> N
 def load_bot_training_data(loaded: LoadedConfig, bot: BotSettings, timeframe: str, *,
                            history_bars: int | None = None, end: datetime | None = None,
                            source: Source = "auto", require_history: bool = True,
-                           db: str | None = None, market_data_db: str | None = None
-                           ) -> BotTrainingData:
+                           db: str | None = None, market_data_db: str | None = None,
+                           bars: SignalBars | None = None) -> BotTrainingData:
     """The data of `bot`'s `timeframe` model, the last bar complete by `end` (default
     now). `history_bars` (default ml.history_bars) counts bars of the bot's finest
-    timeframe; `require_history=False` takes what there is (the features of one bar)."""
+    timeframe; `require_history=False` takes what there is (the features of one bar).
+    `bars`: the signal bars already read (`fleet ml train --bars`, an exported file),
+    instead of asking `source` for them."""
     ml = bot.ml
     if ml is None:
         raise ConfigError(f"bot {bot.name} has no ml: section")
     check_timeframe(loaded, bot, timeframe)
-    default_interval = loaded.config.defaults.bar_interval
-    feature_set = from_base(ml_feature_set(bot, default_interval), timeframe)
+    feature_set = from_base(ml_feature_set(bot, loaded.config.defaults.bar_interval),
+                            timeframe)
     signal = ml_signal(bot)
     end = end or datetime.now(UTC)
     day_minutes = session_minutes(loaded, signal, end)
     warmup = feature_set.warmup_bars(day_minutes)
-    finest = ml_timeframes(bot, default_interval)[0]
-    history = _history_in(timeframe, finest, ml.history_bars if history_bars is None
-                          else history_bars, day_minutes)
-    found = signal_bars(loaded, bot, BarRequest(signal, timeframe, warmup + history, end),
-                        source=source, db=db, market_data_db=market_data_db)
+    history = _history_for(loaded, bot, timeframe, history_bars, day_minutes)
+    if bars is not None and (bars.instrument, bars.timeframe) != (signal, timeframe):
+        raise ConfigError(f"the bars given are {bars.instrument} {bars.timeframe}, bot "
+                          f"{bot.name}'s {timeframe} model reads {signal} {timeframe}: "
+                          "export them again for this bot and timeframe")
+    found = bars if bars is not None else signal_bars(
+        loaded, bot, BarRequest(signal, timeframe, warmup + history, end), source=source,
+        db=db, market_data_db=market_data_db)
     if require_history and len(found) < warmup + history:
         raise NotEnoughHistoryError(_too_little(found, warmup, history, day_minutes))
     if not len(found):
@@ -155,6 +160,35 @@ def load_bot_training_data(loaded: LoadedConfig, bot: BotSettings, timeframe: st
         bot, timeframe, signal, feature_set, _recipe(loaded, bot, traded, tape.interval_s), tape,
         matrix, found.sessions, holdout, normalisation, env_config, _venue(loaded, bot),
         Path(ml.models_dir or ""), found.source, notes)
+
+
+def training_bars(loaded: LoadedConfig, bot: BotSettings, timeframe: str, end: datetime, *,
+                  source: Source = "auto", db: str | None = None,
+                  market_data_db: str | None = None) -> SignalBars:
+    """The signal bars `load_bot_training_data` would read for this model by `end`: what
+    the training pipeline exports for a trainer (ml.bar_file)."""
+    ml = bot.ml
+    if ml is None:
+        raise ConfigError(f"bot {bot.name} has no ml: section")
+    check_timeframe(loaded, bot, timeframe)
+    feature_set = from_base(ml_feature_set(bot, loaded.config.defaults.bar_interval),
+                            timeframe)
+    signal = ml_signal(bot)
+    day_minutes = session_minutes(loaded, signal, end)
+    count = (feature_set.warmup_bars(day_minutes)
+             + _history_for(loaded, bot, timeframe, None, day_minutes))
+    return signal_bars(loaded, bot, BarRequest(signal, timeframe, count, end), source=source,
+                       db=db, market_data_db=market_data_db)
+
+
+def _history_for(loaded: LoadedConfig, bot: BotSettings, timeframe: str,
+                 history_bars: int | None, day_minutes: int) -> int:
+    ml = bot.ml
+    if ml is None:  # the callers checked
+        raise ConfigError(f"bot {bot.name} has no ml: section")
+    finest = ml_timeframes(bot, loaded.config.defaults.bar_interval)[0]
+    return _history_in(timeframe, finest, ml.history_bars if history_bars is None
+                       else history_bars, day_minutes)
 
 
 def tape_rows(tape: BarTape, stop: int) -> BarTape:

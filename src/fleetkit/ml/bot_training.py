@@ -9,13 +9,10 @@ otherwise two renames microseconds apart.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import importlib.util
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +21,12 @@ from fleetkit.ml.bot_data import BotTrainingData
 from fleetkit.ml.devices import resolve_device
 from fleetkit.ml.env import FastTradingEnv
 from fleetkit.ml.model_dir import ModelManifest
+from fleetkit.ml.model_swap import install
 from fleetkit.ml.policies import POLICIES, UnknownPolicyError
 from fleetkit.ml.training import ProgressCallback, TrainingProgress, train
 
 TENSORBOARD_FOLDER = "tensorboard"
 _TRAINING = ".{timeframe}.training-"
-_RENAME_EXCHANGE = 2  # linux/fs.h
-_AT_FDCWD = -100
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,36 +117,6 @@ def train_bot_model(data: BotTrainingData, run: TrainingRun,
         raise
     return TrainedBotModel(final, data.timeframe, trained.manifest, seconds, reported[0],
                            data.source, data.notes)
-
-
-def install(new: Path, final: Path) -> None:
-    """Put the complete directory `new` at `final`, the old one (if any) removed after."""
-    if not final.exists():
-        new.rename(final)
-        return
-    if _exchange(new, final):
-        shutil.rmtree(new)  # now the old model
-        return
-    old = final.parent / f".{final.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    final.rename(old)
-    new.rename(final)
-    shutil.rmtree(old)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False where
-    the platform or file system cannot."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        renameat2: Callable[..., int] = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
-                     _RENAME_EXCHANGE) == 0
 
 
 def _remove_abandoned(final: Path) -> None:

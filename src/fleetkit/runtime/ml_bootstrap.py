@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fleetkit.config.loader import LoadedConfig
-from fleetkit.config.ml import RL_POLICY, ml_timeframes
+from fleetkit.config.ml import MODELS_FROM_REGISTRY, RL_POLICY, ml_timeframes
 from fleetkit.config.models import BotSettings, FleetConfig
 from fleetkit.core.errors import DatabaseUnavailableError, FleetError
 from fleetkit.engine.ports import Event
@@ -153,9 +153,17 @@ class FirstModels:
         ml = self.settings.ml
         if (ml is not None and ml.train_if_missing and self.settings.strategy == RL_POLICY
                 and not reads_models_dir(self.settings)):
-            self._log.warning("ml.train_if_missing does nothing: params.model names other "
-                              "models than ml.models_dir", action="ml.training",
-                              models_dir=ml.models_dir)
+            # A bot on the registry trades only activated versions: a model trained here
+            # would still have to be registered and activated (the pipeline's steps), so
+            # nothing is trained at boot for it (docs/registry.md "Bots and the registry").
+            registry = self.settings.params.get("model") == MODELS_FROM_REGISTRY
+            self._log.warning(
+                "ml.train_if_missing does nothing: " + (
+                    "params.model is registry; train, register and activate a version "
+                    f"(`fleet ml train {self.settings.name}`, `fleet model register`, "
+                    "`fleet model activate`)" if registry else
+                    "params.model names other models than ml.models_dir"),
+                action="ml.training", models_dir=ml.models_dir)
         missing = missing_timeframes(self.loaded, self.settings)
         if not missing:
             return None

@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import BotSettings
@@ -53,6 +54,9 @@ from fleetkit.runtime.wiring import (
 from fleetkit.store.database import Database, open_database
 from fleetkit.store.fleet import FleetStore, Heartbeat
 from fleetkit.store.ledger import SqlLedger
+
+if TYPE_CHECKING:
+    from fleetkit.runtime.model_follow import RegistryModels
 
 BrokerFactory = Callable[[BotSettings], "BrokerConnection"]
 
@@ -125,6 +129,7 @@ class BotRunner:
         self._next_cycle = self.clock.now()
         self._next_refresh: datetime | None = None
         self._cycle_lag_ms: int | None = None
+        self.models: RegistryModels | None = None  # a learning bot on the registry's
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -214,6 +219,7 @@ class BotRunner:
             self.connection.market_data,
             lambda event: self.ledger.record_event(self.bot_id, event, self.clock.now()))
         self._hand_sessions()
+        self._follow_registry()
         self.sync = self.parts.sync
         self.outage = Outage(self.log, self._sleep, self.clock,
                              lambda event: self.ledger.record_event(self.bot_id, event,
@@ -244,6 +250,27 @@ class BotRunner:
             calendars = ShiftedSessions(calendars, -offset)
         for use in takers:
             use(calendars)
+
+    def _follow_registry(self) -> None:
+        """A learning bot on `params.model: registry` gets its active versions now, before
+        it warms up, and at every bar after (`cycle`); only such a bot imports the registry
+        follower and, through it, the artifact store."""
+        takers = [slot.strategy for slot in self.bot.slots.values()
+                  if getattr(slot.strategy, "follows_registry", False)]
+        if not takers:
+            return
+        from fleetkit.runtime.model_follow import RegistryModels  # late: see above
+        from fleetkit.store import migrate
+
+        # The registry lives on the operations branch, which a bot does not check otherwise.
+        migrate.require_current_schema(self.database.engine, self.database.where,
+                                       (migrate.OPERATIONS,))
+        self.models = RegistryModels(
+            self._loaded, self.settings, self.database.engine, takers,  # type: ignore[arg-type]
+            record=lambda event: self.ledger.record_event(self.bot_id, event,
+                                                          self.clock.now()),
+            log=self.log)
+        self.models.check()
 
     def _take_lease(self, now: datetime) -> None:
         ttl = max(60.0, 3 * self.runtime.heartbeat_interval_s)
@@ -364,6 +391,24 @@ class BotRunner:
                 self.bot.warm_up(key, bars)
             self._cursors[key] = cursor
 
+    def _rewarm(self, interval: timedelta) -> None:
+        """Replay history up to the last bar fed into the strategies whose models changed
+        (their state starts afresh), as a restart's warm-up does: a new version may read
+        other features, another window, another normalisation, an LSTM's own state — so
+        none of the old model's state is carried over. One fetch of bars per switch, and
+        switches are rare (an activation or a rollback)."""
+        for key, slot in self.bot.slots.items():
+            if not getattr(slot.strategy, "follows_registry", False):
+                continue
+            cursor = self._cursors.get(key) or self.bot.state.of(key).last_bar_ts
+            if cursor is None:
+                continue  # nothing fed yet: the next feed starts from the bars it gets
+            end = cursor + interval
+            lookback = _lookback(interval, slot.strategy.warmup_bars() + 1,
+                                 always_open=self._always_open)
+            self.bot.warm_up(key, self.connection.market_data.bars(
+                slot.bars_key, self.parts.interval_s, end - lookback, end))
+
     def _probe_broker(self) -> None:
         # An account call, not the market clock: some adapters compute the clock locally
         # (a 24/7 exchange), which would declare an outage over without asking anyone.
@@ -395,10 +440,12 @@ class BotRunner:
             # instead of leaving the position a bar behind the broker.
             self.sync.sync_fills(SyncReport())
             self.bot.refresh()
+        # A learning bot on the registry says which versions it trades (`fleet status`).
+        models = "" if self.models is None else f"; {self.models.note()}"
         if self.parts.brakes.halted:
-            self.beat("halted", f"halted: {self.parts.brakes.halt_reason()}")
+            self.beat("halted", f"halted: {self.parts.brakes.halt_reason()}{models}")
         else:
-            self.beat("trading", f"next bar {self._next_cycle:%H:%M:%S} UTC")
+            self.beat("trading", f"next bar {self._next_cycle:%H:%M:%S} UTC{models}")
         return min(self._next_cycle, beat_by)
 
     def cycle(self) -> None:
@@ -416,6 +463,10 @@ class BotRunner:
                     if execution.outcome is Outcome.UNKNOWN:
                         raise OrderOutcomeUnknown(execution.detail)
         interval = timedelta(seconds=self.parts.interval_s)
+        if self.models is not None and self.models.check():
+            # Activated or rolled back since the last bar: this bar decides with the new
+            # versions, their features warmed up on the history the old ones had seen.
+            self._rewarm(interval)
         for key in list(self.bot.slots):
             self._feed(key, now, interval, halted)
         breach = self.parts.end_cycle()

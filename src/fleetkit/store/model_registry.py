@@ -312,6 +312,16 @@ class ModelRegistry:
         found = self.versions(bot, timeframe, (ModelState.ACTIVE,))
         return found[0] if found else None
 
+    def active_ids(self, bot: str) -> dict[str, int]:
+        """timeframe -> the active version's id: what a running bot asks at every bar, so
+        one query on `model_versions` alone (the partial unique index of active versions
+        covers it), never the files."""
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(model_versions.c.timeframe, model_versions.c.id).where(
+                model_versions.c.bot == bot,
+                model_versions.c.state == ModelState.ACTIVE.value))
+            return {str(timeframe): int(version_id) for timeframe, version_id in rows}
+
     def history(self, version_id: int | None = None, bot: str | None = None,
                 timeframe: str | None = None) -> list[HistoryEntry]:
         """Oldest first."""

@@ -429,6 +429,48 @@ model_history = Table(
     Index(None, "version_id"),
 )
 
+# The training pipeline (docs/pipeline.md): one row per attempt of a (bot, timeframe,
+# period). The unique key is the claim: inserting attempt 1 is taking the period, and a
+# forced rerun inserts the next attempt, so two processes can never run the same attempt.
+# claimed_by + lease_expires let a dead process's claim be taken over after its lease.
+TRAINING_RUN_STATES = ("running", "succeeded", "failed", "rejected", "skipped")
+training_runs = Table(
+    "training_runs", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bot", String(64), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("period", String(32), nullable=False),  # 2026-12-08, or 2026-12-08T14:00Z
+    Column("attempt", Integer, nullable=False),
+    Column("trainer", String(48), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("failed_step", String(16)),
+    Column("error", Text, nullable=False),
+    Column("version_id", Id),  # the registry's version, once archived
+    Column("claimed_by", String(128), nullable=False),  # host:pid
+    Column("lease_expires", UTCDateTime(), nullable=False),
+    CheckConstraint("state IN ('running', 'succeeded', 'failed', 'rejected', 'skipped')",
+                    name="state"),
+    UniqueConstraint("bot", "timeframe", "period", "attempt"),
+    Index(None, "started_at"),
+)
+
+# Each step of a run: recorded before (running) and after (done or failed). `detail` holds
+# what the step produced that later steps need (the export's sha256, the trainer's hashes,
+# the version id), so a resumed run continues from the last done step.
+training_steps = Table(
+    "training_steps", metadata,
+    Column("run_id", Id, ForeignKey("training_runs.id"), primary_key=True),
+    Column("step", String(16), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("seconds", Double),
+    Column("detail", JSON, nullable=False),
+    CheckConstraint("state IN ('running', 'done', 'failed', 'skipped')", name="state"),
+)
+
 # --- the market_data branch (store.migrate; it may live in a database of its own) ---------
 
 # Bar history (docs/market-data.md): one row per (instrument, timeframe, open time), and

@@ -3,6 +3,7 @@ dashboard. It reads the database only — never a broker — so it works when bo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,6 +25,19 @@ from fleetkit.store.schema import (
     positions,
 )
 from fleetkit.store.statements import OPEN_STATUSES
+
+# A learning bot on the registry ends its heartbeat's detail with the versions it trades,
+# "...; models 1h:v12 4h:v11" (runtime.model_follow): read back per timeframe.
+_MODELS = re.compile(r"(?:^|; )models((?: [0-9a-z]+:v[0-9]+)+)$")
+
+
+def traded_models(detail: str) -> dict[str, int]:
+    """timeframe -> version id a bot's heartbeat detail says it trades ({} for others)."""
+    found = _MODELS.search(detail)
+    if found is None:
+        return {}
+    pairs = (item.split(":v") for item in found.group(1).split())
+    return {timeframe: int(version) for timeframe, version in pairs}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +71,8 @@ class BotView:
     cycles: int
     open_orders: int = 0
     cycle_lag_s: float | None = None
+    # A learning bot on the registry: the model version it trades per timeframe.
+    models: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -74,7 +90,7 @@ class BotView:
                           "net_usd": plain(self.daily_pnl_usd.quantize(Decimal("0.01")))},
             "orders_today": self.orders_today, "fills_today": self.fills_today,
             "open_orders": self.open_orders, "cycles": self.cycles,
-            "cycle_lag_s": self.cycle_lag_s,
+            "cycle_lag_s": self.cycle_lag_s, "models": self.models or None,
         }
 
 
@@ -163,6 +179,7 @@ def _bot_view(row: Any, control: Any, beat: Any, pnl: Any, held: list[Any], orde
         cycles=0 if beat is None else beat.cycles,
         cycle_lag_s=None if beat is None or beat.cycle_lag_ms is None
         else beat.cycle_lag_ms / 1000,
+        models={} if beat is None else traded_models(beat.detail),
     )
 
 

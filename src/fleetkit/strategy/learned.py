@@ -22,6 +22,15 @@ come from its calendar, a few weeks at a time as the bars reach them: the calend
 runtime hands over (`use_sessions`, the config's overrides applied), else `fleetkit.calendars`
 with the shipped overrides, reached by reference like the loader (pandas comes with them).
 
+Models from the registry (`params.model: registry`): the strategy is built holding no
+model and loads nothing itself; the runtime, which reads the registry and the artifact
+store (layers this one never imports), hands it each timeframe's active version as a
+verified local directory (`use_models`), at start and again whenever the active versions
+change — the strategy then loads them through the same loader (every sha256 checked before
+anything is unpickled) and starts its model state afresh, and the runtime re-warms it from
+history before the next bar decides. A refusal there leaves the models it had untouched.
+Until models are handed over (no active version), the strategy refuses with the reason.
+
 The models' levels combine by `combine` (models ordered finest first):
     mean             the mean of their levels, rounded toward hold (-1.5 -> -1, 2.7 -> 2)
     agree            their common level when all say the same, else hold
@@ -68,6 +77,9 @@ LOADER = "fleetkit.ml.policy_loader:load_policy"
 CALENDARS = "fleetkit.calendars.market_calendars:MarketCalendars"
 OVERRIDES = "fleetkit.calendars.overrides:load_overrides"
 MANIFEST = "manifest.json"  # ml.model_dir.MANIFEST: what makes a directory a model's
+# `params.model: registry` (config.ml.MODELS_FROM_REGISTRY): models handed over by the
+# runtime from the registry's active versions.
+REGISTRY = "registry"
 LEVELS = ACTION_LEVELS  # action i is LEVELS[i], as in training (core.signals)
 COMBINE_RULES = ("mean", "agree", "finest_confirmed", "finest_unopposed")
 _LOG = logging.getLogger("fleetkit.strategy.rl_policy")
@@ -162,19 +174,46 @@ def build_rl_policy(models: Sequence[str], features: dict[str, Any] | None, comb
     try:
         feature_set = None if features is None else parse_feature_set(features)
         load: PolicyLoader = loader or import_provider(LOADER)  # type: ignore[assignment]
+        if list(models) == [REGISTRY]:
+            # The runtime hands the registry's versions over (`use_models`); until it
+            # does, the strategy refuses, so a bot that nothing hands them to (a backtest)
+            # halts with the reason instead of trading nothing silently.
+            return RlPolicyStrategy([], combine, refused=AWAITING_REGISTRY,
+                                    source=_Source(load, feature_set, device))
         directories = model_directories(models)
         policies = [load(d, feature_set, device=device) for d in directories]
         for directory, policy in zip(directories, policies, strict=True):
-            if policy.actions != len(LEVELS):
-                raise ConfigError(f"{directory} has {policy.actions} actions, not the "
-                                  f"{len(LEVELS)} signal levels; train it again")
-            base = policy.feature_set.base
-            if directory.name in TIMEFRAMES and directory.name != base:
-                raise ConfigError(f"{directory} holds a {base} model, not a {directory.name} "
-                                  f"one; move it to {directory.parent / base}")
+            _check_policy(directory, policy, directory.name if directory.name in TIMEFRAMES
+                          else None)
     except Exception as exc:  # the loader's refusal, or the `ml` extra missing
         return RlPolicyStrategy([], combine, refused=_one_line(exc))
     return RlPolicyStrategy(policies, combine, names=[str(d) for d in directories])
+
+
+AWAITING_REGISTRY = ("rl_policy follows the model registry (params.model: registry) but no "
+                     "model version was handed to it: only a running bot (`fleet bot run`, "
+                     "`fleet up`) reads the registry; elsewhere name a model directory")
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """How models handed over later are loaded: the build's loader, features and device."""
+
+    load: PolicyLoader
+    feature_set: FeatureSet | None
+    device: str
+
+
+def _check_policy(directory: Path, policy: LoadedPolicy, timeframe: str | None) -> None:
+    if policy.actions != len(LEVELS):
+        raise ConfigError(f"{directory} has {policy.actions} actions, not the "
+                          f"{len(LEVELS)} signal levels; train it again")
+    base = policy.feature_set.base
+    if timeframe is not None and timeframe != base:
+        raise ConfigError(f"{directory} holds a {base} model, not a {timeframe} one; "
+                          + (f"move it to {directory.parent / base}"
+                             if directory.name == timeframe else
+                             "register it under its own timeframe"))
 
 
 def _minutes(policy: LoadedPolicy) -> float:
@@ -201,6 +240,7 @@ class _Model:
     bars: LiveBars | None = None  # None: the bot's own bars are this model's
     level: SignalLevel | None = None
     decisions: int = 0
+    version: int | None = None  # the registry's version id, for models handed over
 
 
 class RlPolicyStrategy:
@@ -210,17 +250,27 @@ class RlPolicyStrategy:
     reads_average_price: ClassVar[bool] = True
 
     def __init__(self, policies: Sequence[LoadedPolicy], combine: str, *,
-                 names: Sequence[str] | None = None, refused: str | None = None) -> None:
+                 names: Sequence[str] | None = None, refused: str | None = None,
+                 source: _Source | None = None) -> None:
         if combine not in COMBINE_RULES:
             raise ValueError(f"unknown combine rule {combine!r}")
-        names = list(names) if names is not None else [f"model {i}" for i in
-                                                       range(len(policies))]
-        ordered = sorted(zip(names, policies, strict=True), key=lambda p: _minutes(p[1]))
-        self.models = [_Model(n, p, p.feature_set.base, deque(maxlen=p.window))
-                       for n, p in ordered]  # finest first: the bot's bars are its bars
         self.combine = combine
         self.refused = refused
+        # Set: the models come from the registry, handed over by the runtime.
+        self._source = source
         self._sessions: SessionSource | None = None
+        self._set_models(policies, names, [None] * len(policies))
+
+    def _set_models(self, policies: Sequence[LoadedPolicy], names: Sequence[str] | None,
+                    versions: Sequence[int | None]) -> None:
+        """These models, with every piece of state fed from bars started afresh (the
+        calendars handed over stay)."""
+        names = list(names) if names is not None else [f"model {i}" for i in
+                                                       range(len(policies))]
+        ordered = sorted(zip(names, policies, versions, strict=True),
+                         key=lambda p: _minutes(p[1]))
+        self.models = [_Model(n, p, p.feature_set.base, deque(maxlen=p.window), version=v)
+                       for n, p, v in ordered]  # finest first: the bot's bars are its bars
         self._book: SessionBook | None = None
         self._known_until_s = 0  # sessions are known for bars opening before this
         self._next_day: date | None = None
@@ -233,6 +283,41 @@ class RlPolicyStrategy:
     @property
     def policies(self) -> list[LoadedPolicy]:
         return [m.policy for m in self.models]
+
+    @property
+    def follows_registry(self) -> bool:
+        """Whether the runtime must hand this strategy its models (`use_models`)."""
+        return self._source is not None
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """timeframe -> the registry version each model trades (handed-over models only)."""
+        return {m.timeframe: m.version for m in self.models if m.version is not None}
+
+    def use_models(self, models: Sequence[tuple[str, Path, int]]) -> None:
+        """Trade these models from now on: (timeframe, verified directory, registry version)
+        for each of the bot's timeframes. Each is loaded through the build's loader (every
+        sha256 checked before anything is unpickled); all load or nothing changes (the
+        loader's refusal is raised, one line). The model state starts afresh: the caller
+        warms it up again from history before the next bar trades."""
+        if self._source is None:
+            raise ConfigError("rl_policy: this strategy loads its own models (params.model "
+                              "names directories); it takes none from the registry")
+        source = self._source
+        loaded = []
+        for timeframe, directory, version in models:
+            policy = source.load(directory, source.feature_set, device=source.device)
+            _check_policy(directory, policy, timeframe)
+            loaded.append((f"{timeframe} version {version} ({directory})", policy, version))
+        if not loaded:
+            raise ConfigError("rl_policy: no model was handed over")
+        self._set_models([p for _, p, _ in loaded], [n for n, _, _ in loaded],
+                         [v for _, _, v in loaded])
+        self.refused = None
+
+    def refuse(self, reason: str) -> None:
+        """Halt at the next bar with `reason` (one line): e.g. no active version to trade."""
+        self.refused = reason
 
     @property
     def timeframe(self) -> str | None:
