@@ -68,6 +68,8 @@ BOT_GRANTS: dict[str, set[str]] = {
     # The model registry (operations branch) is the owner's: a bot reads only its own
     # active version and its files (row-level security), never the audit.
     "model_versions": {SEL}, "model_files": {SEL}, "model_history": set(),
+    # Training runs are the pipeline's, run as the owner: a bot sees none of them.
+    "training_runs": set(), "training_steps": set(),
 }
 BOT_ROW_UPDATES = {"market", "currency", "strategy", "mode", "settings", "lease_owner",
                    "lease_expires_at", "updated_at"}
@@ -80,7 +82,8 @@ BOT_SEQUENCES = {f"{t}_id_seq" for t in ("signals", "orders", "fills", "pnl_snap
                                          "events", "outbox")}
 ALL_SEQUENCES = BOT_SEQUENCES | {f"{t}_id_seq" for t in ("bots", "position_adjustments",
                                                          "job_runs", "deliveries",
-                                                         "model_versions", "model_history")}
+                                                         "model_versions", "model_history",
+                                                         "training_runs")}
 NO_PRIVILEGE = "42501"
 
 

@@ -14,8 +14,8 @@ from fleetkit.core.errors import ConfigError
 # list equal to the CLI's). The config sits below the CLI, so it cannot ask the CLI.
 FLEET_COMMANDS = frozenset({
     "backtest", "bot", "broker", "calendar", "dashboard", "data", "db", "deploy", "events",
-    "exchange", "halt", "init", "jobs", "metrics", "ml", "monitor", "notify", "reconcile",
-    "resume", "scheduler", "services", "status", "strategies", "up",
+    "exchange", "halt", "init", "jobs", "metrics", "ml", "model", "monitor", "notify",
+    "reconcile", "resume", "scheduler", "services", "status", "strategies", "train", "up",
 })
 # Supervisors: they never return, and a scheduler must not start a scheduler.
 SUPERVISORS = ("up", "scheduler")
