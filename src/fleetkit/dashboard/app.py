@@ -70,6 +70,7 @@ def main() -> None:
         st.Page(PAGES / "risk.py", title="Risk", icon=":material/shield:"),
         st.Page(PAGES / "health.py", title="Health", icon=":material/monitor_heart:"),
         st.Page(PAGES / "market_data.py", title="Market data", icon=":material/candlestick_chart:"),
+        st.Page(PAGES / "training.py", title="Models & training", icon=":material/model_training:"),
         st.Page(PAGES / "controls.py", title="Controls", icon=":material/gavel:"),
     ]
     navigation = st.navigation(pages)

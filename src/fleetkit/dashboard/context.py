@@ -18,10 +18,11 @@ from fleetkit.dashboard.auth import LoginGuard, load_users
 from fleetkit.dashboard.cache import TtlCache
 from fleetkit.dashboard.market_queries import MarketDataQueries
 from fleetkit.dashboard.queries import DashboardQueries
+from fleetkit.dashboard.training_queries import TrainingQueries
 from fleetkit.runtime.wiring import database_url, market_data_url
 from fleetkit.store.database import Database, open_database
 from fleetkit.store.fleet import FleetStore
-from fleetkit.store.migrate import COLLECTOR_BRANCHES, require_current_schema
+from fleetkit.store.migrate import COLLECTOR_BRANCHES, OPERATIONS, require_current_schema
 
 T = TypeVar("T")
 DB_URL_ENV = "FLEET_DASHBOARD_DB_URL"  # `fleet dashboard --db`
@@ -40,6 +41,7 @@ class DashboardContext:
     guard: LoginGuard
     _market_data: tuple[Database, MarketDataQueries] | None = None
     _market_data_lock: threading.Lock = field(default_factory=threading.Lock)
+    _training: TrainingQueries | None = None
 
     @property
     def settings(self) -> DashboardSettings:
@@ -93,6 +95,14 @@ class DashboardContext:
                 self._market_data = (database, MarketDataQueries(
                     database.engine, self.database.engine, self.loaded.config.market_data))
             return self._market_data[1]
+
+    def training(self) -> TrainingQueries:
+        """The training runs' and model registry's queries, once the fleet database's
+        operations branch is checked (raises SchemaMismatchError naming `fleet db upgrade`)."""
+        if self._training is None:
+            require_current_schema(self.database.engine, self.database.where, (OPERATIONS,))
+            self._training = TrainingQueries(self.database.engine)
+        return self._training
 
     def close(self) -> None:
         if self._market_data is not None and self._market_data[0] is not self.database:

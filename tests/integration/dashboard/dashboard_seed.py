@@ -226,3 +226,74 @@ def _snapshot(day: date, expiry: date, at: datetime, width: int,
             "put_strike": strike - 100 * width, "put_bid": half - 1, "put_ask": half + 1,
             "put_last": half, "put_iv": None, "premium": Decimal(premium),
             "source": "stream", "recorded_at": at + timedelta(seconds=1)}
+
+
+@dataclass(frozen=True)
+class SeededTraining:
+    """rl-btc 1h: version 1 then 2 activated (2's metrics beside 1's), version 3 rejected
+    in the registry ("gate: Sharpe"); rl-eth 15m: version 4 then 5 activated, then rolled
+    back to 4 ("fills slipped"). Runs: rl-btc 1h succeeded (export 2 s, ship 1 s, then
+    version 2), then a second period rejected at fetch (a sha256 changed in transit)."""
+
+    now: datetime
+    versions: dict[str, int]
+
+
+def seed_training(database: Any, now: datetime | None = None) -> SeededTraining:
+    from fleetkit.store.model_registry import ManifestSummary, ModelFile, ModelRegistry
+    from fleetkit.store.training_runs import RunState, StepState, TrainingRunStore
+
+    now = now or datetime.now(UTC)
+    moment = [now - timedelta(hours=3)]
+
+    def tick(seconds: float = 60.0) -> datetime:
+        moment[0] += timedelta(seconds=seconds)
+        return moment[0]
+
+    registry = ModelRegistry(database.engine, clock=tick)
+    manifest = ManifestSummary("tft", "ppo", "f" * 16, now - timedelta(days=30),
+                               now - timedelta(days=1), 4000, {"model.zip": "a" * 64})
+    files = [ModelFile("model.zip", 10, "a" * 64), ModelFile("manifest.json", 5, "b" * 64)]
+
+    def version(bot: str, frame: str, sharpe: float, total: float) -> int:
+        return registry.register(bot, frame, manifest, "b" * 64, files,
+                                 store_url="file:///models", store_key=f"{bot}/{frame}/{tick()}",
+                                 actor="pipeline", metrics={
+                                     "total_return": total, "sharpe": sharpe,
+                                     "max_drawdown": 0.05, "buy_and_hold_return": 0.02,
+                                     "trades": 12}).id
+
+    v1 = version("rl-btc", "1h", 0.5, 0.01)
+    registry.activate(v1, actor="pipeline", reason="training run 1")
+    v2 = version("rl-btc", "1h", 0.8, 0.03)
+    registry.activate(v2, actor="pipeline", reason="training run 2")
+    v3 = version("rl-btc", "1h", 0.1, -0.01)
+    registry.reject(v3, actor="cli:ops", reason="gate: Sharpe too low")
+    v4 = version("rl-eth", "15m", 0.3, 0.02)
+    registry.activate(v4, actor="pipeline", reason="training run 3")
+    v5 = version("rl-eth", "15m", 0.4, 0.04)
+    registry.activate(v5, actor="pipeline", reason="training run 4")
+    registry.rollback("rl-eth", "15m", actor="cli:ops", reason="fills slipped")
+
+    runs = TrainingRunStore(database.engine)
+    start = tick()
+    run = runs.claim("rl-btc", "1h", "2026-12-07T00", trainer="local", owner="bench",
+                     lease_s=600, now=start).run
+    assert run is not None
+    for step, seconds in (("export", 2.0), ("ship", 1.0)):
+        at = tick(0.5)
+        runs.step_started(run, step, at)
+        runs.step_finished(run, step, StepState.DONE, {}, at + timedelta(seconds=seconds))
+        tick(seconds)
+    runs.finish(run, RunState.SUCCEEDED, now=start + timedelta(seconds=30), owner="bench",
+                message="ok", version_id=v2)
+    start = tick()
+    bad = runs.claim("rl-btc", "1h", "2026-12-07T02", trainer="gpu-box", owner="bench",
+                     lease_s=600, now=start).run
+    assert bad is not None
+    runs.step_started(bad, "fetch", start)
+    runs.step_finished(bad, "fetch", StepState.FAILED, {}, start + timedelta(seconds=4))
+    runs.finish(bad, RunState.REJECTED, now=start + timedelta(seconds=5), owner="bench",
+                message="rejected", error="model.zip arrived with sha256 0000: changed in "
+                "transit", failed_step="fetch")
+    return SeededTraining(now, {"v1": v1, "v2": v2, "v3": v3, "v4": v4, "v5": v5})

@@ -237,7 +237,7 @@ def test_a_database_that_is_down_is_a_message_on_every_page_not_a_traceback(
         expected = "unreachable"
     _shared_context.clear()
     for page in (None, "pnl", "positions", "history", "risk", "health", "controls",
-                 "market_data"):
+                 "market_data", "training"):
         at = open_page(page)
         assert any(expected in e.value for e in at.error), (page, [e.value for e in at.error])
 
