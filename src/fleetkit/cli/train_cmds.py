@@ -43,6 +43,12 @@ def run_command(
         trainer: Annotated[str | None, typer.Option(
             "--trainer", help="a name of training.trainers (default: the bot's, "
             "training.trainer, else the only one)")] = None,
+        period: Annotated[str | None, typer.Option(
+            "--period", envvar="FLEET_JOB_PERIOD", show_envvar=False,
+            help="the period to train, named by a moment in it (2026-12-07T10:45:00Z) or "
+            "itself (2026-12-07, 2026-12-07T14:00Z); default: the current one. A scheduled "
+            "job passes its fire time (FLEET_JOB_PERIOD), so a catch-up trains the missed "
+            "period")] = None,
         config: ConfigOption = None, db: DbOption = None,
         market_data_db: MarketDataDbOption = None, as_json: JsonOption = False) -> None:
     """Run this period's training of BOT (each timeframe in turn): export, ship, train,
@@ -59,12 +65,19 @@ def run_command(
 
     frames = [timeframe] if timeframe else ml_timeframes(settings,
                                                          loaded.config.defaults.bar_interval)
+    if period is not None:  # a bad one in one line before anything is opened
+        from datetime import UTC, datetime
+
+        from fleetkit.pipeline.runs import period_named
+
+        period_named(period, loaded.config.training.for_bot(bot).period_hours,
+                     datetime.now(UTC))
     results: list[RunResult] = []
     with _database(loaded, db) as database:
         for frame in frames:
             ctx = _context(loaded, database, bot, frame, trainer, db, market_data_db,
                            quiet=as_json)
-            results.append(_run_one(ctx, force, as_json))
+            results.append(_run_one(ctx, force, as_json, period))
     if as_json:
         typer.echo(json.dumps({"bot": bot, "runs": [
             {"outcome": r.state, **(r.run.as_json() if r.run else {})} for r in results]},
@@ -153,14 +166,15 @@ def _context(loaded: LoadedConfig, database: Database, bot: str, frame: str,
         on_line=None if quiet else _show_line)
 
 
-def _run_one(ctx: RunContext, force: bool, as_json: bool) -> RunResult:
+def _run_one(ctx: RunContext, force: bool, as_json: bool,
+             period: str | None = None) -> RunResult:
     from fleetkit.pipeline.runs import run_training
 
     label = f"{ctx.bot.name} {ctx.timeframe}"
     if not as_json:
         typer.echo(f"training {label} on {ctx.trainer.name} ({ctx.trainer.describe()})",
                    err=True)
-    result = run_training(ctx, force=force)
+    result = run_training(ctx, period=period, force=force)
     if not as_json:
         typer.echo(_summary(label, result))
     return result

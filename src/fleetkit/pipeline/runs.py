@@ -25,7 +25,7 @@ from typing import Any
 from fleetkit.config.loader import LoadedConfig
 from fleetkit.config.models import BotSettings
 from fleetkit.config.pipeline import BotTrainingSettings
-from fleetkit.core.errors import FleetError
+from fleetkit.core.errors import FleetError, UserError
 from fleetkit.pipeline.trainers import Backoff, Trainer
 from fleetkit.store.model_registry import ModelRegistry
 from fleetkit.store.training_runs import (
@@ -126,13 +126,35 @@ def period_of(moment: datetime, hours: int) -> str:
     return slot.strftime("%Y-%m-%dT%H:%MZ")
 
 
+def period_named(text: str, hours: int, now: datetime) -> str:
+    """The period `text` names: a moment in it — what the scheduler passes a job in
+    FLEET_JOB_PERIOD, its fire time (`2026-12-07T10:45:00Z`) — or a period's own name
+    (`2026-12-07`, `2026-12-07T14:00Z`); a time without a zone is UTC. A period that has not
+    begun by `now` is refused (UserError: exit 2)."""
+    cleaned = text.strip()
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise UserError(f"--period {text!r}: give a UTC date (2026-12-07), a period start "
+                        "(2026-12-07T14:00Z) or a moment in it (2026-12-07T10:45:00Z)"
+                        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment > now:
+        at = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        raise UserError(f"--period {text!r} is in the future (now {at} UTC): a period is "
+                        "trained once it has begun")
+    return period_of(moment, hours)
+
+
 def run_training(ctx: RunContext, *, period: str | None = None,
                  force: bool = False) -> RunResult:
     """Claim the period and run (or resume) it to its end; what became of it."""
     from fleetkit.pipeline import steps
 
     now = ctx.clock()
-    chosen = period or period_of(now, ctx.settings.period_hours)
+    hours = ctx.settings.period_hours
+    chosen = period_of(now, hours) if period is None else period_named(period, hours, now)
     claim = ctx.runs.claim(ctx.bot.name, ctx.timeframe, chosen, trainer=ctx.trainer.name,
                            owner=ctx.owner, lease_s=_lease(ctx, "export"), now=now,
                            force=force)

@@ -15,6 +15,10 @@ def plain_demo(tmp_path: Path) -> LoadedConfig:
     """The demo fleet without its learning bots: what every deployment was before them."""
     raw = yaml.safe_load(demo_config_text())
     raw["bots"] = [bot for bot in raw["bots"] if bot["strategy"] != "rl_policy"]
+    # ... and their training pipeline: its settings and scheduled jobs name them.
+    raw.pop("training", None)
+    raw["jobs"] = [job for job in raw.get("jobs", [])
+                   if not job["command"].startswith("train ")]
     path = tmp_path / "plain" / "fleet.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
