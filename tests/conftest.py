@@ -8,6 +8,7 @@ FLEET_TEST_REQUIRE_PG=1 (CI sets it), which turns the skip into a failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,20 @@ from tests.support import (
 )
 
 BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(autouse=True)
+def _process_logging_restored() -> Iterator[None]:
+    """A command run in-process (`main([...])`) configures the process's logging as a real
+    `fleet` process would: the root level and fleetkit's console handler. Left behind, it
+    would print the next test's INFO lines into the stderr that test compares."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
