@@ -40,6 +40,7 @@ def _process_logging_restored() -> Iterator[None]:
     for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)
+            handler.close()  # a log file's handle, closed as the process's exit would
     root.setLevel(level)
 
 
