@@ -20,8 +20,8 @@ from fleetkit.artifacts.port import (
     StoredFile,
     UnsupportedStoreError,
     open_store,
-    sha256_file,
 )
+from fleetkit.core.hashing import sha256_file
 
 __all__ = ["COMPLETE", "SCHEMES", "ArtifactError", "ArtifactMismatchError", "ArtifactStore",
            "ArtifactStoreUnavailableError", "S3Options", "SftpOptions", "StoredFile",

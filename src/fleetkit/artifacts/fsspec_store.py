@@ -30,9 +30,9 @@ from fleetkit.artifacts.port import (
     StoredFile,
     check_key,
     check_segment,
-    sha256_file,
 )
 from fleetkit.core.errors import ConfigError
+from fleetkit.core.hashing import sha256_file
 
 _BLOCK = 1 << 20
 

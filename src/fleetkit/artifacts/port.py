@@ -8,7 +8,6 @@ finish; `list_keys` does not show it and `verify` reports it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,14 +112,6 @@ def check_key(key: str) -> str:
     for part in parts:
         check_segment("the key part", part)
     return key
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def scheme_of(url: str) -> str:

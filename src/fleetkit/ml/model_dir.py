@@ -14,7 +14,6 @@ ConfigError: the CLI exits 2) and nothing is unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from fleetkit.core.errors import ConfigError
+from fleetkit.core.hashing import sha256_file
 from fleetkit.ml.policies import POLICIES
 from fleetkit.ml.tft import ranked_weights
 
@@ -99,12 +99,7 @@ class ModelManifest:
         return manifest
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = sha256_file  # the name this module's callers know
 
 
 @dataclass(frozen=True, slots=True)

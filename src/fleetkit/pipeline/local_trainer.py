@@ -8,7 +8,6 @@ checksums are computed here in-process — this machine IS the trainer.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import signal
@@ -18,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from fleetkit.core.hashing import sha256_file
 from fleetkit.pipeline.processes import guarded, stream_process
 from fleetkit.pipeline.trainers import (
     LineCallback,
@@ -77,14 +77,10 @@ class LocalTrainer:
     def sha256(self, remote_names: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for name in remote_names:
-            digest = hashlib.sha256()
             try:
-                with self.path(name).open("rb") as stream:
-                    while chunk := stream.read(_CHUNK):
-                        digest.update(chunk)
+                out[name] = sha256_file(self.path(name))
             except OSError as exc:
                 raise self._failed(f"cannot hash {name}: {exc.strerror or exc}") from None
-            out[name] = digest.hexdigest()
         return out
 
     def list_files(self, remote_dir: str) -> list[str]:
